@@ -1,0 +1,8 @@
+"""``python -m ecse``: the command line interface of :mod:`ecse.cli`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

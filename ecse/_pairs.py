@@ -1,0 +1,44 @@
+"""Vectorised enumeration of pairs of neighbours that share a centre."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["pairs_within_groups"]
+
+
+def pairs_within_groups(group: Tensor, num_groups: int, ordered: bool) -> tuple[Tensor, Tensor]:
+    """All pairs ``(a, b)`` of entries that belong to the same group.
+
+    Args:
+        group: group (centre) of each entry, sorted ascending, shape ``[E]``.
+        num_groups: number of groups.
+        ordered: ``True`` for all ordered pairs ``a != b``; ``False`` for ``a < b``.
+
+    Returns:
+        ``(first, second)`` entry indices, each of shape ``[P]``, grouped by centre.
+
+    Example:
+        >>> import torch
+        >>> pairs_within_groups(torch.tensor([0, 0, 0, 1]), 2, ordered=False)
+        (tensor([0, 0, 1]), tensor([1, 2, 2]))
+    """
+    device = group.device
+    num = group.numel()
+    if num == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty
+    counts = torch.bincount(group, minlength=num_groups)
+    start = torch.cumsum(counts, 0) - counts
+    position = torch.arange(num, device=device) - start[group]  # rank inside its group
+    size = counts[group]
+    partners = size - 1 if ordered else size - 1 - position
+    first = torch.repeat_interleave(torch.arange(num, device=device), partners)
+    pair_start = torch.cumsum(partners, 0) - partners
+    k = torch.arange(first.numel(), device=device) - pair_start[first]
+    if ordered:
+        k = k + (k >= position[first]).long()  # skip the entry itself
+        second = start[group[first]] + k
+    else:
+        second = first + 1 + k
+    return first, second

@@ -1,0 +1,59 @@
+"""Input checks with clear messages (bad input never reaches torch internals)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_point_cloud"]
+
+
+def check_point_cloud(data) -> tuple[Tensor, Tensor, int]:
+    """Check a PyG ``Data``/``Batch`` and return ``(pos, batch, num_graphs)``.
+
+    Raises:
+        ValueError: missing/empty/non-finite/wrongly shaped ``pos``, non-float dtype,
+            ``batch`` of the wrong length or unsorted, tensors on different devices or
+            of mixed float dtypes, a ``cell`` of the wrong shape or dtype.
+    """
+    pos = getattr(data, "pos", None)
+    if not isinstance(pos, Tensor):
+        raise ValueError("data.pos is missing: ECSE needs positions as a [N, 3] tensor")
+    if pos.dim() != 2 or pos.shape[1] != 3:
+        raise ValueError(f"data.pos must have shape [N, 3], got {tuple(pos.shape)}")
+    if pos.shape[0] == 0:
+        raise ValueError("empty point cloud: data.pos has no points")
+    if not pos.is_floating_point():
+        raise ValueError(f"data.pos must be a floating-point tensor, got {pos.dtype}")
+    if not bool(torch.isfinite(pos).all()):
+        bad = int((~torch.isfinite(pos)).any(dim=1).sum())
+        raise ValueError(f"data.pos has {bad} point(s) with NaN or infinite coordinates")
+    batch = getattr(data, "batch", None)
+    if batch is None:
+        batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
+        num_graphs = 1
+    else:
+        if batch.device != pos.device:
+            raise ValueError(f"data.batch is on {batch.device} but data.pos is on {pos.device}")
+        if batch.dim() != 1 or batch.shape[0] != pos.shape[0]:
+            raise ValueError(f"data.batch must have shape [{pos.shape[0]}], got {tuple(batch.shape)}")
+        if batch.dtype != torch.long:
+            raise ValueError(f"data.batch must be int64, got {batch.dtype}")
+        if bool((batch[1:] < batch[:-1]).any()) or int(batch.min()) < 0:
+            raise ValueError("data.batch must be sorted and non-negative (as PyG builds it)")
+        num_graphs = int(getattr(data, "num_graphs", 0) or int(batch.max()) + 1)
+        if bool((torch.bincount(batch, minlength=num_graphs) == 0).any()):
+            raise ValueError("empty point cloud: a graph in the batch has no points")
+    for key in data.keys():
+        value = data[key]
+        if isinstance(value, Tensor) and value.device != pos.device:
+            raise ValueError(f"data.{key} is on {value.device} but data.pos is on {pos.device}")
+        if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != pos.dtype:
+            raise ValueError(f"data.{key} is {value.dtype} but data.pos is {pos.dtype}: use one float dtype")
+    cell = getattr(data, "cell", None)
+    if cell is not None:
+        if cell.numel() != 9 * num_graphs:
+            raise ValueError(f"data.cell must hold one 3x3 cell per graph ([{num_graphs}, 3, 3]), "
+                             f"got {tuple(cell.shape)}")
+        if not bool(torch.isfinite(cell).all()):
+            raise ValueError("data.cell has NaN or infinite entries")
+    return pos, batch, num_graphs

@@ -1,0 +1,109 @@
+r"""Adaptive inner cutoff: per centre, the smallest radius that holds a good pair.
+
+For a centre with neighbour displacements :math:`r_j` (lengths) and unit vectors
+:math:`\hat r_j` inside the outer cutoff :math:`r_{out}`, every unordered pair
+:math:`j < k` gets
+
+.. math::
+    v_{jk} = SM_\beta(r_j, r_k) + W_0(1/e)/\beta, \qquad
+    u_{jk} = f_c(r_j; r_{out}, \delta)\, f_c(r_k; r_{out}, \delta)\, q(s_{jk}; W, \Delta W),
+
+with :math:`s_{jk} = |\hat r_j \times \hat r_k|^2`.  A sentinel
+:math:`(v = r_{out}, u = 1)` is added and
+
+.. math::  r_{in} = SM_{-\beta}(v; u) + \delta.
+
+In words: smoothly, the smallest radius that holds one clearly non-collinear pair, plus
+a margin :math:`\delta`.  The shift by :math:`W_0(1/e)/\beta` makes
+:math:`v_{jk} \ge \max(r_j, r_k)`, so the best pair lies fully inside :math:`r_{in}`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._pairs import pairs_within_groups
+from .switching import LAMBERT_W0_INV_E, cutoff_function, segment_smooth_max, smooth_max_pair, step_up
+
+__all__ = ["adaptive_inner_cutoff", "pair_sin2", "sin2_angle"]
+
+
+def sin2_angle(a: Tensor, b: Tensor) -> Tensor:
+    r""":math:`|\hat a \times \hat b|^2` for unit vectors ``a``, ``b`` of shape ``[P, 3]``."""
+    return torch.linalg.cross(a, b).square().sum(-1)
+
+
+def adaptive_inner_cutoff(
+    center: Tensor,
+    vector: Tensor,
+    num_centers: int,
+    outer_cutoff: float,
+    beta: float = 5.0,
+    angle_threshold: float = 0.2,
+    angle_width: float = 0.15,
+    radial_width: float = 0.15,
+) -> Tensor:
+    r"""Adaptive inner cutoff :math:`r_{in}` of every centre.
+
+    Args:
+        center: centre of each neighbour, sorted, ``[E]``.
+        vector: displacement to each neighbour, ``[E, 3]``.
+        num_centers: number of centres ``N``.
+        outer_cutoff: :math:`r_{out}`; neighbours beyond it are ignored.
+        beta: sharpness :math:`\beta` of the smooth max/min (inverse length).
+        angle_threshold: :math:`W`, the :math:`\sin^2` angle above which a pair counts.
+        angle_width: :math:`\Delta W`, width of that switch.
+        radial_width: :math:`\delta`, width of the radial cutoffs and the margin.
+
+    Shapes:
+        returns ``[N]``.  A centre without a non-collinear pair gets
+        :math:`r_{out} + \delta`.
+
+    Example:
+        >>> import torch
+        >>> from ecse.neighbors import neighbor_list
+        >>> pos = torch.tensor([[0., 0, 0], [1, 0, 0], [0, 1.2, 0], [3, 0, 0]], dtype=torch.float64)
+        >>> nl = neighbor_list(pos, 5.0)
+        >>> r_in = adaptive_inner_cutoff(nl.center, nl.vector, 4, 5.0)
+        >>> bool(1.2 < r_in[0] < 2.0)
+        True
+    """
+    length = vector.norm(dim=-1)
+    inside = length < outer_cutoff
+    center, vector, length = center[inside], vector[inside], length[inside]
+    unit = vector / length.unsqueeze(-1)
+    first, second = pairs_within_groups(center, num_centers, ordered=False)
+    s = pair_sin2(center, unit, num_centers, first, second)
+    radial = cutoff_function(length, outer_cutoff, radial_width)  # per neighbour, gathered below
+    value = smooth_max_pair(length[first], length[second], beta) + LAMBERT_W0_INV_E / beta
+    weight = radial[first] * radial[second] * _step_up_sparse(s, angle_threshold, angle_width)
+    sentinel_value = vector.new_full((num_centers,), outer_cutoff)
+    values = torch.cat([value, sentinel_value])
+    weights = torch.cat([weight, torch.ones_like(sentinel_value)])
+    index = torch.cat([center[first], torch.arange(num_centers, device=center.device)])
+    return segment_smooth_max(values, weights, index, num_centers, -beta) + radial_width
+
+
+def _step_up_sparse(s: Tensor, start: float, width: float) -> Tensor:
+    """``step_up(s, start, width)``, evaluating the switch only inside its window."""
+    out = (s >= start + width).to(s.dtype)
+    window = ((s > start) & (s < start + width)).nonzero().squeeze(1)
+    return out.index_put((window,), step_up(s[window], start, width))
+
+
+def pair_sin2(center: Tensor, unit: Tensor, num_centers: int, first: Tensor, second: Tensor) -> Tensor:
+    r""":math:`|\hat r_a \times \hat r_b|^2 = 1 - (\hat r_a \cdot \hat r_b)^2` for pairs of one centre.
+
+    The dot products of all neighbours of a centre come from one batched matrix product
+    over a padded ``[N, K, 3]`` tensor, which is much faster than gathering ``[P, 3]``
+    rows for every pair.
+    """
+    counts = torch.bincount(center, minlength=num_centers)
+    k = int(counts.max()) if counts.numel() else 0
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(center.numel(), device=center.device) - start[center]
+    padded = unit.new_zeros(num_centers, max(k, 1), 3)
+    padded[center, slot] = unit
+    gram = torch.bmm(padded, padded.transpose(1, 2)).reshape(-1)
+    cos = gram[(center[first] * k + slot[first]) * k + slot[second]]
+    return (1 - cos * cos).clamp_min(0)

@@ -1,0 +1,488 @@
+"""Rotation demo: a DGCNN trained on unrotated shapes, with and without ECSE.
+
+The bare backbone learns the canonical orientation of the training shapes and
+fails on rotated test shapes.  Wrapping the *same trained weights* in
+:class:`ecse.ECSE` makes the classifier exactly rotation invariant, so its
+accuracy on rotated shapes equals its accuracy on unrotated ones (up to the
+change in the per-frame views it is fed).
+
+The pieces are small functions so that the notebook
+``notebooks/01_wrap_any_pyg_model.ipynb`` can run them step by step;
+:func:`run_shape_demo` chains them and is what ``python -m ecse demo`` runs.
+
+Examples
+--------
+>>> from ecse.demo import run_shape_demo
+>>> results = run_shape_demo(fast=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.loader import DataLoader
+
+from .shapes import SHAPE_CLASSES, make_shapes, random_rotations
+
+__all__ = [
+    "demo_config",
+    "build_classifier",
+    "choose_cutoff",
+    "rotate_shapes",
+    "train_classifier",
+    "FrameViewSampler",
+    "evaluate",
+    "predict",
+    "accuracy",
+    "ecse_length_params",
+    "wrap_classifier",
+    "equivariance_errors",
+    "format_results",
+    "run_shape_demo",
+]
+
+Log = Callable[[str], None]
+
+
+def demo_config(fast: bool = False) -> dict:
+    """Default sizes of the demo.
+
+    Parameters
+    ----------
+    fast : bool, default False
+        Tiny sizes for CI (well under a minute on 2 CPU threads) instead of
+        the default (a few minutes).
+
+    Returns
+    -------
+    dict
+        Keys ``epochs``, ``n_train_per_class``, ``n_test_per_class``,
+        ``n_points``, ``k`` and ``hidden`` (DGCNN), ``batch_size``, ``lr``,
+        ``neighbors`` (target neighbour count of the ECSE cutoff).
+    """
+    if fast:
+        return dict(epochs=3, n_train_per_class=8, n_test_per_class=2, n_points=64,
+                    k=10, hidden=16, batch_size=16, lr=3e-3, neighbors=12)
+    return dict(epochs=8, n_train_per_class=40, n_test_per_class=10, n_points=96,
+                k=12, hidden=32, batch_size=16, lr=2e-3, neighbors=12)
+
+
+def build_classifier(num_classes: int = len(SHAPE_CLASSES), k: int = 12, hidden: int = 32,
+                     widths: Sequence[int] = (1, 1, 2), seed: int = 0) -> nn.Module:
+    """A small :class:`backbones.DGCNN` graph classifier on raw coordinates.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of output logits.
+    k : int
+        Number of nearest neighbours of the dynamic graphs.
+    hidden : int
+        Base width of the EdgeConv layers (the paper's network has 64).
+    widths : sequence of int
+        EdgeConv widths in units of ``hidden``.
+    seed : int
+        Seed of the weight initialisation.
+    """
+    from backbones import DGCNN
+
+    torch.manual_seed(seed)
+    return DGCNN(num_classes, in_channels=0, level="graph", k=k, hidden=hidden,
+                 widths=tuple(widths), norm="batch_norm")
+
+
+def choose_cutoff(data_list: Sequence[Data], n_neighbors: int = 16, max_shapes: int = 32) -> float:
+    """ECSE cutoff from the point spacing: the median radius holding ``n_neighbors`` points.
+
+    Parameters
+    ----------
+    data_list : sequence of Data
+        Clouds with ``pos``.
+    n_neighbors : int, default 16
+        Target number of neighbours (excluding the centre) inside the cutoff.
+    max_shapes : int, default 32
+        Only the first ``max_shapes`` clouds are used.
+
+    Returns
+    -------
+    float
+        The cutoff radius in the clouds' length units.
+    """
+    radii = []
+    for d in list(data_list)[:max_shapes]:
+        pos = d.pos.double()
+        dist = torch.cdist(pos, pos)
+        k = min(n_neighbors, len(pos) - 1)
+        radii.append(dist.kthvalue(k + 1, dim=1).values)  # +1: the centre itself
+    return float(torch.cat(radii).median())
+
+
+def rotate_shapes(data_list: Sequence[Data], seed: int = 0) -> list[Data]:
+    """Copies of the clouds, each rotated by its own Haar-random rotation about the origin."""
+    g = torch.Generator().manual_seed(seed)
+    rots = random_rotations(len(data_list), g, dtype=torch.float64)
+    out = []
+    for d, rot in zip(data_list, rots):
+        e = copy.copy(d)
+        e.pos = (d.pos.double() @ rot.T).to(d.pos.dtype)
+        out.append(e)
+    return out
+
+
+def train_classifier(model: nn.Module,
+                     train_set: Sequence[Data] | Callable[[int], Sequence[Data]],
+                     epochs: int = 10, lr: float = 2e-3, batch_size: int = 16, seed: int = 0,
+                     log: Log | None = print, desc: str = "") -> list[dict]:
+    """Train ``model`` with Adam (cosine learning rate) and cross entropy.
+
+    Parameters
+    ----------
+    model : nn.Module
+        PyG model mapping a batch to ``[num_graphs, num_classes]`` logits.
+    train_set : sequence of Data, or callable
+        Training clouds with ``pos`` and ``y``, used as given (no
+        augmentation); or a function ``epoch -> clouds`` that draws the
+        clouds of each epoch (e.g. a :class:`FrameViewSampler`).
+    epochs, lr, batch_size, seed :
+        Optimisation settings; ``seed`` fixes the batch order.
+    log : callable, optional
+        Receives one progress line per epoch.
+    desc : str
+        Prefix of the progress lines.
+
+    Returns
+    -------
+    list of dict
+        Per epoch: ``epoch``, ``loss``, ``train_acc``, ``time_s``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    history = []
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        clouds = train_set(epoch) if callable(train_set) else train_set
+        loader = DataLoader(list(clouds), batch_size=batch_size, shuffle=True, generator=g)
+        model.train()
+        total, correct, loss_sum = 0, 0, 0.0
+        for batch in loader:
+            opt.zero_grad()
+            logits = model(batch)
+            loss = nn.functional.cross_entropy(logits, batch.y)
+            loss.backward()
+            opt.step()
+            total += batch.num_graphs
+            loss_sum += loss.item() * batch.num_graphs
+            correct += int((logits.argmax(-1) == batch.y).sum())
+        sched.step()
+        rec = dict(epoch=epoch, loss=loss_sum / total, train_acc=correct / total,
+                   time_s=time.perf_counter() - start)
+        history.append(rec)
+        if log is not None:
+            log(f"{desc}epoch {epoch:3d}/{epochs}  loss {rec['loss']:.3f}  "
+                f"train acc {rec['train_acc']:.3f}  ({rec['time_s']:.0f}s)")
+    model.eval()
+    return history
+
+
+class FrameViewSampler:
+    """Random ECSE frame views of fixed clouds: cheap training of a backbone for ECSE.
+
+    :class:`ecse.ECSE` feeds its backbone each cloud seen from every retained
+    local frame ``(origin o, axes F)``, i.e. ``(pos - pos[o]) @ F``, and averages
+    the outputs with the frame weights.  These views do not depend on the
+    orientation of the input.  Training the backbone on one view per cloud and
+    epoch, drawn with probability proportional to the frame weights, is a
+    stochastic version of training the whole ensemble at the cost of one
+    backbone evaluation per cloud, instead of one per frame.
+
+    Parameters
+    ----------
+    data_list : sequence of Data
+        Clouds with ``pos`` and ``y``; the frames are computed once, here.
+    cutoff : float
+        ECSE cutoff.
+    seed : int, default 0
+        Seed of the random draws.
+    **ecse_kwargs
+        Frame settings as for :class:`ecse.ECSE` (``beta``, ``radial_width``,
+        ...); default :func:`ecse_length_params`.
+
+    Notes
+    -----
+    A cloud without any usable frame (handled by ECSE's auxiliary model) is
+    passed through unchanged.
+    """
+
+    def __init__(self, data_list: Sequence[Data], cutoff: float, seed: int = 0, **ecse_kwargs):
+        from dataclasses import fields
+
+        from .frameset import FrameParams, global_frames
+
+        names = {f.name for f in fields(FrameParams)}
+        params = FrameParams(**{k: v for k, v in {**ecse_length_params(cutoff), **ecse_kwargs}.items()
+                                if k in names})
+        self.data_list = list(data_list)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.frames: list[tuple[Tensor, Tensor, Tensor]] = []
+        for start in range(0, len(self.data_list), 32):
+            batch = Batch.from_data_list(self.data_list[start:start + 32])
+            with torch.no_grad():
+                fs = global_frames(batch.pos, cutoff, batch.batch, batch.num_graphs, params=params)
+            for i in range(batch.num_graphs):
+                sel = fs.graph == i
+                self.frames.append((fs.frames.center[sel] - batch.ptr[i], fs.frames.rotation[sel],
+                                    fs.frames.weight[sel]))
+
+    @property
+    def frames_per_shape(self) -> float:
+        """Mean number of retained frames per cloud."""
+        return sum(len(w) for _, _, w in self.frames) / max(len(self.frames), 1)
+
+    def sample(self) -> list[Data]:
+        """One random frame view of every cloud (``pos`` in the frame, ``y`` kept)."""
+        views = []
+        for d, (origin, rotation, weight) in zip(self.data_list, self.frames):
+            if weight.numel() == 0:
+                views.append(d)
+                continue
+            k = int(torch.multinomial(weight.double(), 1, generator=self.generator))
+            pos = (d.pos - d.pos[origin[k]]) @ rotation[k].to(d.pos.dtype)
+            views.append(Data(pos=pos, y=d.y))
+        return views
+
+    def __call__(self, epoch: int) -> list[Data]:
+        return self.sample()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data_list: Sequence[Data], batch_size: int = 16) -> dict:
+    """Predictions and accuracy of ``model`` (in eval mode) on ``data_list``.
+
+    Returns
+    -------
+    dict
+        ``pred`` (``[len(data_list)]`` predicted classes), ``accuracy`` and
+        ``frames_per_shape``: the mean number of retained ECSE frames per
+        cloud, read from ``model.last_stats`` after each batch (``None`` for
+        a model without ``last_stats``).
+    """
+    model.eval()
+    preds, frames, n = [], 0.0, 0
+    for batch in DataLoader(list(data_list), batch_size=batch_size):
+        preds.append(model(batch).argmax(-1))
+        stats = getattr(model, "last_stats", None)
+        if stats is not None and frames is not None:
+            frames += float(stats["frames_per_graph"]) * batch.num_graphs
+        else:
+            frames = None
+        n += batch.num_graphs
+    pred = torch.cat(preds)
+    y = torch.cat([d.y for d in data_list])
+    return dict(pred=pred, accuracy=float((pred == y).double().mean()),
+                frames_per_shape=None if frames is None else frames / n)
+
+
+def predict(model: nn.Module, data_list: Sequence[Data], batch_size: int = 16) -> Tensor:
+    """Predicted class of every cloud (model in eval mode), ``[len(data_list)]``."""
+    return evaluate(model, data_list, batch_size)["pred"]
+
+
+def accuracy(model: nn.Module, data_list: Sequence[Data], batch_size: int = 16) -> float:
+    """Fraction of clouds whose predicted class equals ``y``."""
+    return evaluate(model, data_list, batch_size)["accuracy"]
+
+
+def ecse_length_params(cutoff: float, reference_cutoff: float = 5.0) -> dict:
+    """ECSE's length-dimensioned settings scaled from the published defaults to ``cutoff``.
+
+    The defaults of :class:`ecse.ECSE` (``beta=5``, ``radial_width=0.15``) are in
+    absolute length units, chosen for atomistic clouds with a cutoff of a few
+    angstrom.  For clouds of another scale they are rescaled by
+    ``cutoff / reference_cutoff``, which is the same as measuring lengths in
+    units in which the cutoff is ``reference_cutoff``.  Without this, unit-size
+    shapes get smooth-max and switching widths comparable to the point spacing
+    and thousands of near-equal frames per shape.
+    """
+    scale = float(cutoff) / reference_cutoff
+    return dict(beta=5.0 / scale, radial_width=0.15 * scale)
+
+
+def wrap_classifier(backbone: nn.Module, cutoff: float, num_classes: int,
+                    chunk_size: int | None = 32768, **kwargs) -> nn.Module:
+    """Wrap a graph classifier in :class:`ecse.ECSE` (invariant logits); the backbone is untouched.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        Trained classifier returning ``[num_graphs, num_classes]``.
+    cutoff : float
+        ECSE cutoff (see :func:`choose_cutoff`).
+    num_classes : int
+        Number of logits (``out_shape=(num_classes,)``).
+    chunk_size : int, optional
+        Maximum number of nodes (over all frame copies) per backbone call.
+    **kwargs
+        Further :class:`ecse.ECSE` arguments; they override
+        :func:`ecse_length_params`.
+    """
+    from .ensemble import ECSE
+
+    params = {**ecse_length_params(cutoff), **kwargs}
+    return ECSE(backbone, cutoff=cutoff, output="scalar", level="graph",
+                out_shape=(num_classes,), chunk_size=chunk_size, **params).eval()
+
+
+def equivariance_errors(model: nn.Module, data_list: Sequence[Data], n_transforms: int = 4) -> dict:
+    """Measured relative invariance errors of a graph classifier, in float64.
+
+    A float64 copy of ``model`` is evaluated on a float64 batch of
+    ``data_list`` with :func:`ecse.testing.assert_equivariant` (measuring
+    only, no tolerance).
+
+    Returns
+    -------
+    dict
+        ``{"rotation": ..., "translation": ..., "permutation": ...}`` maximal
+        relative errors of the logits.
+    """
+    from .testing import assert_equivariant
+
+    model64 = copy.deepcopy(model).double().eval()
+    batch = Batch.from_data_list([Data(pos=d.pos.double(), y=d.y) for d in data_list])
+    with torch.no_grad():
+        errors = assert_equivariant(model64, batch, output="scalar", level="graph",
+                                    n_transforms=n_transforms)
+    return {k: float(v) for k, v in errors.items()}
+
+
+_ROWS = (
+    ("bare", "bare DGCNN (trained on unrotated)"),
+    ("ecse", "ECSE(DGCNN), same weights"),
+    ("ecse_trained", "ECSE(DGCNN trained on frame views)"),
+)
+
+
+def format_results(res: dict) -> str:
+    """The accuracy table and equivariance errors of :func:`run_shape_demo` as text."""
+    lines = [f"{'test accuracy':<40}{'unrotated':>10}{'rotated':>10}"]
+    for key, label in _ROWS:
+        if f"acc_{key}_rotated" in res:
+            lines.append(f"{label:<40}{res[f'acc_{key}_unrotated']:>10.3f}"
+                         f"{res[f'acc_{key}_rotated']:>10.3f}")
+    lines.append(f"(chance {1 / res['num_classes']:.3f}; ECSE cutoff {res['cutoff']:.3f}; "
+                 f"{res['frames_per_shape']:.1f} frames per shape on average)")
+    lines.append(f"{'max relative error, float64':<34}{'rotation':>10}{'translation':>13}"
+                 f"{'permutation':>13}")
+    for key, label in (("bare", "bare DGCNN"), ("ecse", "ECSE(DGCNN)")):
+        e = res[f"equivariance_{key}"]
+        lines.append(f"{label:<34}{e['rotation']:>10.1e}{e['translation']:>13.1e}"
+                     f"{e['permutation']:>13.1e}")
+    return "\n".join(lines)
+
+
+def run_shape_demo(epochs: int | None = None, n_train_per_class: int | None = None,
+                   n_test_per_class: int | None = None, n_points: int | None = None,
+                   seed: int = 0, fast: bool = False, train_in_frames: bool = True,
+                   log: Log | None = print) -> dict:
+    """Train on unrotated shapes; compare bare and ECSE-wrapped accuracy on rotated ones.
+
+    Steps: (1) train a DGCNN on unrotated shapes; evaluate it on unrotated
+    and randomly rotated test shapes; (2) wrap the same weights in ECSE and
+    evaluate again; (3) if ``train_in_frames``, train a second DGCNN (same
+    initialisation, same unrotated shapes) on random ECSE frame views
+    (:class:`FrameViewSampler`) and evaluate it wrapped in ECSE; (4) measure
+    the rotation, translation and permutation errors of the bare and the
+    wrapped classifier in float64 on a few test shapes.
+
+    Parameters
+    ----------
+    epochs, n_train_per_class, n_test_per_class, n_points : int, optional
+        Override the defaults of :func:`demo_config`.
+    seed : int, default 0
+        Seed of data, initialisation, batch order and test rotations.
+    fast : bool, default False
+        Tiny configuration for CI.
+    train_in_frames : bool, default True
+        Run step (3).
+    log : callable, optional
+        Receives the progress lines and the final table (``None``: silent).
+
+    Returns
+    -------
+    dict
+        Accuracies ``acc_{bare,ecse,ecse_trained}_{unrotated,rotated}``;
+        ``changed_predictions_ecse`` (test shapes whose ECSE prediction
+        changes under the rotation); ``frames_per_shape`` (mean retained
+        frames); ``aux_weight_max``; ``cutoff``; ``equivariance_bare`` and
+        ``equivariance_ecse`` (dicts of relative errors); ``history`` and
+        ``history_frames``; ``config``; timings ``train_time_s``,
+        ``eval_time_s``, ``total_time_s``.
+    """
+    say = log if log is not None else (lambda _msg: None)
+    t0 = time.perf_counter()
+    cfg = demo_config(fast)
+    for key, val in dict(epochs=epochs, n_train_per_class=n_train_per_class,
+                         n_test_per_class=n_test_per_class, n_points=n_points).items():
+        if val is not None:
+            cfg[key] = int(val)
+    num_classes = len(SHAPE_CLASSES)
+    train = make_shapes(cfg["n_train_per_class"], cfg["n_points"], seed=seed)
+    test = make_shapes(cfg["n_test_per_class"], cfg["n_points"], seed=seed + 10_000)
+    test_rot = rotate_shapes(test, seed=seed + 20_000)
+    cutoff = choose_cutoff(train, cfg["neighbors"])
+    say(f"{len(train)} training / {len(test)} test shapes, {num_classes} classes, "
+        f"{cfg['n_points']} points each; ECSE cutoff {cutoff:.3f} "
+        f"(~{cfg['neighbors']} neighbours)")
+    res = dict(num_classes=num_classes, cutoff=cutoff, config=cfg)
+    train_time = 0.0
+
+    def timed_train(model, data, desc):
+        nonlocal train_time
+        start = time.perf_counter()
+        hist = train_classifier(model, data, epochs=cfg["epochs"], lr=cfg["lr"],
+                                batch_size=cfg["batch_size"], seed=seed, log=log, desc=desc)
+        train_time += time.perf_counter() - start
+        return hist
+
+    def build():
+        return build_classifier(num_classes, k=cfg["k"], hidden=cfg["hidden"], seed=seed)
+
+    model = build()
+    res["history"] = timed_train(model, train, "[bare] ")
+    res["acc_bare_unrotated"] = accuracy(model, test)
+    res["acc_bare_rotated"] = accuracy(model, test_rot)
+
+    wrapped = wrap_classifier(model, cutoff, num_classes)
+    ecse_rot, ecse_unrot = evaluate(wrapped, test_rot), evaluate(wrapped, test)
+    res["acc_ecse_rotated"] = ecse_rot["accuracy"]
+    res["acc_ecse_unrotated"] = ecse_unrot["accuracy"]
+    res["frames_per_shape"] = (ecse_rot["frames_per_shape"] + ecse_unrot["frames_per_shape"]) / 2
+    res["aux_weight_max"] = float(wrapped.last_stats.get("aux_weight_max", 0.0))
+    res["changed_predictions_ecse"] = int((ecse_rot["pred"] != ecse_unrot["pred"]).sum())
+
+    if train_in_frames:
+        start = time.perf_counter()
+        views = FrameViewSampler(train, cutoff, seed=seed)
+        train_time += time.perf_counter() - start
+        say(f"frame views: {views.frames_per_shape:.1f} frames per training shape")
+        model_f = build()
+        res["history_frames"] = timed_train(model_f, views, "[frame views] ")
+        wrapped_f = wrap_classifier(model_f, cutoff, num_classes)
+        res["acc_ecse_trained_rotated"] = accuracy(wrapped_f, test_rot)
+        res["acc_ecse_trained_unrotated"] = accuracy(wrapped_f, test)
+
+    probe = test[: min(2, len(test))]
+    res["equivariance_bare"] = equivariance_errors(model, probe)
+    res["equivariance_ecse"] = equivariance_errors(wrapped, probe)
+    total = time.perf_counter() - t0
+    res.update(train_time_s=train_time, eval_time_s=total - train_time, total_time_s=total)
+    say(format_results(res))
+    say(f"time: training {res['train_time_s']:.0f}s, evaluation {res['eval_time_s']:.0f}s, "
+        f"total {total:.0f}s")
+    return res

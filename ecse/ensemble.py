@@ -1,0 +1,190 @@
+r"""``ECSE``: wrap any PyG model so that it is exactly rotation equivariant and smooth.
+
+.. math::
+    y(X) = \frac{\sum_k w_k\, F_k \cdot f\big((X - x_{o_k}) F_k\big) + w_{aux}\, f_{aux}(X)}
+                {\sum_k w_k + w_{aux}}
+
+where the frames :math:`(o_k, F_k, w_k)` are built from the cloud itself
+(:mod:`ecse.frameset`), :math:`F \cdot` is the action of the frame on the output type
+(:mod:`ecse.covariant`) and :math:`f_{aux}` is an intrinsically symmetric fallback
+(:mod:`ecse.auxiliary`).  A global rotation ``X -> X R^T`` maps every frame to
+``R F_k`` and leaves the weights and the frame coordinates unchanged, so ``y`` rotates
+exactly; each copy is centred on its frame's origin, so ``y`` is also exactly
+translation invariant.  Everything is a smooth function of ``X``: forces and other
+derivatives come from autograd.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from ._validation import check_point_cloud
+from .auxiliary import DistanceAux
+from .covariant import OutputSpec
+from .frameset import FrameParams, global_frames
+from .replicate import replicate_in_frames
+
+__all__ = ["ECSE"]
+
+
+class ECSE(nn.Module):
+    r"""Equivariant Coordinate System Ensemble around a backbone ``f(data)``.
+
+    Args:
+        backbone: any ``nn.Module`` called as ``backbone(data)`` on a PyG ``Batch``,
+            returning ``[num_graphs, ...]`` (``level="graph"``) or ``[num_nodes, ...]``
+            (``level="node"``).
+        cutoff: radius within which neighbours define frames (the backbone's cutoff
+            for atomistic models), in the unit of ``pos``.
+        output: ``"scalar"``, ``"vector"``, ``"rank2"``, ``"rank2-symmetric"`` or an
+            e3nn Irreps string (see :mod:`ecse.covariant` for the expected sizes).
+        level: ``"graph"`` or ``"node"``.
+        o3: also exact under reflections (adds the mirror image of every frame, so it
+            doubles the cost).  With ``o3=False`` (SO(3)), reflecting the input gives
+            what this wrapper gives for the mirrored backbone ``f(x @ diag(1,-1,1))``.
+        aux: fallback for clouds without a usable frame: ``"default"`` (a learnable
+            :class:`~ecse.auxiliary.DistanceAux`), an ``nn.Module`` with the same
+            call signature, or ``None`` (then such a cloud raises ``ValueError``).
+        out_shape: per-item output shape after reshaping, e.g. ``(5,)`` for five
+            invariant logits; default ``()`` for scalars and the component shape
+            otherwise (``(3,)``, ``(3, 3)``, ``(irreps.dim,)``).
+        chunk_size: at most this many nodes (summed over frame copies) per backbone
+            call, which bounds memory; ``None``: all frames in one call.
+        vector_attrs: node/edge/graph attributes rotated like positions (all others
+            are passed unchanged and must be invariant).
+        beta, angle_threshold, angle_width, radial_width, aux_threshold,
+        pruning_threshold, num_prunings, max_outer_cutoff: see
+            :class:`~ecse.frameset.FrameParams` (published defaults).
+
+    Shapes:
+        input: ``data.pos`` ``[N, 3]``, optional ``batch`` ``[N]``, ``cell`` ``[B, 3, 3]``.
+        output: ``[B, *out_shape]`` or ``[N, *out_shape]``.
+
+    After each call, ``last_stats`` holds frame statistics (frames per graph before
+    and after pruning, frames per centre, inner cutoffs, auxiliary weights).
+
+    Example:
+        >>> import torch
+        >>> from torch_geometric.data import Data
+        >>> backbone = lambda data: data.pos[:, 0].sum().reshape(1)  # not invariant
+        >>> model = ECSE(backbone, cutoff=3.0, aux=None)
+        >>> pos = torch.tensor([[0., 0, 0], [1, 0, 0], [0, 1.2, 0], [0.3, 0.2, 1]], dtype=torch.float64)
+        >>> R = torch.tensor([[0., -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64)
+        >>> a, b = model(Data(pos=pos)), model(Data(pos=pos @ R.T + 1.0))
+        >>> bool(torch.allclose(a, b, atol=1e-12))
+        True
+    """
+
+    def __init__(self, backbone: nn.Module, cutoff: float, output: str = "scalar", level: str = "graph",
+                 o3: bool = False, aux: Union[str, nn.Module, None] = "default",
+                 out_shape: Optional[Sequence[int]] = None, chunk_size: Optional[int] = None,
+                 vector_attrs: Sequence[str] = (), beta: float = 5.0, angle_threshold: float = 0.2,
+                 angle_width: float = 0.15, radial_width: float = 0.15, aux_threshold: float = 0.5,
+                 pruning_threshold: float = 0.9, num_prunings: int = 4, max_outer_cutoff: float = 10.0):
+        super().__init__()
+        if level not in ("graph", "node"):
+            raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
+        if not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
+            raise ValueError(f"cutoff must be a positive number, got {cutoff!r}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive or None, got {chunk_size}")
+        self.backbone = backbone
+        self.cutoff, self.level, self.o3 = float(cutoff), level, bool(o3)
+        self.spec = OutputSpec(output)
+        self.out_shape = tuple(self.spec.component_shape if out_shape is None else out_shape)
+        self.chunk_size, self.vector_attrs = chunk_size, tuple(vector_attrs)
+        self.params = FrameParams(beta, angle_threshold, angle_width, radial_width, aux_threshold,
+                                  pruning_threshold, num_prunings, max_outer_cutoff)
+        if aux == "default":
+            aux = DistanceAux(output, self.out_shape, min(self.cutoff, max_outer_cutoff), level, o3)
+            dtypes = {p.dtype for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
+            if len(dtypes) == 1:
+                aux = aux.to(dtypes.pop())  # follow a float64 backbone
+        elif aux is not None and not isinstance(aux, nn.Module):
+            raise ValueError("aux must be 'default', an nn.Module or None")
+        self.aux = aux
+        self.last_stats: dict = {}
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.backbone.__class__.__name__}, cutoff={self.cutoff}, "
+                f"output={self.spec.name!r}, level={self.level!r}, o3={self.o3})")
+
+    def forward(self, data) -> Tensor:
+        pos, batch, num_graphs = check_point_cloud(data)
+        fs = global_frames(pos, self.cutoff, batch, num_graphs, getattr(data, "cell", None),
+                           getattr(data, "pbc", None), self.params, self.o3)
+        frames, graph = fs.frames, fs.graph
+        num_items = num_graphs if self.level == "graph" else pos.shape[0]
+        total = pos.new_zeros(num_items, *self.out_shape)
+        for chunk in self._chunks(graph, batch, num_graphs):
+            copies = replicate_in_frames(data, batch, num_graphs, graph[chunk], frames.center[chunk],
+                                         frames.rotation[chunk], self.vector_attrs)
+            y = self.spec.components(self.backbone(copies.batch))
+            if self.level == "graph":
+                rotation, weight, target = frames.rotation[chunk], frames.weight[chunk], graph[chunk]
+            else:
+                local = copies.node_copy
+                rotation, weight = frames.rotation[chunk][local], frames.weight[chunk][local]
+                target = copies.node_source
+            self._check_shape(y, rotation.shape[0])
+            y = self.spec.act(y, rotation) * weight.reshape(-1, *([1] * (y.dim() - 1)))
+            total = total.index_add(0, target, y)
+        weight_sum = pos.new_zeros(num_graphs).index_add(0, graph, frames.weight)
+        aux_weight = fs.aux_weight
+        if bool((aux_weight > 0).any()):
+            if self.aux is None:
+                raise ValueError("a cloud has no usable frame (too few points, collinear, or no wide-angle "
+                                 "pair within the cutoff) and aux=None; pass aux='default' or a model")
+            aux_dtypes = {p.dtype for p in self.aux.parameters() if p.is_floating_point()}
+            if aux_dtypes and aux_dtypes != {pos.dtype}:
+                raise ValueError(f"the auxiliary model is {aux_dtypes.pop()} but data.pos is {pos.dtype}: "
+                                 "convert the whole wrapper, e.g. model.double()")
+            nl = fs.neighbors
+            y_aux = self.aux(nl.center, nl.neighbor, nl.vector, pos.shape[0], batch, num_graphs,
+                             getattr(data, "z", None))
+            self._check_shape(y_aux, num_items, "aux")
+            scale = aux_weight if self.level == "graph" else aux_weight[batch]
+            total = total + y_aux * scale.reshape(-1, *([1] * len(self.out_shape)))
+        norm = weight_sum + aux_weight
+        if self.level == "node":
+            norm = norm[batch]
+        self._record_stats(fs, num_graphs, pos.shape[0])
+        return total / norm.reshape(-1, *([1] * len(self.out_shape)))
+
+    def _chunks(self, graph: Tensor, batch: Tensor, num_graphs: int) -> list[Tensor]:
+        """Split the frames into groups whose copies hold at most ``chunk_size`` nodes."""
+        n_frames = graph.numel()
+        if n_frames == 0:
+            return []  # every graph is carried by the auxiliary model
+        if self.chunk_size is None:
+            return [torch.arange(n_frames, device=graph.device)]
+        sizes = torch.bincount(batch, minlength=num_graphs)[graph].tolist()
+        chunks, start, filled = [], 0, 0
+        for i, size in enumerate(sizes):
+            if filled and filled + size > self.chunk_size:
+                chunks.append((start, i))
+                start, filled = i, 0
+            filled += size
+        chunks.append((start, n_frames))
+        return [torch.arange(a, b, device=graph.device) for a, b in chunks]
+
+    def _check_shape(self, y: Tensor, n: int, who: str = "backbone") -> None:
+        if tuple(y.shape) != (n, *self.out_shape):
+            raise ValueError(f"{who} output has shape {tuple(y.shape)} but ECSE expects "
+                             f"({n}, *out_shape={self.out_shape}) for level={self.level!r}; "
+                             "set out_shape (e.g. out_shape=(num_classes,)) or level to match")
+
+    def _record_stats(self, fs, num_graphs: int, num_centers: int) -> None:
+        kept = fs.frames.weight.numel() // (2 if self.o3 else 1)
+        self.last_stats = {
+            "frames_per_graph": kept / num_graphs,
+            "frames_per_graph_before_pruning": fs.num_candidates / num_graphs,
+            "frames_per_centre": kept / num_centers,
+            "frames_per_centre_before_pruning": fs.num_candidates / num_centers,
+            "backbone_evaluations": fs.frames.weight.numel(),
+            "inner_cutoff_mean": float(fs.inner_cutoff.detach().mean()),
+            "aux_weight_max": float(fs.aux_weight.detach().max()),
+        }

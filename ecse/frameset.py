@@ -1,0 +1,121 @@
+"""The whole frame pipeline of a global ensemble: neighbours -> r_in -> frames -> pruning.
+
+:func:`global_frames` pools the frames of every centre of a graph (the published
+"global" ensemble), prunes them per graph, and returns the retained frames with their
+weights and the auxiliary weight of each graph.  All steps are vectorised over graphs,
+centres and frames.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from .cutoff import adaptive_inner_cutoff
+from .frames import Frames, add_mirror_frames, build_frames
+from .neighbors import NeighborList, neighbor_list
+from .pruning import auxiliary_weight, prune_weights
+
+__all__ = ["FrameParams", "FrameSet", "global_frames"]
+
+
+@dataclass(frozen=True)
+class FrameParams:
+    """Numbers of the frame construction; the defaults are the published ones.
+
+    Attributes:
+        beta: sharpness of the smooth min in the adaptive cutoff (1/length). Default 5.
+        angle_threshold: ``W``, sin^2 of the angle from which a pair is a good frame. 0.2.
+        angle_width: ``Delta W``, width of the angular switch. 0.15.
+        radial_width: ``delta``, width of the radial switches and margin of r_in. 0.15.
+        aux_threshold: ``w_max`` from which the auxiliary model is off. 0.5.
+        pruning_threshold: frames below this fraction of ``w_max`` are pruned. 0.9.
+        num_prunings: pruning rounds. 4.
+        max_outer_cutoff: the outer cutoff is ``min(cutoff, max_outer_cutoff)``. 10.
+    """
+
+    beta: float = 5.0
+    angle_threshold: float = 0.2
+    angle_width: float = 0.15
+    radial_width: float = 0.15
+    aux_threshold: float = 0.5
+    pruning_threshold: float = 0.9
+    num_prunings: int = 4
+    max_outer_cutoff: float = 10.0
+
+    def __post_init__(self):
+        for name, value in asdict(self).items():
+            if not (value >= 0 if name == "num_prunings" else value > 0):
+                raise ValueError(f"{name} must be positive, got {value}")
+        if not 0 < self.pruning_threshold < 1:
+            raise ValueError(f"pruning_threshold must be in (0, 1), got {self.pruning_threshold}")
+        if self.angle_width > self.angle_threshold:
+            raise ValueError("angle_width must not exceed angle_threshold")
+
+
+class FrameSet(NamedTuple):
+    """Retained frames of a batch of graphs.
+
+    Attributes:
+        frames: retained :class:`~ecse.frames.Frames` (weights > 0).
+        graph: ``[F]`` graph of each frame.
+        aux_weight: ``[B]`` weight of the auxiliary model per graph.
+        neighbors: the :class:`~ecse.neighbors.NeighborList` within the outer cutoff.
+        inner_cutoff: ``[N]`` adaptive inner cutoff per centre.
+        num_candidates: number of frames before pruning (weight > 0).
+    """
+
+    frames: Frames
+    graph: Tensor
+    aux_weight: Tensor
+    neighbors: NeighborList
+    inner_cutoff: Tensor
+    num_candidates: int
+
+
+def global_frames(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
+                  cell: Optional[Tensor] = None, pbc: Optional[Tensor] = None,
+                  params: FrameParams = FrameParams(), o3: bool = False) -> FrameSet:
+    """Weighted, pruned frames of every graph (frames of all its centres pooled).
+
+    Args:
+        pos: ``[N, 3]`` positions.
+        cutoff: model cutoff; the outer cutoff is ``min(cutoff, params.max_outer_cutoff)``.
+        batch: ``[N]`` graph of each node (``None``: one graph).
+        num_graphs: ``B`` (default ``batch.max() + 1``).
+        cell, pbc: periodic cell ``[B, 3, 3]`` (rows are lattice vectors) and flags ``[B, 3]``.
+        params: :class:`FrameParams`.
+        o3: add the mirror image of every frame (exact under reflections too).
+
+    Example:
+        >>> import torch
+        >>> pos = torch.tensor([[0., 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1.1]], dtype=torch.float64)
+        >>> fs = global_frames(pos, 3.0)
+        >>> bool(fs.frames.weight.gt(0).all()), fs.aux_weight.tolist()
+        (True, [0.0])
+    """
+    n = pos.shape[0]
+    if batch is None:
+        batch = torch.zeros(n, dtype=torch.long, device=pos.device)
+    if num_graphs is None:
+        num_graphs = int(batch.max()) + 1 if n else 1
+    p = params
+    outer = min(float(cutoff), p.max_outer_cutoff)
+    nl = neighbor_list(pos, outer, batch, cell, pbc)
+    r_in = adaptive_inner_cutoff(nl.center, nl.vector, n, outer, p.beta, p.angle_threshold,
+                                 p.angle_width, p.radial_width)
+    frames = build_frames(nl.center, nl.vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width)
+    graph = batch[frames.center]
+    aux = auxiliary_weight(frames.weight, graph, num_graphs, p.aux_threshold)
+    weight = prune_weights(frames.weight, graph, num_graphs, p.pruning_threshold, p.num_prunings,
+                           p.aux_threshold)
+    candidates = int((frames.weight > 0).sum())
+    keep = weight > 0
+    frames = Frames(frames.center[keep], frames.rotation[keep], weight[keep])
+    graph = graph[keep]
+    if o3:
+        frames = add_mirror_frames(frames)
+        graph = graph.repeat_interleave(2)
+    return FrameSet(frames, graph, aux, nl, r_in, candidates)

@@ -1,0 +1,47 @@
+"""Public test kit: check that *your* model is rotation-equivariant.
+
+* :func:`assert_equivariant` -- measure (and assert) the rotation, reflection,
+  translation and permutation errors of any ``Data -> Tensor`` model;
+* :func:`transform_output`, :func:`relative_error`, :func:`random_rotation`,
+  :func:`random_orthogonal` -- the conventions and helpers it is built on;
+* hypothesis strategies (need ``pip install hypothesis``, loaded on first use):
+  :func:`point_clouds` and one strategy per kind of cloud, :func:`rotations`,
+  :func:`orthogonal_matrices`.
+
+Conventions: positions are row vectors ``[N, 3]`` and ``R`` acts as ``pos @ R.T``
+(cells ``[1, 3, 3]`` as ``cell @ R.T``); see :mod:`ecse.testing.equivariance`.
+
+Examples
+--------
+>>> import torch
+>>> from torch_geometric.data import Data
+>>> from ecse.testing import assert_equivariant
+>>> model = lambda d: (d.pos - d.pos.mean(0)).norm(dim=1).sum().reshape(1)
+>>> errs = assert_equivariant(model, Data(pos=torch.randn(6, 3, dtype=torch.float64)), tol=1e-12)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .equivariance import (OUTPUT_TYPES, assert_equivariant, random_orthogonal, random_rotation,
+                           relative_error, transform_output)
+
+_STRATEGIES = (
+    "KINDS", "SPECIES", "point_clouds", "random_clouds", "clustered_clouds", "collinear_clouds",
+    "planar_clouds", "symmetric_clouds", "near_degenerate_clouds", "periodic_clouds",
+    "rotations", "orthogonal_matrices",
+)
+
+__all__ = ["OUTPUT_TYPES", "assert_equivariant", "transform_output", "relative_error",
+           "random_rotation", "random_orthogonal", *_STRATEGIES]
+
+
+def __getattr__(name: str):
+    if name in _STRATEGIES or name == "strategies":
+        try:
+            strategies = importlib.import_module(f"{__name__}.strategies")
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError(f"ecse.testing.{name} needs hypothesis: pip install hypothesis") from err
+        return strategies if name == "strategies" else getattr(strategies, name)
+    raise AttributeError(f"module 'ecse.testing' has no attribute {name!r}")

@@ -1,0 +1,157 @@
+"""ECSE as a module: consistency, reflections, batching, chunking, gradients, bad input."""
+import pytest
+import torch
+from e3nn import o3
+from torch import nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.utils import scatter
+
+from ecse import ECSE
+from ecse.testing import assert_equivariant, random_orthogonal, random_rotation, relative_error, transform_output
+
+from .models import make_backbone
+
+MIRROR = torch.diag(torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
+
+
+def _cloud(n=10, seed=0, scale=1.3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, generator=g, dtype=torch.float64) * scale
+
+
+class EquivariantBackbone(nn.Module):
+    """Intrinsically equivariant: centred-point moments (scalar, vector, rank 2, irreps)."""
+
+    def __init__(self, output):
+        super().__init__()
+        self.output = output
+
+    def forward(self, data):
+        c = data.pos - scatter(data.pos, data.batch, dim=0, reduce="mean")[data.batch]
+        r2 = c.square().sum(-1, keepdim=True)
+        B = int(data.num_graphs)
+        if self.output == "scalar":
+            per = torch.cat([r2, r2.square()], dim=1)
+        elif self.output == "vector":
+            per = c * r2 + 0.3 * c * r2.square()
+        elif self.output == "rank2":
+            per = (c.unsqueeze(-1) * (c * r2).unsqueeze(-2)).reshape(-1, 9)
+        else:
+            per = o3.spherical_harmonics(o3.Irreps(self.output), c + 0.1 * c * r2, normalize=False)
+        return scatter(per, data.batch, dim=0, dim_size=B)
+
+
+@pytest.mark.parametrize("output", ["scalar", "vector", "rank2", "0e+1o+2e+3o"])
+def test_wrapping_an_equivariant_backbone_changes_nothing(output):
+    # each frame's prediction, rotated back, equals the lab-frame one: a check of the
+    # rotate-back convention and scale that rotating inputs alone cannot see
+    backbone = EquivariantBackbone(output)
+    model = ECSE(backbone, cutoff=3.0, output=output, out_shape=(2,) if output == "scalar" else None, aux=None)
+    batch = Batch.from_data_list([Data(pos=_cloud(9, s)) for s in range(3)])
+    expected = model.spec.components(backbone(batch))
+    assert relative_error(model(batch), expected) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["dgcnn", "pointnet2"])
+def test_translation_permutation_and_rotation_with_the_testing_kit(name):
+    model = ECSE(make_backbone(name, 3).double(), cutoff=3.0, output="vector")
+    errors = assert_equivariant(model, Data(pos=_cloud()), "vector", tol=1e-10)
+    assert set(errors) >= {"rotation", "translation", "permutation"}
+
+
+def test_o3_mode_is_exact_under_reflections_and_so3_mode_obeys_the_mirror_law():
+    backbone = make_backbone("mlp", 3).double()
+    pos = _cloud(11, 3)
+    g = torch.Generator().manual_seed(5)
+    P = random_orthogonal(generator=g, improper=True)
+    assert torch.det(P) < 0
+    o3_model = ECSE(backbone, cutoff=3.0, output="vector", o3=True)
+    a, b = o3_model(Data(pos=pos)), o3_model(Data(pos=pos @ P.T))
+    assert relative_error(b, a @ P.T) < 1e-10
+    so3_model = ECSE(backbone, cutoff=3.0, output="vector")
+    a, b = so3_model(Data(pos=pos)), so3_model(Data(pos=pos @ P.T))
+    assert relative_error(b, a @ P.T) > 1e-3  # SO(3) mode is not reflection-equivariant
+    # documented law: reflecting the input = wrapping the mirrored backbone
+    def mirrored_backbone(d):
+        d = d.clone()
+        d.pos = d.pos @ MIRROR
+        return backbone(d) @ MIRROR
+
+    mirrored = ECSE(mirrored_backbone, cutoff=3.0, output="vector")
+    # the mirrored backbone predicts mirrored vectors, so compare after undoing P
+    assert relative_error(b, mirrored(Data(pos=pos)) @ P.T) < 1e-10
+
+
+def test_deterministic_batched_and_chunked_results_agree():
+    backbone = make_backbone("dgcnn", 2).double()
+    clouds = [Data(pos=_cloud(n, n)) for n in (6, 11, 1, 8)]
+    model = ECSE(backbone, cutoff=3.0, out_shape=(2,))
+    batch = Batch.from_data_list(clouds)
+    y = model(batch)
+    assert torch.equal(y, model(batch))  # no random rotation per call
+    one_by_one = torch.cat([model(Batch.from_data_list([c])) for c in clouds])
+    assert torch.allclose(y, one_by_one, atol=1e-12)
+    chunked = ECSE(backbone, cutoff=3.0, out_shape=(2,), chunk_size=40)
+    chunked.aux.load_state_dict(model.aux.state_dict())
+    assert torch.allclose(chunked(batch), y, atol=1e-12)
+
+
+def test_forces_from_autograd_match_finite_differences():
+    model = ECSE(make_backbone("mlp", 1).double(), cutoff=3.0, out_shape=(1,))
+    pos = _cloud(7, 2).requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(Data(pos=pos)).sum(), pos)
+    h = 1e-6
+    for i, k in [(0, 0), (3, 1), (6, 2)]:
+        plus, minus = pos.detach().clone(), pos.detach().clone()
+        plus[i, k] += h
+        minus[i, k] -= h
+        fd = (model(Data(pos=plus)) - model(Data(pos=minus))).sum() / (2 * h)
+        assert float(grad[i, k]) == pytest.approx(float(fd), rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_tiny_and_collinear_clouds_use_the_auxiliary_model(n):
+    model = ECSE(make_backbone("mlp", 3).double(), cutoff=3.0, output="vector")
+    pos = torch.tensor([[0.0, 0, 0], [1.1, 0, 0], [2.0, 0, 0]], dtype=torch.float64)[:n] + 0.3
+    y = model(Data(pos=pos))
+    assert torch.isfinite(y).all() and model.last_stats["aux_weight_max"] == 1.0
+    if n == 3:
+        assert float(y.norm()) > 1e-3  # the fallback predicts a real (non-zero) dipole
+    R = random_rotation(generator=torch.Generator().manual_seed(n))
+    assert relative_error(model(Data(pos=pos @ R.T)), transform_output(y, R, "vector")) < 1e-12
+    no_aux = ECSE(make_backbone("mlp", 3).double(), cutoff=3.0, output="vector", aux=None)
+    with pytest.raises(ValueError, match="no usable frame"):
+        no_aux(Data(pos=pos))
+
+
+@pytest.mark.parametrize("make_data, message", [
+    (lambda: Data(pos=torch.tensor([[0.0, 0, float("nan")], [1, 0, 0]])), "NaN"),
+    (lambda: Data(pos=torch.tensor([[0.0, 0, float("inf")]])), "infinite"),
+    (lambda: Data(pos=torch.zeros(0, 3)), "empty"),
+    (lambda: Data(pos=torch.zeros(4, 2)), r"shape \[N, 3\]"),
+    (lambda: Data(pos=torch.zeros(4, 3, dtype=torch.long)), "floating-point"),
+    (lambda: Data(pos=torch.randn(4, 3), batch=torch.zeros(3, dtype=torch.long)), "batch"),
+    (lambda: Data(pos=torch.randn(4, 3), x=torch.randn(4, 2, dtype=torch.float64)), "one float dtype"),
+    (lambda: Data(pos=torch.randn(4, 3), cell=torch.eye(2)), "cell"),
+    (lambda: Data(x=torch.randn(4, 3)), "pos is missing"),
+])
+def test_bad_input_raises_a_clear_error(make_data, message):
+    model = ECSE(make_backbone("mlp", 1), cutoff=3.0, out_shape=(1,))
+    with pytest.raises(ValueError, match=message):
+        model(make_data())
+
+
+def test_mismatched_output_shape_and_bad_arguments():
+    model = ECSE(make_backbone("mlp", 4).double(), cutoff=3.0)  # out_shape defaults to ()
+    with pytest.raises(ValueError, match="out_shape"):
+        model(Data(pos=_cloud()))
+    with pytest.raises(ValueError, match="last dim of 3"):
+        ECSE(make_backbone("mlp", 4).double(), cutoff=3.0, output="vector")(Data(pos=_cloud()))
+    with pytest.raises(ValueError, match="cutoff"):
+        ECSE(make_backbone("mlp", 1), cutoff=-1.0)
+    with pytest.raises(ValueError, match="level"):
+        ECSE(make_backbone("mlp", 1), cutoff=1.0, level="edge")
+    with pytest.raises(ValueError, match="unknown output"):
+        ECSE(make_backbone("mlp", 1), cutoff=1.0, output="matrix")
+    with pytest.raises(ValueError, match="pruning_threshold"):
+        ECSE(make_backbone("mlp", 1), cutoff=1.0, pruning_threshold=1.5)

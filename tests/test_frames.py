@@ -1,0 +1,122 @@
+"""Adaptive cutoff, frames, weights and pruning against the loop-based reference."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from ecse import adaptive_inner_cutoff, build_frames, global_frames, neighbor_list, prune_weights
+from ecse._pairs import pairs_within_groups
+from ecse.pruning import auxiliary_weight
+
+from . import reference_impl as ref
+
+
+def _cloud(n, seed, scale=1.2):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, generator=g, dtype=torch.float64) * scale
+
+
+def _random_rotation(seed):
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))
+    return q if torch.det(q) > 0 else -q
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_pairs_within_groups_matches_itertools(ordered):
+    group = torch.tensor([0, 0, 0, 2, 2, 3, 3, 3, 3])
+    first, second = pairs_within_groups(group, 5, ordered)
+    mine = sorted(zip(first.tolist(), second.tolist()))
+    expected = []
+    for g in range(5):
+        members = [i for i, x in enumerate(group.tolist()) if x == g]
+        pairs = itertools.permutations(members, 2) if ordered else itertools.combinations(members, 2)
+        expected.extend(pairs)
+    assert mine == sorted(expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_inner_cutoff_matches_reference(seed):
+    pos = _cloud(9, seed)
+    nl = neighbor_list(pos, 4.0)
+    r_in = adaptive_inner_cutoff(nl.center, nl.vector, 9, 4.0)
+    expected = [ref.inner_cutoff(pos.numpy(), i, 4.0) for i in range(9)]
+    assert np.allclose(r_in.numpy(), expected, atol=1e-12)
+
+
+def test_inner_cutoff_for_a_centre_without_a_good_pair_is_outer_plus_margin():
+    pos = torch.tensor([[0.0, 0, 0], [1, 0, 0], [2.1, 0, 0]], dtype=torch.float64)
+    nl = neighbor_list(pos, 5.0)
+    r_in = adaptive_inner_cutoff(nl.center, nl.vector, 3, 5.0)
+    assert torch.allclose(r_in, torch.full((3,), 5.15, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_frames_and_weights_match_reference(seed):
+    pos = _cloud(8, seed)
+    nl = neighbor_list(pos, 4.0)
+    r_in = adaptive_inner_cutoff(nl.center, nl.vector, 8, 4.0)
+    frames = build_frames(nl.center, nl.vector, r_in, 8)
+    expected = ref.frames(pos.numpy(), 4.0)
+    keep = frames.weight > 0
+    assert int(keep.sum()) == len(expected)
+    key = lambda t: (t[0], round(t[1], 9), np.round(t[2], 9).ravel().tolist())  # noqa: E731
+    mine = sorted(zip(frames.center[keep].tolist(), frames.weight[keep].tolist(), frames.rotation[keep].numpy()), key=key)
+    theirs = sorted(((c, w, F) for c, F, w in expected), key=key)
+    for (c1, w1, f1), (c2, w2, f2) in zip(mine, theirs):
+        assert c1 == c2 and w1 == pytest.approx(w2, abs=1e-12)
+        assert np.allclose(f1, f2, atol=1e-12)
+
+
+def test_frames_are_proper_rotations_and_rotate_with_the_input():
+    pos = _cloud(10, 7)
+    R = _random_rotation(3)
+    a = global_frames(pos, 4.0)
+    b = global_frames(pos @ R.T + 0.7, 4.0)
+    F = a.frames.rotation
+    eye = torch.eye(3, dtype=torch.float64).expand_as(F)
+    assert torch.allclose(F.transpose(1, 2) @ F, eye, atol=1e-13)
+    assert torch.allclose(torch.linalg.det(F), torch.ones(len(F), dtype=torch.float64), atol=1e-13)
+    assert torch.equal(a.frames.center, b.frames.center)
+    assert torch.allclose(b.frames.rotation, R @ F, atol=1e-12)
+    assert torch.allclose(a.frames.weight, b.frames.weight, atol=1e-12)
+    assert torch.allclose(a.inner_cutoff, b.inner_cutoff, atol=1e-12)
+
+
+def test_pruning_matches_reference_and_keeps_the_best():
+    g = torch.Generator().manual_seed(1)
+    w = torch.rand(30, generator=g, dtype=torch.float64) * 3
+    index = torch.zeros(30, dtype=torch.long)
+    pruned = prune_weights(w, index, 1)
+    expected = ref.prune(w.tolist())
+    assert np.allclose(pruned.numpy(), expected, atol=1e-12)
+    assert int((pruned > 0).sum()) < 30  # something was pruned
+    assert pruned[w.argmax()] == w.max()  # the best frame keeps its full weight
+    assert bool((pruned <= w).all())
+
+
+def test_pruning_is_off_for_small_weights_and_aux_takes_over():
+    w = torch.tensor([0.05, 0.1, 0.2], dtype=torch.float64)
+    index = torch.zeros(3, dtype=torch.long)
+    assert torch.equal(prune_weights(w, index, 1), w)
+    assert float(auxiliary_weight(w, index, 1)) == pytest.approx(ref.aux_weight(w.tolist()), abs=1e-14)
+    assert 0 < float(auxiliary_weight(w, index, 1)) < 1
+    assert float(auxiliary_weight(torch.tensor([2.0], dtype=torch.float64), index[:1], 1)) == 0
+    assert float(auxiliary_weight(w[:0], index[:0], 1)) == 1
+
+
+def test_neighbor_list_periodic_matches_ase(shared_data):
+    ase_io = pytest.importorskip("ase.io")
+    from ase.neighborlist import neighbor_list as ase_nl
+
+    atoms = ase_io.read(shared_data / "water_bulk_64" / "water_deepmd_400.xyz", index=0)
+    pos = torch.tensor(atoms.positions)
+    cell = torch.tensor(atoms.cell.array).unsqueeze(0)
+    nl = neighbor_list(pos, 5.0, cell=cell)
+    i, j, D = ase_nl("ijD", atoms, 5.0)
+    mine = sorted(zip(nl.center.tolist(), nl.neighbor.tolist(), np.round(nl.vector.numpy(), 8).tolist()))
+    theirs = sorted(zip(i.tolist(), j.tolist(), np.round(D, 8).tolist()))
+    assert len(mine) == len(theirs)
+    assert mine == theirs
