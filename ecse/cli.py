@@ -22,7 +22,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    run_shape_demo(epochs=args.epochs, n_train_per_class=args.n_train,
+    run_shape_demo(epochs=args.epochs, frame_epochs=args.frame_epochs,
+                   train_in_frames=not args.no_frame_training, n_train_per_class=args.n_train,
                    n_test_per_class=args.n_test, n_points=args.points,
                    seed=args.seed, fast=args.fast, log=lambda msg: print(msg, flush=True))
     return 0
@@ -41,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a DGCNN on unrotated synthetic shapes, then compare the bare and "
                     "the ECSE-wrapped model (same weights) on rotated test shapes.")
     demo.add_argument("--fast", action="store_true", help="tiny configuration (CI, < 1 minute)")
-    demo.add_argument("--epochs", type=int, default=None, help="training epochs")
+    demo.add_argument("--epochs", type=int, default=None, metavar="N",
+                      help="training epochs of the bare model")
+    demo.add_argument("--frame-epochs", type=int, default=None, metavar="N",
+                      help="training epochs on ECSE frame views (default: 2 x --epochs if given)")
+    demo.add_argument("--no-frame-training", action="store_true",
+                      help="skip training a backbone on ECSE frame views")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--n-train", type=int, default=None, metavar="N",
                       help="training shapes per class")

@@ -23,14 +23,10 @@ import torch
 from torch import Tensor
 
 from ._pairs import pairs_within_groups
-from .switching import LAMBERT_W0_INV_E, cutoff_function, segment_smooth_max, smooth_max_pair, step_up
+from .neighbors import within_radius
+from .switching import LAMBERT_W0_INV_E, cutoff_function, smooth_max_pair, step_up
 
-__all__ = ["adaptive_inner_cutoff", "pair_sin2", "sin2_angle"]
-
-
-def sin2_angle(a: Tensor, b: Tensor) -> Tensor:
-    r""":math:`|\hat a \times \hat b|^2` for unit vectors ``a``, ``b`` of shape ``[P, 3]``."""
-    return torch.linalg.cross(a, b).square().sum(-1)
+__all__ = ["adaptive_inner_cutoff", "pair_sin2"]
 
 
 def adaptive_inner_cutoff(
@@ -68,20 +64,33 @@ def adaptive_inner_cutoff(
         >>> bool(1.2 < r_in[0] < 2.0)
         True
     """
-    length = vector.norm(dim=-1)
-    inside = length < outer_cutoff
-    center, vector, length = center[inside], vector[inside], length[inside]
-    unit = vector / length.unsqueeze(-1)
+    center, length, unit = within_radius(center, vector, outer_cutoff)
     first, second = pairs_within_groups(center, num_centers, ordered=False)
     s = pair_sin2(center, unit, num_centers, first, second)
     radial = cutoff_function(length, outer_cutoff, radial_width)  # per neighbour, gathered below
-    value = smooth_max_pair(length[first], length[second], beta) + LAMBERT_W0_INV_E / beta
+    shift = LAMBERT_W0_INV_E / beta
+    value = smooth_max_pair(length[first], length[second], beta) + shift
     weight = radial[first] * radial[second] * _step_up_sparse(s, angle_threshold, angle_width)
-    sentinel_value = vector.new_full((num_centers,), outer_cutoff)
-    values = torch.cat([value, sentinel_value])
-    weights = torch.cat([weight, torch.ones_like(sentinel_value)])
-    index = torch.cat([center[first], torch.arange(num_centers, device=center.device)])
-    return segment_smooth_max(values, weights, index, num_centers, -beta) + radial_width
+    return _smooth_min_with_sentinel(value, weight, center, first, length, num_centers, outer_cutoff,
+                                     beta, shift) + radial_width
+
+
+def _smooth_min_with_sentinel(value: Tensor, weight: Tensor, center: Tensor, first: Tensor, length: Tensor,
+                              num_centers: int, outer_cutoff: float, beta: float, shift: float) -> Tensor:
+    r""":math:`SM_{-\beta}` of the pair values plus the sentinel :math:`(r_{out}, 1)`, per centre.
+
+    Every pair value is at least (nearest-neighbour distance + shift) of its centre, so
+    that lower bound, found over the E neighbours rather than the P pairs, keeps every
+    exponent at or below zero; one scatter over the pairs then gives both sums.
+    """
+    floor = length.new_full((num_centers,), outer_cutoff)
+    floor = floor.scatter_reduce(0, center, length.detach(), reduce="amin") + shift
+    floor = torch.minimum(floor, floor.new_tensor(outer_cutoff))
+    pair_center = center[first]
+    factor = weight * torch.exp(-beta * (value - floor[pair_center]))
+    sums = value.new_zeros(num_centers, 2).index_add_(0, pair_center, torch.stack([factor * value, factor], 1))
+    sentinel = torch.exp(-beta * (outer_cutoff - floor))
+    return (sums[:, 0] + sentinel * outer_cutoff) / (sums[:, 1] + sentinel)
 
 
 def _step_up_sparse(s: Tensor, start: float, width: float) -> Tensor:

@@ -61,15 +61,19 @@ def demo_config(fast: bool = False) -> dict:
     Returns
     -------
     dict
-        Keys ``epochs``, ``n_train_per_class``, ``n_test_per_class``,
-        ``n_points``, ``k`` and ``hidden`` (DGCNN), ``batch_size``, ``lr``,
-        ``neighbors`` (target neighbour count of the ECSE cutoff).
+        Keys ``epochs`` (bare model), ``frame_epochs`` and ``views_per_shape``
+        (training on ECSE frame views), ``n_train_per_class``,
+        ``n_test_per_class``, ``n_points``, ``k`` and ``hidden`` (DGCNN),
+        ``batch_size``, ``lr``, ``neighbors`` (target neighbour count of the
+        ECSE cutoff).
     """
     if fast:
-        return dict(epochs=3, n_train_per_class=8, n_test_per_class=2, n_points=64,
-                    k=10, hidden=16, batch_size=16, lr=3e-3, neighbors=12)
-    return dict(epochs=8, n_train_per_class=40, n_test_per_class=10, n_points=96,
-                k=12, hidden=32, batch_size=16, lr=2e-3, neighbors=12)
+        return dict(epochs=3, frame_epochs=3, views_per_shape=1, n_train_per_class=8,
+                    n_test_per_class=2, n_points=64, k=10, hidden=16, batch_size=16, lr=3e-3,
+                    neighbors=12)
+    return dict(epochs=8, frame_epochs=15, views_per_shape=2, n_train_per_class=40,
+                n_test_per_class=10, n_points=96, k=12, hidden=32, batch_size=16, lr=2e-3,
+                neighbors=12)
 
 
 def build_classifier(num_classes: int = len(SHAPE_CLASSES), k: int = 12, hidden: int = 32,
@@ -209,6 +213,8 @@ class FrameViewSampler:
         ECSE cutoff.
     seed : int, default 0
         Seed of the random draws.
+    views_per_shape : int, default 1
+        Independent views drawn per cloud and call.
     **ecse_kwargs
         Frame settings as for :class:`ecse.ECSE` (``beta``, ``radial_width``,
         ...); default :func:`ecse_length_params`.
@@ -219,7 +225,8 @@ class FrameViewSampler:
     passed through unchanged.
     """
 
-    def __init__(self, data_list: Sequence[Data], cutoff: float, seed: int = 0, **ecse_kwargs):
+    def __init__(self, data_list: Sequence[Data], cutoff: float, seed: int = 0,
+                 views_per_shape: int = 1, **ecse_kwargs):
         from dataclasses import fields
 
         from .frameset import FrameParams, global_frames
@@ -229,6 +236,7 @@ class FrameViewSampler:
                                 if k in names})
         self.data_list = list(data_list)
         self.generator = torch.Generator().manual_seed(seed)
+        self.views_per_shape = int(views_per_shape)
         self.frames: list[tuple[Tensor, Tensor, Tensor]] = []
         for start in range(0, len(self.data_list), 32):
             batch = Batch.from_data_list(self.data_list[start:start + 32])
@@ -245,15 +253,17 @@ class FrameViewSampler:
         return sum(len(w) for _, _, w in self.frames) / max(len(self.frames), 1)
 
     def sample(self) -> list[Data]:
-        """One random frame view of every cloud (``pos`` in the frame, ``y`` kept)."""
+        """Random frame views of every cloud (``pos`` in the frame, ``y`` kept)."""
         views = []
         for d, (origin, rotation, weight) in zip(self.data_list, self.frames):
             if weight.numel() == 0:
-                views.append(d)
+                views.extend([d] * self.views_per_shape)
                 continue
-            k = int(torch.multinomial(weight.double(), 1, generator=self.generator))
-            pos = (d.pos - d.pos[origin[k]]) @ rotation[k].to(d.pos.dtype)
-            views.append(Data(pos=pos, y=d.y))
+            ks = torch.multinomial(weight.double(), self.views_per_shape, replacement=True,
+                                   generator=self.generator)
+            for k in ks.tolist():
+                pos = (d.pos - d.pos[origin[k]]) @ rotation[k].to(d.pos.dtype)
+                views.append(Data(pos=pos, y=d.y))
         return views
 
     def __call__(self, epoch: int) -> list[Data]:
@@ -389,7 +399,7 @@ def format_results(res: dict) -> str:
 def run_shape_demo(epochs: int | None = None, n_train_per_class: int | None = None,
                    n_test_per_class: int | None = None, n_points: int | None = None,
                    seed: int = 0, fast: bool = False, train_in_frames: bool = True,
-                   log: Log | None = print) -> dict:
+                   frame_epochs: int | None = None, log: Log | None = print) -> dict:
     """Train on unrotated shapes; compare bare and ECSE-wrapped accuracy on rotated ones.
 
     Steps: (1) train a DGCNN on unrotated shapes; evaluate it on unrotated
@@ -404,6 +414,9 @@ def run_shape_demo(epochs: int | None = None, n_train_per_class: int | None = No
     ----------
     epochs, n_train_per_class, n_test_per_class, n_points : int, optional
         Override the defaults of :func:`demo_config`.
+    frame_epochs : int, optional
+        Epochs of step (3); default: :func:`demo_config`'s, or ``2 * epochs``
+        when ``epochs`` is given.
     seed : int, default 0
         Seed of data, initialisation, batch order and test rotations.
     fast : bool, default False
@@ -431,6 +444,8 @@ def run_shape_demo(epochs: int | None = None, n_train_per_class: int | None = No
                          n_test_per_class=n_test_per_class, n_points=n_points).items():
         if val is not None:
             cfg[key] = int(val)
+    if frame_epochs is not None or epochs is not None:
+        cfg["frame_epochs"] = int(frame_epochs if frame_epochs is not None else 2 * epochs)
     num_classes = len(SHAPE_CLASSES)
     train = make_shapes(cfg["n_train_per_class"], cfg["n_points"], seed=seed)
     test = make_shapes(cfg["n_test_per_class"], cfg["n_points"], seed=seed + 10_000)
@@ -442,10 +457,10 @@ def run_shape_demo(epochs: int | None = None, n_train_per_class: int | None = No
     res = dict(num_classes=num_classes, cutoff=cutoff, config=cfg)
     train_time = 0.0
 
-    def timed_train(model, data, desc):
+    def timed_train(model, data, epochs, desc):
         nonlocal train_time
         start = time.perf_counter()
-        hist = train_classifier(model, data, epochs=cfg["epochs"], lr=cfg["lr"],
+        hist = train_classifier(model, data, epochs=epochs, lr=cfg["lr"],
                                 batch_size=cfg["batch_size"], seed=seed, log=log, desc=desc)
         train_time += time.perf_counter() - start
         return hist
@@ -454,7 +469,7 @@ def run_shape_demo(epochs: int | None = None, n_train_per_class: int | None = No
         return build_classifier(num_classes, k=cfg["k"], hidden=cfg["hidden"], seed=seed)
 
     model = build()
-    res["history"] = timed_train(model, train, "[bare] ")
+    res["history"] = timed_train(model, train, cfg["epochs"], "[bare] ")
     res["acc_bare_unrotated"] = accuracy(model, test)
     res["acc_bare_rotated"] = accuracy(model, test_rot)
 
@@ -468,11 +483,11 @@ def run_shape_demo(epochs: int | None = None, n_train_per_class: int | None = No
 
     if train_in_frames:
         start = time.perf_counter()
-        views = FrameViewSampler(train, cutoff, seed=seed)
+        views = FrameViewSampler(train, cutoff, seed=seed, views_per_shape=cfg["views_per_shape"])
         train_time += time.perf_counter() - start
         say(f"frame views: {views.frames_per_shape:.1f} frames per training shape")
         model_f = build()
-        res["history_frames"] = timed_train(model_f, views, "[frame views] ")
+        res["history_frames"] = timed_train(model_f, views, cfg["frame_epochs"], "[frame views] ")
         wrapped_f = wrap_classifier(model_f, cutoff, num_classes)
         res["acc_ecse_trained_rotated"] = accuracy(wrapped_f, test_rot)
         res["acc_ecse_trained_unrotated"] = accuracy(wrapped_f, test)

@@ -69,7 +69,9 @@ class ECSE(nn.Module):
     Example:
         >>> import torch
         >>> from torch_geometric.data import Data
-        >>> backbone = lambda data: data.pos[:, 0].sum().reshape(1)  # not invariant
+        >>> from torch_geometric.utils import scatter
+        >>> def backbone(data):  # any PyG model; this one is far from invariant
+        ...     return scatter(data.pos[:, 0] ** 3, data.batch, dim=0, dim_size=data.num_graphs)
         >>> model = ECSE(backbone, cutoff=3.0, aux=None)
         >>> pos = torch.tensor([[0., 0, 0], [1, 0, 0], [0, 1.2, 0], [0.3, 0.2, 1]], dtype=torch.float64)
         >>> R = torch.tensor([[0., -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ._pairs import pairs_within_groups
+from .neighbors import within_radius
 from .switching import cutoff_function, step_up_linear
 
 __all__ = ["Frames", "build_frames", "add_mirror_frames", "MIRROR"]
@@ -78,14 +79,11 @@ def build_frames(
         >>> vector = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
         >>> frames = build_frames(center, vector, torch.tensor([2.0]), 1)
         >>> frames.rotation[0]
-        tensor([[1., 0., 0.],
-                [0., 0., 1.],
-                [0., 1., 0.]])
+        tensor([[ 1.,  0.,  0.],
+                [ 0.,  0., -1.],
+                [ 0.,  1.,  0.]])
     """
-    length = vector.norm(dim=-1)
-    inside = length < inner_cutoff[center]
-    center, vector, length = center[inside], vector[inside], length[inside]
-    unit = vector / length.unsqueeze(-1)
+    center, length, unit = within_radius(center, vector, inner_cutoff)
     first, second = pairs_within_groups(center, num_centers, ordered=True)
     normal = torch.linalg.cross(unit[first], unit[second])
     s = normal.square().sum(-1)

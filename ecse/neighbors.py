@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import point_ops
 
-__all__ = ["NeighborList", "neighbor_list"]
+__all__ = ["NeighborList", "neighbor_list", "within_radius"]
 
 
 class NeighborList(NamedTuple):
@@ -120,3 +120,15 @@ def neighbor_list(
     keep = (vector.detach() != 0).any(dim=1)
     order = torch.argsort(center[keep], stable=True)
     return NeighborList(center[keep][order], neighbor[keep][order], vector[keep][order])
+
+
+def within_radius(center: Tensor, vector: Tensor, radius) -> tuple[Tensor, Tensor, Tensor]:
+    """Neighbours strictly inside ``radius`` (a float, or a ``[N]`` tensor per centre).
+
+    Returns ``(center, length, unit)`` of the kept neighbours, still sorted by centre.
+    """
+    length = vector.norm(dim=-1)
+    limit = radius[center] if isinstance(radius, Tensor) else radius
+    inside = length < limit
+    length = length[inside]
+    return center[inside], length, vector[inside] / length.unsqueeze(-1)

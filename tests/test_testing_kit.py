@@ -258,8 +258,9 @@ def test_edge_index_node_attributes_vector_attrs_and_cell_follow_the_transform()
     data = _cloud(6)
     data.z = torch.tensor([1, 6, 6, 8, 1, 7])
     data.edge_index = torch.tensor([[0, 1, 1, 2, 3, 5], [1, 0, 2, 4, 5, 0]])
-    data.vel = torch.randn(6, 3, dtype=F64)
-    data.cell = (4 * torch.eye(3, dtype=F64) + torch.randn(3, 3, dtype=F64))[None]
+    gen = torch.Generator().manual_seed(0)
+    data.vel = 3 * torch.randn(6, 3, dtype=F64, generator=gen)
+    data.cell = (4 * torch.eye(3, dtype=F64) + torch.randn(3, 3, dtype=F64, generator=gen))[None]
     original = data.clone()
 
     def edge_model(d):  # uses edge_index, z, vel and the cell

@@ -13,6 +13,8 @@ Conventions
   (computed by e3nn, independently of ecse, with parity for improper ``R``).
 * Translations leave every output unchanged; permuting the nodes within each graph
   leaves graph-level outputs unchanged and permutes node-level outputs.
+* Inputs in ``vector_attrs`` are polar vectors (forces, velocities, edge vectors); an
+  improper ``R`` also flips the handedness of a cell (``det(cell)`` changes sign).
 * The check runs in the dtype of ``data``.  For tight checks convert the model and the
   data to float64 (``model.double()``, ``data.pos = data.pos.double()``): float64 errors
   of an exactly equivariant model are ~1e-15, float32 ones ~1e-7 .. 1e-5.
@@ -35,6 +37,7 @@ from typing import Callable, Iterable
 
 import torch
 from torch import Tensor
+from torch_geometric.data import Data
 
 __all__ = ["OUTPUT_TYPES", "assert_equivariant", "transform_output", "relative_error",
            "random_rotation", "random_orthogonal"]
@@ -146,7 +149,7 @@ def relative_error(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(torch.finfo(torch.float64).tiny))
 
 
-def _batch(data) -> Tensor:
+def _batch(data: Data) -> Tensor:
     batch = getattr(data, "batch", None)
     return batch if batch is not None else torch.zeros(data.num_nodes, dtype=torch.long, device=data.pos.device)
 
@@ -164,8 +167,8 @@ def _permutation(batch: Tensor, g: torch.Generator) -> Tensor:
     return perm.to(batch.device)
 
 
-def _transformed(data, vector_attrs: Iterable[str], R: Tensor | None = None, shift: Tensor | None = None,
-                 perm: Tensor | None = None):
+def _transformed(data: Data, vector_attrs: Iterable[str], R: Tensor | None = None, shift: Tensor | None = None,
+                 perm: Tensor | None = None) -> Data:
     out = data.clone()
     if R is not None:
         Rt = R.to(dtype=data.pos.dtype, device=data.pos.device).T
@@ -192,7 +195,7 @@ def _transformed(data, vector_attrs: Iterable[str], R: Tensor | None = None, shi
     return out
 
 
-def assert_equivariant(model: Callable, data, output: str = "scalar", *, level: str = "graph", o3: bool = False,
+def assert_equivariant(model: Callable[[Data], Tensor], data: Data, output: str = "scalar", *, level: str = "graph", o3: bool = False,
                        translate: bool = True, permute: bool = True, n_transforms: int = 4,
                        atol: float | None = None, rtol: float | None = None, vector_attrs: Iterable[str] = (),
                        generator: torch.Generator | None = None, tol: float | None = None) -> dict[str, float]:
@@ -234,7 +237,7 @@ def assert_equivariant(model: Callable, data, output: str = "scalar", *, level: 
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     vector_attrs = tuple(vector_attrs)
 
-    def evaluate(d, what: str) -> Tensor:
+    def evaluate(d: Data, what: str) -> Tensor:
         y = model(d)
         if not isinstance(y, Tensor):
             raise TypeError(f"model must return a Tensor, got {type(y).__name__}")
@@ -254,7 +257,7 @@ def assert_equivariant(model: Callable, data, output: str = "scalar", *, level: 
     errors: dict[str, float] = {}
     excess: dict[str, float] = {}  # largest violation of the element-wise atol/rtol bound
 
-    def compare(name: str, d, ref: Tensor) -> None:
+    def compare(name: str, d: Data, ref: Tensor) -> None:
         y = evaluate(d, name)
         if y.shape != ref.shape:
             raise ValueError(f"output shape changed under {name}: {tuple(ref.shape)} -> {tuple(y.shape)}")
