@@ -6,10 +6,16 @@ Each model's ``forward(data)`` reads ``data.pos`` ``[N, 3]``, ``data.x`` ``[N, i
 (``level="node"``). Neighbour search goes through :mod:`ecse.point_ops`, so the models
 run with or without torch-cluster; wrap them with ECSE to make them rotation equivariant.
 
+``PET`` (Point Edge Transformer, Pozdnyakov & Ceriotti 2023) is the atomistic backbone: it
+reads ``pos``, atomic numbers ``z`` and optional periodic ``cell``/``pbc``, builds its own
+neighbour list and returns energies; ``energy_and_forces`` and ``energy_forces_stress``
+differentiate any energy model (bare or ECSE-wrapped) by autograd.
+
 Supported torch-geometric versions: 2.5-2.7 (2.7.0 is pinned and tested).
 """
 from .dgcnn import DGCNN
 from .point_transformer import PointTransformer
+from .pet import PET, energy_and_forces, energy_forces_stress
 from .pointnet2 import PointNet2
 
-__all__ = ["PointNet2", "DGCNN", "PointTransformer"]
+__all__ = ["PointNet2", "DGCNN", "PointTransformer", "PET", "energy_and_forces", "energy_forces_stress"]

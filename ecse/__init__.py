@@ -21,6 +21,7 @@ from .auxiliary import DistanceAux
 from .covariant import OutputSpec, wigner_D
 from .cutoff import adaptive_inner_cutoff
 from .ensemble import ECSE
+from .frame_views import FrameViewSampler
 from .frames import Frames, add_mirror_frames, build_frames
 from .frameset import FrameParams, FrameSet, global_frames
 from .neighbors import NeighborList, neighbor_list
@@ -34,6 +35,7 @@ __all__ = [
     "DistanceAux",
     "FrameParams",
     "FrameSet",
+    "FrameViewSampler",
     "Frames",
     "NeighborList",
     "OutputSpec",

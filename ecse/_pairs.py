@@ -35,10 +35,10 @@ def pairs_within_groups(group: Tensor, num_groups: int, ordered: bool) -> tuple[
     partners = size - 1 if ordered else size - 1 - position
     first = torch.repeat_interleave(torch.arange(num, device=device), partners)
     pair_start = torch.cumsum(partners, 0) - partners
-    k = torch.arange(first.numel(), device=device) - pair_start[first]
+    k = torch.arange(first.numel(), device=device) - pair_start.index_select(0, first)
     if ordered:
-        k = k + (k >= position[first]).long()  # skip the entry itself
-        second = start[group[first]] + k
+        k = k + (k >= position.index_select(0, first)).long()  # skip the entry itself
+        second = start.index_select(0, group.index_select(0, first)) + k
     else:
         second = first + 1 + k
     return first, second

@@ -66,16 +66,19 @@ def adaptive_inner_cutoff(
     """
     center, length, unit = within_radius(center, vector, outer_cutoff)
     first, second = pairs_within_groups(center, num_centers, ordered=False)
-    s = pair_sin2(center, unit, num_centers, first, second)
-    radial = cutoff_function(length, outer_cutoff, radial_width)  # per neighbour, gathered below
+    pair_center = center.index_select(0, first)
+    s = pair_sin2(center, unit, num_centers, first, second, pair_center)
+    radial = cutoff_function(length, outer_cutoff, radial_width)
+    per_neighbour = torch.stack([length, radial], dim=1)  # one gather per side for both
+    a, b = per_neighbour.index_select(0, first), per_neighbour.index_select(0, second)
     shift = LAMBERT_W0_INV_E / beta
-    value = smooth_max_pair(length[first], length[second], beta) + shift
-    weight = radial[first] * radial[second] * _step_up_sparse(s, angle_threshold, angle_width)
-    return _smooth_min_with_sentinel(value, weight, center, first, length, num_centers, outer_cutoff,
+    value = smooth_max_pair(a[:, 0], b[:, 0], beta) + shift
+    weight = a[:, 1] * b[:, 1] * _step_up_sparse(s, angle_threshold, angle_width)
+    return _smooth_min_with_sentinel(value, weight, center, pair_center, length, num_centers, outer_cutoff,
                                      beta, shift) + radial_width
 
 
-def _smooth_min_with_sentinel(value: Tensor, weight: Tensor, center: Tensor, first: Tensor, length: Tensor,
+def _smooth_min_with_sentinel(value: Tensor, weight: Tensor, center: Tensor, pair_center: Tensor, length: Tensor,
                               num_centers: int, outer_cutoff: float, beta: float, shift: float) -> Tensor:
     r""":math:`SM_{-\beta}` of the pair values plus the sentinel :math:`(r_{out}, 1)`, per centre.
 
@@ -86,8 +89,7 @@ def _smooth_min_with_sentinel(value: Tensor, weight: Tensor, center: Tensor, fir
     floor = length.new_full((num_centers,), outer_cutoff)
     floor = floor.scatter_reduce(0, center, length.detach(), reduce="amin") + shift
     floor = torch.minimum(floor, floor.new_tensor(outer_cutoff))
-    pair_center = center[first]
-    factor = weight * torch.exp(-beta * (value - floor[pair_center]))
+    factor = weight * torch.exp(-beta * (value - floor.index_select(0, pair_center)))
     sums = value.new_zeros(num_centers, 2).index_add_(0, pair_center, torch.stack([factor * value, factor], 1))
     sentinel = torch.exp(-beta * (outer_cutoff - floor))
     return (sums[:, 0] + sentinel * outer_cutoff) / (sums[:, 1] + sentinel)
@@ -100,7 +102,8 @@ def _step_up_sparse(s: Tensor, start: float, width: float) -> Tensor:
     return out.index_put((window,), step_up(s[window], start, width))
 
 
-def pair_sin2(center: Tensor, unit: Tensor, num_centers: int, first: Tensor, second: Tensor) -> Tensor:
+def pair_sin2(center: Tensor, unit: Tensor, num_centers: int, first: Tensor, second: Tensor,
+              pair_center: Tensor) -> Tensor:
     r""":math:`|\hat r_a \times \hat r_b|^2 = 1 - (\hat r_a \cdot \hat r_b)^2` for pairs of one centre.
 
     The dot products of all neighbours of a centre come from one batched matrix product
@@ -114,5 +117,6 @@ def pair_sin2(center: Tensor, unit: Tensor, num_centers: int, first: Tensor, sec
     padded = unit.new_zeros(num_centers, max(k, 1), 3)
     padded[center, slot] = unit
     gram = torch.bmm(padded, padded.transpose(1, 2)).reshape(-1)
-    cos = gram[(center[first] * k + slot[first]) * k + slot[second]]
+    flat = (pair_center * k + slot.index_select(0, first)) * k + slot.index_select(0, second)
+    cos = gram.index_select(0, flat)
     return (1 - cos * cos).clamp_min(0)

@@ -52,12 +52,17 @@ class ECSE(nn.Module):
             invariant logits; default ``()`` for scalars and the component shape
             otherwise (``(3,)``, ``(3, 3)``, ``(irreps.dim,)``).
         chunk_size: at most this many nodes (summed over frame copies) per backbone
-            call, which bounds memory; ``None``: all frames in one call.
+            call, which bounds memory (default 65536); ``None``: all frames in one call.
         vector_attrs: node/edge/graph attributes rotated like positions (all others
             are passed unchanged and must be invariant).
         beta, angle_threshold, angle_width, radial_width, aux_threshold,
         pruning_threshold, num_prunings, max_outer_cutoff: see
             :class:`~ecse.frameset.FrameParams` (published defaults).
+        length_scale: the length-valued settings (``1/beta``, ``radial_width``,
+            ``max_outer_cutoff``) are in units of ``length_scale``.  The published
+            values are for Å and a 5 Å cutoff; for clouds in other units use e.g.
+            ``length_scale=cutoff / 5`` (otherwise unit-size shapes get thousands of
+            near-equal frames).
 
     Shapes:
         input: ``data.pos`` ``[N, 3]``, optional ``batch`` ``[N]``, ``cell`` ``[B, 3, 3]``.
@@ -82,10 +87,11 @@ class ECSE(nn.Module):
 
     def __init__(self, backbone: nn.Module, cutoff: float, output: str = "scalar", level: str = "graph",
                  o3: bool = False, aux: Union[str, nn.Module, None] = "default",
-                 out_shape: Optional[Sequence[int]] = None, chunk_size: Optional[int] = None,
+                 out_shape: Optional[Sequence[int]] = None, chunk_size: Optional[int] = 65536,
                  vector_attrs: Sequence[str] = (), beta: float = 5.0, angle_threshold: float = 0.2,
                  angle_width: float = 0.15, radial_width: float = 0.15, aux_threshold: float = 0.5,
-                 pruning_threshold: float = 0.9, num_prunings: int = 4, max_outer_cutoff: float = 10.0):
+                 pruning_threshold: float = 0.9, num_prunings: int = 4, max_outer_cutoff: float = 10.0,
+                 length_scale: float = 1.0):
         super().__init__()
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
@@ -98,10 +104,13 @@ class ECSE(nn.Module):
         self.spec = OutputSpec(output)
         self.out_shape = tuple(self.spec.component_shape if out_shape is None else out_shape)
         self.chunk_size, self.vector_attrs = chunk_size, tuple(vector_attrs)
-        self.params = FrameParams(beta, angle_threshold, angle_width, radial_width, aux_threshold,
-                                  pruning_threshold, num_prunings, max_outer_cutoff)
+        self.params = FrameParams.scaled(length_scale, beta=beta, angle_threshold=angle_threshold,
+                                         angle_width=angle_width, radial_width=radial_width,
+                                         aux_threshold=aux_threshold, pruning_threshold=pruning_threshold,
+                                         num_prunings=num_prunings, max_outer_cutoff=max_outer_cutoff)
         if aux == "default":
-            aux = DistanceAux(output, self.out_shape, min(self.cutoff, max_outer_cutoff), level, o3)
+            outer = min(self.cutoff, self.params.max_outer_cutoff)
+            aux = DistanceAux(output, self.out_shape, outer, level, o3)
             dtypes = {p.dtype for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
             if len(dtypes) == 1:
                 aux = aux.to(dtypes.pop())  # follow a float64 backbone

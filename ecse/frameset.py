@@ -45,6 +45,22 @@ class FrameParams:
     num_prunings: int = 4
     max_outer_cutoff: float = 10.0
 
+    @classmethod
+    def scaled(cls, length_scale: float = 1.0, **values) -> "FrameParams":
+        """Parameters with the length-valued ones given in units of ``length_scale``.
+
+        ``beta`` (an inverse length), ``radial_width`` and ``max_outer_cutoff`` are
+        published for Å-sized clouds (a 5 Å cutoff); for clouds measured in another unit,
+        ``length_scale`` is the size of "1 Å" in that unit, e.g. ``cutoff / 5``.  Unknown
+        keys are ignored, so ``ECSE`` keyword arguments can be passed straight through.
+        """
+        if not length_scale > 0:
+            raise ValueError(f"length_scale must be positive, got {length_scale}")
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        p = cls(**known)
+        return cls(p.beta / length_scale, p.angle_threshold, p.angle_width, p.radial_width * length_scale,
+                   p.aux_threshold, p.pruning_threshold, p.num_prunings, p.max_outer_cutoff * length_scale)
+
     def __post_init__(self):
         for name, value in asdict(self).items():
             if not (value >= 0 if name == "num_prunings" else value > 0):

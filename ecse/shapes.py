@@ -124,7 +124,8 @@ def _torus(n: int, g: torch.Generator) -> Tensor:
 
 def _ellipsoid(n: int, g: torch.Generator) -> Tensor:
     a = float(_u(1, g, 0.8, 1.0))
-    ax = torch.tensor([a, a * float(_u(1, g, 0.45, 0.8)), a * float(_u(1, g, 0.2, 0.45))], dtype=_F64)
+    b, c = a * float(_u(1, g, 0.45, 0.8)), a * float(_u(1, g, 0.2, 0.45))
+    ax = torch.tensor([a, b, c], dtype=_F64)
     bc, ac, ab = ax[1] * ax[2], ax[0] * ax[2], ax[0] * ax[1]
     gmax = float(max(bc, ac, ab))
     out, have = [], 0

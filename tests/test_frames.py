@@ -120,3 +120,18 @@ def test_neighbor_list_periodic_matches_ase(shared_data):
     theirs = sorted(zip(i.tolist(), j.tolist(), np.round(D, 8).tolist()))
     assert len(mine) == len(theirs)
     assert mine == theirs
+
+
+@pytest.mark.parametrize("scale", [0.01, 0.2, 30.0])
+def test_length_scale_makes_frames_scale_covariant(scale):
+    from ecse import FrameParams
+
+    pos = _cloud(12, 5)
+    a = global_frames(pos, 4.0)
+    b = global_frames(pos * scale, 4.0 * scale, params=FrameParams.scaled(scale))
+    assert torch.equal(a.frames.center, b.frames.center)
+    assert torch.allclose(a.frames.rotation, b.frames.rotation, atol=1e-12)
+    assert torch.allclose(a.frames.weight, b.frames.weight, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(a.inner_cutoff * scale, b.inner_cutoff, rtol=1e-12)
+    unscaled = global_frames(pos * scale, 4.0 * scale)  # published Å defaults on a rescaled cloud
+    assert unscaled.frames.weight.numel() != a.frames.weight.numel() or scale == 1.0

@@ -1,0 +1,161 @@
+"""Tests for the rotation demo (:mod:`ecse.demo`), the CLI and the tutorial notebook."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from ecse import FrameViewSampler, demo
+from ecse.cli import build_parser, main
+from ecse.shapes import SHAPE_CLASSES, make_shapes
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "01_wrap_any_pyg_model.ipynb"
+
+
+@pytest.fixture(scope="module")
+def fast_results():
+    lines = []
+    res = demo.run_shape_demo(fast=True, log=lines.append)
+    return res, lines
+
+
+def test_run_shape_demo_fast(fast_results):
+    res, lines = fast_results
+    for key in ("bare", "ecse", "ecse_trained"):
+        for which in ("unrotated", "rotated"):
+            acc = res[f"acc_{key}_{which}"]
+            assert 0.0 <= acc <= 1.0
+    assert res["num_classes"] == len(SHAPE_CLASSES)
+    assert res["cutoff"] > 0 and res["frames_per_shape"] >= 1
+    assert res["aux_weight_max"] == pytest.approx(0.0, abs=1e-6)
+    n_test = res["config"]["n_test_per_class"] * len(SHAPE_CLASSES)
+    # the wrapped classifier gives the same predictions on rotated shapes (float32 ties aside)
+    assert res["changed_predictions_ecse"] <= 1
+    assert abs(res["acc_ecse_rotated"] - res["acc_ecse_unrotated"]) <= 1 / n_test + 1e-12
+    assert len(res["history"]) == res["config"]["epochs"]
+    assert len(res["history_frames"]) == res["config"]["frame_epochs"]
+    assert all(math.isfinite(h["loss"]) for h in res["history"] + res["history_frames"])
+    # measured in float64: exact for the wrapped model, far off for the bare one
+    assert set(res["equivariance_ecse"]) >= {"rotation", "translation", "permutation"}
+    assert max(res["equivariance_ecse"].values()) < 1e-6
+    assert res["equivariance_bare"]["rotation"] > 1e-3
+    assert res["total_time_s"] >= res["train_time_s"] > 0
+    text = "\n".join(lines)
+    assert "test accuracy" in text and "ECSE(DGCNN)" in text and "max relative error" in text
+    assert text.count("epoch") >= res["config"]["epochs"]
+
+
+def test_format_results_matches_numbers(fast_results):
+    res, _ = fast_results
+    table = demo.format_results(res)
+    assert f"{res['acc_bare_unrotated']:.3f}" in table
+    assert f"{res['cutoff']:.3f}" in table
+
+
+def test_demo_config_overrides_and_fast_is_smaller():
+    fast, full = demo.demo_config(True), demo.demo_config(False)
+    assert set(fast) == set(full)
+    for key in ("epochs", "n_train_per_class", "n_test_per_class", "n_points"):
+        assert fast[key] <= full[key]
+
+
+def _dist(pos):
+    return torch.cdist(pos.double(), pos.double(), compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def test_choose_cutoff_from_spacing():
+    pos = torch.zeros(101, 3, dtype=torch.float64)
+    pos[:, 0] = torch.arange(101) * 0.5  # points on a line, spacing 0.5
+    # all but the two end points have 2 neighbours at 0.5 and 4 within 1.0
+    assert demo.choose_cutoff([Data(pos=pos)], n_neighbors=2) == pytest.approx(0.5)
+    assert demo.choose_cutoff([Data(pos=pos)], n_neighbors=4) == pytest.approx(1.0)
+    assert demo.choose_cutoff([Data(pos=pos)] * 3, n_neighbors=4) == pytest.approx(1.0)
+
+
+def test_rotate_shapes_is_an_isometry_and_keeps_labels():
+    data = make_shapes(1, n_points=40, seed=1)
+    rot = demo.rotate_shapes(data, seed=3)
+    assert len(rot) == len(data)
+    for a, b in zip(data, rot):
+        assert torch.equal(a.y, b.y)
+        assert not torch.allclose(a.pos, b.pos)
+        assert torch.allclose(_dist(a.pos), _dist(b.pos), atol=1e-5)
+    again = demo.rotate_shapes(data, seed=3)
+    assert all(torch.equal(a.pos, b.pos) for a, b in zip(rot, again))
+
+
+def test_frame_view_sampler():
+    data = make_shapes(1, n_points=48, seed=2)
+    cutoff = demo.choose_cutoff(data, 12)
+    sampler = FrameViewSampler(data, cutoff, seed=0, views_per_shape=2, length_scale=cutoff / 5)
+    assert sampler.frames_per_shape >= 1
+    views = sampler(1)
+    assert len(views) == 2 * len(data)
+    for i, v in enumerate(views):
+        src = data[i // 2]
+        assert torch.equal(v.y, src.y)
+        assert v.pos.norm(dim=1).min() < 1e-6  # the frame's origin is a point of the cloud
+        assert torch.allclose(_dist(v.pos), _dist(src.pos), atol=1e-5)
+    # frame views do not depend on the orientation of the input
+    data64 = make_shapes(1, n_points=48, seed=2, dtype=torch.float64)
+    rot = demo.rotate_shapes(data64, seed=5)
+    frames, frames_rot = (FrameViewSampler(d, cutoff, length_scale=cutoff / 5).frames for d in (data64, rot))
+    for (_, _, w), (_, _, w_rot) in zip(frames, frames_rot):
+        assert torch.allclose(w.sort().values, w_rot.sort().values, atol=1e-10)
+
+
+def test_evaluate_bare_model_has_no_frames():
+    data = make_shapes(1, n_points=32, seed=0)
+    model = demo.build_classifier(len(SHAPE_CLASSES), k=6, hidden=8, seed=0)
+    out = demo.evaluate(model, data, batch_size=3)
+    assert out["frames_per_shape"] is None
+    assert out["pred"].shape == (len(data),)
+    assert out["accuracy"] == demo.accuracy(model, data)
+
+
+def test_cli_requires_a_command():
+    with pytest.raises(SystemExit) as err:
+        main([])
+    assert err.value.code == 2
+    args = build_parser().parse_args(["demo", "--fast", "--epochs", "2", "--seed", "3"])
+    assert args.fast and args.epochs == 2 and args.seed == 3 and args.command == "demo"
+
+
+@pytest.mark.slow
+def test_python_m_ecse_demo_fast():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "ecse", "demo", "--fast", "--threads", "2"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "test accuracy" in out and "unrotated" in out and "rotated" in out
+    assert "bare DGCNN" in out and "ECSE(DGCNN)" in out and "max relative error" in out
+
+
+@pytest.mark.slow
+def test_notebook_runs(monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    # stored without outputs
+    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None
+               for c in nb.cells if c.cell_type == "code")
+    # the kernel inherits the environment; jupyter_client launches "python" as sys.executable,
+    # i.e. this (virtual environment's) interpreter and its ipykernel
+    monkeypatch.setenv("ECSE_FAST", "1")
+    path = [str(ROOT), os.environ.get("PYTHONPATH")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(ROOT / "notebooks")}})
+    client.execute()
+    text = "\n".join(out.get("text", "") for c in nb.cells if c.cell_type == "code"
+                     for out in c.get("outputs", []) if out.get("output_type") == "stream")
+    assert "ECSE(DGCNN)" in text and "rotation" in text
+    assert not any(out.get("output_type") == "error" for c in nb.cells if c.cell_type == "code"
+                   for out in c.get("outputs", []))
