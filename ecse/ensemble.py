@@ -125,15 +125,20 @@ class ECSE(nn.Module):
 
     def forward(self, data) -> Tensor:
         pos, batch, num_graphs = check_point_cloud(data)
-        fs = global_frames(pos, self.cutoff, batch, num_graphs, getattr(data, "cell", None),
+        # geometry (frames, frame coordinates, rotating back, averaging) in float64 at
+        # least; only the backbone (and aux) run in the data's precision
+        geo = torch.promote_types(pos.dtype, torch.float64) if pos.device.type != "mps" else pos.dtype
+        pos_geo = pos.to(geo)
+        cell = getattr(data, "cell", None)
+        fs = global_frames(pos_geo, self.cutoff, batch, num_graphs, None if cell is None else cell.to(geo),
                            getattr(data, "pbc", None), self.params, self.o3)
         frames, graph = fs.frames, fs.graph
         num_items = num_graphs if self.level == "graph" else pos.shape[0]
-        total = pos.new_zeros(num_items, *self.out_shape)
+        total = pos_geo.new_zeros(num_items, *self.out_shape)
         for chunk in self._chunks(graph, batch, num_graphs):
             copies = replicate_in_frames(data, batch, num_graphs, graph[chunk], frames.center[chunk],
-                                         frames.rotation[chunk], self.vector_attrs)
-            y = self.spec.components(self.backbone(copies.batch))
+                                         frames.rotation[chunk], self.vector_attrs, pos=pos_geo)
+            y = self.spec.components(self.backbone(copies.batch)).to(geo)
             if self.level == "graph":
                 rotation, weight, target = frames.rotation[chunk], frames.weight[chunk], graph[chunk]
             else:
@@ -143,7 +148,7 @@ class ECSE(nn.Module):
             self._check_shape(y, rotation.shape[0])
             y = self.spec.act(y, rotation) * weight.reshape(-1, *([1] * (y.dim() - 1)))
             total = total.index_add(0, target, y)
-        weight_sum = pos.new_zeros(num_graphs).index_add(0, graph, frames.weight)
+        weight_sum = pos_geo.new_zeros(num_graphs).index_add(0, graph, frames.weight)
         aux_weight = fs.aux_weight
         if bool((aux_weight > 0).any()):
             if self.aux is None:
@@ -154,8 +159,8 @@ class ECSE(nn.Module):
                 raise ValueError(f"the auxiliary model is {aux_dtypes.pop()} but data.pos is {pos.dtype}: "
                                  "convert the whole wrapper, e.g. model.double()")
             nl = fs.neighbors
-            y_aux = self.aux(nl.center, nl.neighbor, nl.vector, pos.shape[0], batch, num_graphs,
-                             getattr(data, "z", None))
+            y_aux = self.aux(nl.center, nl.neighbor, nl.vector.to(pos.dtype), pos.shape[0], batch, num_graphs,
+                             getattr(data, "z", None)).to(geo)
             self._check_shape(y_aux, num_items, "aux")
             scale = aux_weight if self.level == "graph" else aux_weight[batch]
             total = total + y_aux * scale.reshape(-1, *([1] * len(self.out_shape)))
@@ -163,7 +168,7 @@ class ECSE(nn.Module):
         if self.level == "node":
             norm = norm[batch]
         self._record_stats(fs, num_graphs, pos.shape[0])
-        return total / norm.reshape(-1, *([1] * len(self.out_shape)))
+        return (total / norm.reshape(-1, *([1] * len(self.out_shape)))).to(pos.dtype)
 
     def _chunks(self, graph: Tensor, batch: Tensor, num_graphs: int) -> list[Tensor]:
         """Split the frames into groups whose copies hold at most ``chunk_size`` nodes."""

@@ -11,7 +11,7 @@ which are integers and invariant) work too.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -51,7 +51,8 @@ def _ptr(index: Tensor, num_graphs: int) -> Tensor:
 
 
 def replicate_in_frames(data: Data, batch: Tensor, num_graphs: int, graph: Tensor, origin: Tensor,
-                        rotation: Tensor, vector_attrs: Sequence[str] = ()) -> FrameCopies:
+                        rotation: Tensor, vector_attrs: Sequence[str] = (), pos: Optional[Tensor] = None
+                        ) -> FrameCopies:
     """Batch one rotated copy of ``graph[c]`` per frame ``c``.
 
     Args:
@@ -62,6 +63,9 @@ def replicate_in_frames(data: Data, batch: Tensor, num_graphs: int, graph: Tenso
         origin: ``[C]`` node whose position becomes the origin of the copy.
         rotation: ``[C, 3, 3]`` frame axes (columns).
         vector_attrs: node/edge attributes rotated like positions.
+        pos: positions to use instead of ``data.pos`` (e.g. a float64 copy: the frame
+            coordinates are computed in the precision of ``rotation`` and rounded once
+            to ``data.pos.dtype``).
     """
     node_ptr = _ptr(batch, num_graphs)
     node_source, node_copy, node_start = _segments(node_ptr, graph)
@@ -72,8 +76,9 @@ def replicate_in_frames(data: Data, batch: Tensor, num_graphs: int, graph: Tenso
     source_local = torch.where(slot == 0, origin_local, torch.where(slot <= origin_local, slot - 1, slot))
     node_source = node_ptr[graph][node_copy] + source_local
     frame_of_node = rotation[node_copy]
-    pos = data.pos[node_source] - data.pos[origin][node_copy]
-    out = {"pos": torch.einsum("mi,mij->mj", pos, frame_of_node)}
+    pos = data.pos if pos is None else pos
+    relative = pos[node_source] - pos[origin][node_copy]
+    out = {"pos": torch.einsum("mi,mij->mj", relative, frame_of_node).to(data.pos.dtype)}
     num_nodes = data.num_nodes
     edge_index = getattr(data, "edge_index", None)
     if edge_index is not None:
@@ -101,11 +106,11 @@ def replicate_in_frames(data: Data, batch: Tensor, num_graphs: int, graph: Tenso
             continue
         if key in vector_attrs:
             frames = rotation if copy is None else rotation[copy]
-            value = torch.einsum("mi,mij->mj", value, frames)
+            value = torch.einsum("mi,mij->mj", value.to(frames.dtype), frames).to(value.dtype)
         out[key] = value
     cell = getattr(data, "cell", None)
     if cell is not None:
-        out["cell"] = torch.bmm(cell.reshape(-1, 3, 3)[graph], rotation)
+        out["cell"] = torch.bmm(cell.reshape(-1, 3, 3)[graph].to(rotation.dtype), rotation).to(cell.dtype)
     if getattr(data, "pbc", None) is not None:
         out["pbc"] = data.pbc.reshape(-1, 3)[graph]
     copies = Batch(batch=node_copy, **out)
