@@ -155,3 +155,26 @@ def test_mismatched_output_shape_and_bad_arguments():
         ECSE(make_backbone("mlp", 1), cutoff=1.0, output="matrix")
     with pytest.raises(ValueError, match="pruning_threshold"):
         ECSE(make_backbone("mlp", 1), cutoff=1.0, pruning_threshold=1.5)
+
+
+def test_float32_models_get_float32_outputs_from_float64_geometry():
+    backbone = make_backbone("mlp", 3)
+    model = ECSE(backbone, cutoff=3.0, output="vector")
+    y = model(Data(pos=_cloud().float()))
+    assert y.dtype == torch.float32 and model.aux.node_bias.dtype == torch.float32
+
+
+@pytest.mark.parametrize("output, o3_mode", [("0e+1o+2e+1e", True), ("0e+1o+2e", False), ("rank2-symmetric", False),
+                                             ("vector", True)])
+def test_default_auxiliary_model_is_exactly_covariant(output, o3_mode):
+    # a near-collinear cloud: the auxiliary model carries (part of) the output
+    pos = torch.tensor([[0.0, 0, 0], [1.0, 0.02, 0], [2.1, 0, 0.01], [3.0, 0.05, 0]], dtype=torch.float64)
+    torch.manual_seed(0)
+    channels = {"0e+1o+2e+1e": 12, "0e+1o+2e": 9, "rank2-symmetric": 6, "vector": 3}[output]
+    model = ECSE(make_backbone("mlp", channels).double(), cutoff=3.5, output=output, o3=o3_mode)
+    torch.nn.init.normal_(model.aux.node_bias)
+    errors = assert_equivariant(model, Data(pos=pos), output, o3=o3_mode, tol=1e-10)
+    assert model.last_stats["aux_weight_max"] == 1.0
+    y = model(Data(pos=pos))
+    assert float(y.norm()) > 1e-3  # and it predicts something
+    assert errors["rotation"] <= 1e-10
