@@ -51,8 +51,9 @@ class ECSE(nn.Module):
         out_shape: per-item output shape after reshaping, e.g. ``(5,)`` for five
             invariant logits; default ``()`` for scalars and the component shape
             otherwise (``(3,)``, ``(3, 3)``, ``(irreps.dim,)``).
-        chunk_size: at most this many nodes (summed over frame copies) per backbone
-            call, which bounds memory (default 65536); ``None``: all frames in one call.
+        chunk_size: about this many nodes (summed over frame copies; at most this plus
+            one graph) per backbone call, which bounds memory (default 65536); ``None``:
+            all frames in one call.
         vector_attrs: node/edge/graph attributes rotated like positions (all others
             are passed unchanged and must be invariant).
         beta, angle_threshold, angle_width, radial_width, aux_threshold,
@@ -171,21 +172,21 @@ class ECSE(nn.Module):
         return (total / norm.reshape(-1, *([1] * len(self.out_shape)))).to(pos.dtype)
 
     def _chunks(self, graph: Tensor, batch: Tensor, num_graphs: int) -> list[Tensor]:
-        """Split the frames into groups whose copies hold at most ``chunk_size`` nodes."""
+        """Split the frames into consecutive groups of about ``chunk_size`` copied nodes.
+
+        A frame goes to chunk ``floor(start / chunk_size)``, ``start`` being the number of
+        nodes copied before it, so a chunk holds at most ``chunk_size`` nodes plus one graph.
+        """
         n_frames = graph.numel()
         if n_frames == 0:
             return []  # every graph is carried by the auxiliary model
+        frames = torch.arange(n_frames, device=graph.device)
         if self.chunk_size is None:
-            return [torch.arange(n_frames, device=graph.device)]
-        sizes = torch.bincount(batch, minlength=num_graphs)[graph].tolist()
-        chunks, start, filled = [], 0, 0
-        for i, size in enumerate(sizes):
-            if filled and filled + size > self.chunk_size:
-                chunks.append((start, i))
-                start, filled = i, 0
-            filled += size
-        chunks.append((start, n_frames))
-        return [torch.arange(a, b, device=graph.device) for a, b in chunks]
+            return [frames]
+        sizes = torch.bincount(batch, minlength=num_graphs)[graph]
+        chunk_of_frame = (torch.cumsum(sizes, 0) - sizes) // self.chunk_size
+        counts = torch.unique_consecutive(chunk_of_frame, return_counts=True)[1]
+        return list(torch.split(frames, counts.tolist()))
 
     def _check_shape(self, y: Tensor, n: int, who: str = "backbone") -> None:
         if tuple(y.shape) != (n, *self.out_shape):

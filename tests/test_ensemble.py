@@ -178,3 +178,13 @@ def test_default_auxiliary_model_is_exactly_covariant(output, o3_mode):
     y = model(Data(pos=pos))
     assert float(y.norm()) > 1e-3  # and it predicts something
     assert errors["rotation"] <= 1e-10
+
+
+def test_device_mix_is_reported_before_any_computation():
+    # no GPU needed: the meta device stands in for "another device"
+    data = Data(pos=torch.randn(4, 3), batch=torch.zeros(4, dtype=torch.long, device="meta"))
+    with pytest.raises(ValueError, match="device|on meta"):
+        ECSE(make_backbone("mlp", 1), cutoff=3.0, out_shape=(1,))(data)
+    data = Data(pos=torch.randn(4, 3), z=torch.ones(4, dtype=torch.long, device="meta"))
+    with pytest.raises(ValueError, match="data.z is on meta"):
+        ECSE(make_backbone("mlp", 1), cutoff=3.0, out_shape=(1,))(data)
