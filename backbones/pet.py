@@ -23,7 +23,7 @@ with :math:`m^{(0)}_{ij} = \mathrm{Emb}(z_j)`, :math:`f_c` the cosine switch fro
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Union
+from typing import Mapping, Union
 
 import torch
 from torch import Tensor, nn

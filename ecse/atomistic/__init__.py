@@ -1,0 +1,29 @@
+"""Atomistic tools: ASE structures -> PyG data, data sets, composition baselines and an
+ASE calculator for (ECSE-wrapped) energy models such as ``backbones.PET``.
+
+Needs ``ase`` (optional dependency: ``pip install ecse[atomistic]``); ``import ecse``
+does not import this subpackage.
+
+Example
+-------
+>>> from ase.build import molecule
+>>> from backbones import PET
+>>> from ecse import ECSE
+>>> from ecse.atomistic import ECSECalculator
+>>> atoms = molecule("CH4")
+>>> atoms.calc = ECSECalculator(ECSE(PET(d_model=16, num_gnn_layers=1), cutoff=5.0).double())
+>>> energy = atoms.get_potential_energy()
+"""
+from .calculator import ECSECalculator
+from .data import (apply_composition_baseline, atoms_to_data, composition_energy, fit_composition_baseline,
+                   load_dataset, split_dataset)
+
+__all__ = [
+    "ECSECalculator",
+    "apply_composition_baseline",
+    "atoms_to_data",
+    "composition_energy",
+    "fit_composition_baseline",
+    "load_dataset",
+    "split_dataset",
+]

@@ -1,0 +1,314 @@
+r"""ASE ``Atoms`` -> PyTorch Geometric ``Data``, dataset loading, splitting and
+composition baselines.
+
+Conventions
+-----------
+* ``cell`` ``[1, 3, 3]`` has the lattice vectors as rows (ASE's convention); it is all
+  zeros for non-periodic structures, and ``pbc`` ``[1, 3]`` is then all ``False``.
+* ``edge_index`` ``[2, E]`` follows PyG's ``source_to_target`` flow:
+  ``edge_index[0]`` is the neighbour :math:`j`, ``edge_index[1]`` the centre :math:`i`
+  (edges sorted by centre), and the integer ``shift`` ``[E, 3]`` gives the periodic
+  image, so that the displacement from :math:`i` to :math:`j` is
+  ``pos[j] - pos[i] + shift @ cell``.
+* Graph-level targets carry a leading dimension of 1 (energy ``[1]``, stress
+  ``[1, 3, 3]``, dipole ``[1, 3]``) so that ``Batch.from_data_list`` stacks them;
+  node-level targets are ``[N, ...]``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+__all__ = [
+    "atoms_to_data",
+    "load_dataset",
+    "split_dataset",
+    "fit_composition_baseline",
+    "composition_energy",
+    "apply_composition_baseline",
+]
+
+MAX_Z = 118
+_KINDS = ("graph", "node")
+
+
+def _where(name: Optional[str]) -> str:
+    return f" in {name}" if name else ""
+
+
+def _periodicity(atoms) -> tuple[np.ndarray, np.ndarray]:
+    """``(cell [3, 3], pbc [3])``; a periodic direction with a zero lattice vector is
+    dropped, and a zero or degenerate (singular) cell makes the structure non-periodic.
+    Missing vectors of partially periodic cells are completed orthogonally (ASE's
+    ``Cell.complete``)."""
+    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    pbc = np.asarray(atoms.pbc, dtype=bool) & (np.abs(cell).sum(axis=1) > 0)
+    if pbc.any():
+        full = np.asarray(atoms.cell.complete(), dtype=np.float64)
+        scale = max(np.abs(full).max(), 1.0) ** 3
+        if abs(np.linalg.det(full)) > 1e-12 * scale:
+            return full, pbc
+    return np.zeros((3, 3)), np.zeros(3, dtype=bool)
+
+
+def _read_target(atoms, key: str, kind: str, name: Optional[str]) -> np.ndarray:
+    calc = getattr(atoms, "calc", None)
+    results = getattr(calc, "results", None) or {}
+    if key in results:
+        value = results[key]
+    elif key in atoms.info:
+        value = atoms.info[key]
+    elif key in atoms.arrays:
+        value = atoms.arrays[key]
+    else:
+        raise KeyError(f"target {key!r} not found{_where(name)} (looked in atoms.calc.results, "
+                       f"atoms.info and atoms.arrays)")
+    value = np.asarray(value, dtype=np.float64)
+    if key == "stress" and value.shape == (6,):
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        value = voigt_6_to_full_3x3_stress(value)
+    if kind == "node" and (value.ndim == 0 or value.shape[0] != len(atoms)):
+        raise ValueError(f"node target {key!r}{_where(name)} has shape {value.shape}, "
+                         f"expected a leading dimension of {len(atoms)} atoms")
+    return value[None] if kind == "graph" else value
+
+
+def atoms_to_data(atoms, cutoff: Optional[float] = None, dtype: torch.dtype = torch.float64,
+                  targets: Optional[Mapping[str, str]] = None, name: Optional[str] = None) -> Data:
+    """Convert one ``ase.Atoms`` to a PyG ``Data``.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure.
+    cutoff : float, optional
+        When given, also store ``edge_index`` ``[2, E]`` (``[neighbour j, centre i]``)
+        and integer periodic ``shift`` ``[E, 3]`` (full list, vesin) such that
+        ``pos[j] - pos[i] + shift @ cell`` is the displacement. Not needed for PET,
+        which builds its own neighbour list.
+    dtype : torch.dtype
+        Floating dtype of ``pos``, ``cell`` and the targets.
+    targets : mapping, optional
+        ``{key: "graph" | "node"}``, e.g. ``{"energy": "graph", "forces": "node"}``.
+        Values come from ``atoms.calc.results`` (where ``ase.io.read`` puts
+        energy/forces/stress/dipole of extxyz files), else ``atoms.info`` or
+        ``atoms.arrays``. Voigt stress (6) is converted to 3x3.
+    name : str, optional
+        Label of the structure (e.g. ``"file.xyz[3]"``) used in error messages.
+
+    Returns
+    -------
+    torch_geometric.data.Data
+        With ``z`` (long), ``pos``, ``cell`` ``[1, 3, 3]``, ``pbc`` ``[1, 3]``,
+        ``num_nodes`` and the targets.
+
+    Raises
+    ------
+    ValueError
+        Unknown element (atomic number 0, e.g. ASE's ``'X'``, or > 118), a bad target kind
+        or a node target of the wrong length.
+    KeyError
+        A requested target is missing.
+
+    Examples
+    --------
+    >>> from ase.build import molecule
+    >>> data = atoms_to_data(molecule("CH4"), cutoff=2.0)
+    >>> data.z.tolist(), tuple(data.cell.shape), data.edge_index.shape[1]
+    ([6, 1, 1, 1, 1], (1, 3, 3), 20)
+    """
+    numbers = np.asarray(atoms.numbers, dtype=np.int64)
+    bad = (numbers < 1) | (numbers > MAX_Z)
+    if bad.any():
+        symbols = sorted({atoms.get_chemical_symbols()[k] for k in np.flatnonzero(bad)})
+        raise ValueError(f"unknown element(s) {symbols} (atomic numbers {sorted(set(numbers[bad].tolist()))})"
+                         f"{_where(name)}; supported: 1..{MAX_Z}")
+    cell, pbc = _periodicity(atoms)
+    positions = np.asarray(atoms.positions, dtype=np.float64)
+    data = Data(z=torch.from_numpy(numbers), pos=torch.tensor(positions, dtype=dtype),
+                cell=torch.tensor(cell, dtype=dtype)[None], pbc=torch.from_numpy(pbc)[None],
+                num_nodes=len(atoms))
+    if cutoff is not None:
+        from vesin import NeighborList
+
+        i, j, shift = NeighborList(cutoff=float(cutoff), full_list=True).compute(
+            positions, cell, [bool(p) for p in pbc], quantities="ijS")
+        order = np.argsort(i, kind="stable")
+        data.edge_index = torch.from_numpy(np.stack([j[order], i[order]]).astype(np.int64))
+        data.shift = torch.from_numpy(np.asarray(shift[order], dtype=np.int64).reshape(-1, 3))
+    for key, kind in (targets or {}).items():
+        if kind not in _KINDS:
+            raise ValueError(f"target {key!r}: kind must be one of {_KINDS}, got {kind!r}")
+        data[key] = torch.tensor(_read_target(atoms, key, kind, name), dtype=dtype)
+    return data
+
+
+def load_dataset(path: Union[str, os.PathLike], targets: Optional[Mapping[str, str]] = None,
+                 cutoff: Optional[float] = None, index: Union[str, int, slice] = ":",
+                 dtype: torch.dtype = torch.float64) -> list[Data]:
+    """Read any ASE-readable file (extxyz, ...) into a list of ``Data``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        File to read (format guessed by ASE from the name/content).
+    targets, cutoff, dtype
+        As in :func:`atoms_to_data`.
+    index : str, int or slice
+        ASE index selection (``":"`` = all frames).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        ASE cannot read it (the message names the file), or a structure is invalid.
+
+    Examples
+    --------
+    >>> data = load_dataset("methane_train.xyz", {"energy": "graph", "forces": "node"})  # doctest: +SKIP
+    """
+    import ase.io
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"dataset file not found: {path!r}")
+    try:
+        frames = ase.io.read(path, index=index)
+    except Exception as err:  # ASE raises many different types for unreadable files
+        raise ValueError(f"could not read {path!r} with ASE: {type(err).__name__}: {err}") from err
+    if not isinstance(frames, list):
+        frames = [frames]
+    return [atoms_to_data(atoms, cutoff=cutoff, dtype=dtype, targets=targets, name=f"{path}[{k}]")
+            for k, atoms in enumerate(frames)]
+
+
+def split_dataset(data_list: Sequence, sizes: Sequence[Union[int, float]] = (0.8, 0.1, 0.1),
+                  seed: int = 0) -> tuple[list, list, list]:
+    """Seeded random split into disjoint ``(train, val, test)`` lists.
+
+    Parameters
+    ----------
+    data_list : sequence
+        Items to split.
+    sizes : three ints or three fractions
+        Integer counts (sum <= ``len(data_list)``) or fractions in [0, 1] (sum <= 1;
+        when they sum to 1 the test set takes the rounding remainder).
+    seed : int
+        Seed of the permutation (same seed -> same split).
+
+    Examples
+    --------
+    >>> train, val, test = split_dataset(list(range(10)), (6, 2, 2), seed=0)
+    >>> len(train), len(val), len(test), sorted(train + val + test) == list(range(10))
+    (6, 2, 2, True)
+    """
+    n = len(data_list)
+    if len(sizes) != 3:
+        raise ValueError(f"sizes must have 3 entries (train, val, test), got {sizes!r}")
+    if all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in sizes):
+        counts = [int(s) for s in sizes]
+        if min(counts) < 0 or sum(counts) > n:
+            raise ValueError(f"sizes {counts} must be >= 0 and sum to at most {n}")
+    else:
+        fractions = [float(s) for s in sizes]
+        if min(fractions) < 0 or sum(fractions) > 1 + 1e-9:
+            raise ValueError(f"fractions {fractions} must be >= 0 and sum to at most 1")
+        counts = [int(np.floor(f * n + 1e-9)) for f in fractions]
+        if abs(sum(fractions) - 1) < 1e-9:
+            counts[2] = n - counts[0] - counts[1]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).tolist()
+    bounds = np.cumsum([0] + counts)
+    return tuple([data_list[k] for k in perm[bounds[s]:bounds[s + 1]]] for s in range(3))
+
+
+def _counts(data_list: Sequence[Data], elements: np.ndarray) -> np.ndarray:
+    column = np.full(MAX_Z + 1, -1)
+    column[elements] = np.arange(len(elements))
+    rows = [np.bincount(column[d.z.cpu().numpy()], minlength=len(elements)) for d in data_list]
+    return np.stack(rows).astype(np.float64)
+
+
+def fit_composition_baseline(data_list: Sequence[Data], key: str = "energy") -> dict[int, float]:
+    r"""Per-element energies :math:`b_Z` from least squares :math:`E_s \approx \sum_Z n_{sZ} b_Z`.
+
+    Solved with ``numpy.linalg.lstsq`` (minimum-norm solution). When the composition
+    matrix is rank deficient only the projection onto its row space is identifiable:
+    e.g. a data set of CH4 only determines :math:`b_C + 4 b_H` (the mean energy), and the
+    minimum-norm split :math:`b \propto (1, 4)` is returned; predictions on structures
+    of the same compositions are nonetheless exact least-squares fits.
+
+    Returns
+    -------
+    dict
+        ``{atomic number: energy}``, usable with ``PET.set_composition_offsets``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch_geometric.data import Data
+    >>> ds = [Data(z=torch.tensor(z), energy=torch.tensor([e], dtype=torch.float64))
+    ...       for z, e in [([1, 1], -1.0), ([1, 8], -3.5), ([8, 8], -6.0)]]
+    >>> {k: round(v, 6) for k, v in fit_composition_baseline(ds).items()}
+    {1: -0.5, 8: -3.0}
+    """
+    if len(data_list) == 0:
+        raise ValueError("cannot fit a composition baseline on an empty data set")
+    elements = np.unique(np.concatenate([d.z.cpu().numpy().reshape(-1) for d in data_list]))
+    counts = _counts(data_list, elements)
+    energy = np.array([float(d[key].reshape(-1)[0]) for d in data_list])
+    coef, *_ = np.linalg.lstsq(counts, energy, rcond=None)
+    return {int(z): float(c) for z, c in zip(elements, coef)}
+
+
+def composition_energy(data: Data, baseline: Mapping[int, float]) -> Tensor:
+    """Baseline energy ``[B]`` of a ``Data``/``Batch`` (sum of per-atom :math:`b_{Z}`).
+
+    Raises ``ValueError`` if an element of ``data`` has no baseline entry.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch_geometric.data import Data
+    >>> composition_energy(Data(z=torch.tensor([6, 1, 1])), {1: -0.5, 6: -2.0}).tolist()
+    [-3.0]
+    """
+    dtype = data.pos.dtype if getattr(data, "pos", None) is not None else torch.float64
+    table = torch.full((MAX_Z + 1,), float("nan"), dtype=dtype, device=data.z.device)
+    table[torch.tensor(list(baseline.keys()), dtype=torch.long, device=table.device)] = torch.tensor(
+        list(baseline.values()), dtype=dtype, device=table.device)
+    z = data.z.long().reshape(-1)
+    per_atom = table[z]
+    if bool(per_atom.isnan().any()):
+        raise ValueError(f"no baseline energy for element(s) {sorted(set(z[per_atom.isnan()].tolist()))}")
+    batch = getattr(data, "batch", None)
+    if batch is None:
+        return per_atom.sum().reshape(1)
+    return per_atom.new_zeros(int(data.num_graphs)).index_add(0, batch, per_atom)
+
+
+def apply_composition_baseline(data_list: Sequence[Data], baseline: Mapping[int, float],
+                               key: str = "energy") -> list[Data]:
+    """Copies of ``data_list`` with ``data[key]`` minus the composition energy.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch_geometric.data import Data
+    >>> d = Data(z=torch.tensor([1, 1]), energy=torch.tensor([-1.5], dtype=torch.float64))
+    >>> apply_composition_baseline([d], {1: -0.5})[0].energy.tolist()
+    [-0.5]
+    """
+    out = []
+    for data in data_list:
+        data = data.clone()
+        target = data[key]
+        data[key] = target - composition_energy(data, baseline).to(target.dtype).reshape(target.shape)
+        out.append(data)
+    return out
