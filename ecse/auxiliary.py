@@ -91,7 +91,8 @@ class DistanceAux(nn.Module):
         length = vector.norm(dim=-1, keepdim=True)
         width = self.cutoff / len(self.centers)
         rbf = torch.exp(-((length - self.centers) / width) ** 2)
-        rbf = rbf * cutoff_function(length, self.cutoff, 0.25 * self.cutoff)
+        smooth = cutoff_function(length, self.cutoff, 0.25 * self.cutoff)  # [E, 1]
+        rbf = rbf * smooth
         # the centre's environment makes phi_ij != phi_ji, so pair terms do not cancel
         environment = rbf.new_zeros(num_nodes, rbf.shape[1]).index_add(0, center, rbf)
         hidden_in = self.radial[0](rbf) + self.environment(environment)[center]
@@ -100,7 +101,9 @@ class DistanceAux(nn.Module):
             emb = self.species(z)
             hidden_in = hidden_in + emb[center] * emb[neighbor]
             node_species = self.node_species(emb)
-        coeff = self.radial[2](self.radial[1](hidden_in)).reshape(-1, self.channels, self.n_edge)
+        # the cutoff multiplies the coefficients themselves (an MLP maps zero features to
+        # its bias), so an edge enters and leaves the cutoff smoothly
+        coeff = (self.radial[2](self.radial[1](hidden_in)) * smooth).reshape(-1, self.channels, self.n_edge)
         edge = self._edge_terms(coeff, vector)  # [E, C, *comp]
         node = vector.new_zeros(num_nodes, *edge.shape[1:]).index_add(0, center, edge)
         node = node + self._node_terms(node_species, num_nodes, vector)

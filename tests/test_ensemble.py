@@ -188,3 +188,4 @@ def test_device_mix_is_reported_before_any_computation():
     data = Data(pos=torch.randn(4, 3), z=torch.ones(4, dtype=torch.long, device="meta"))
     with pytest.raises(ValueError, match="data.z is on meta"):
         ECSE(make_backbone("mlp", 1), cutoff=3.0, out_shape=(1,))(data)
+

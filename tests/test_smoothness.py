@@ -118,3 +118,18 @@ def test_bending_to_collinear_hands_over_to_the_auxiliary_model():
         model.aux.node_bias.fill_(0.7)  # make the auxiliary output clearly different
     _assert_continuous(model, x0, v)
     _assert_continuous(_model("vector"), x0, v)
+
+
+def test_auxiliary_model_is_smooth_when_an_atom_crosses_the_outer_cutoff():
+    # collinear chain: no frame has weight, the auxiliary model carries everything;
+    # the last atom moves out through the 4.0 cutoff of atom 0
+    x0 = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [2.2, 0, 0], [3.6, 0, 0]], dtype=torch.float64)
+    v = torch.zeros_like(x0)
+    v[3, 0] = 0.8
+    _, aux = _frame_stats(x0, v, torch.linspace(0, 1, 11, dtype=torch.float64))
+    assert set(aux) == {1.0}
+    model = _model("vector")
+    with torch.no_grad():
+        for p in model.aux.radial.parameters():
+            p.add_(0.5)  # non-zero biases: a coefficient that ignores the cutoff would jump
+    _assert_continuous(model, x0, v)
