@@ -51,13 +51,17 @@ class FrameParams:
 
         ``beta`` (an inverse length), ``radial_width`` and ``max_outer_cutoff`` are
         published for Å-sized clouds (a 5 Å cutoff); for clouds measured in another unit,
-        ``length_scale`` is the size of "1 Å" in that unit, e.g. ``cutoff / 5``.  Unknown
-        keys are ignored, so ``ECSE`` keyword arguments can be passed straight through.
+        ``length_scale`` is the size of "1 Å" in that unit, e.g. ``cutoff / 5``.
+
+        Raises:
+            ValueError: a non-positive ``length_scale`` or an unknown parameter name.
         """
         if not length_scale > 0:
             raise ValueError(f"length_scale must be positive, got {length_scale}")
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        p = cls(**known)
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown frame parameter(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        p = cls(**values)
         return cls(p.beta / length_scale, p.angle_threshold, p.angle_width, p.radial_width * length_scale,
                    p.aux_threshold, p.pruning_threshold, p.num_prunings, p.max_outer_cutoff * length_scale)
 

@@ -135,3 +135,13 @@ def test_length_scale_makes_frames_scale_covariant(scale):
     assert torch.allclose(a.inner_cutoff * scale, b.inner_cutoff, rtol=1e-12)
     unscaled = global_frames(pos * scale, 4.0 * scale)  # published Å defaults on a rescaled cloud
     assert unscaled.frames.weight.numel() != a.frames.weight.numel() or scale == 1.0
+
+
+def test_unknown_frame_parameters_are_named():
+    from ecse import FrameParams, FrameViewSampler
+    from torch_geometric.data import Data
+
+    with pytest.raises(ValueError, match="bet"):
+        FrameParams.scaled(2.0, bet=3.0)
+    with pytest.raises(ValueError, match="unknown frame parameter"):
+        FrameViewSampler([Data(pos=_cloud(6, 0))], 3.0, beta=5.0, raidal_width=0.1)
