@@ -4,7 +4,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["pairs_within_groups"]
+__all__ = ["group_slots", "pairs_within_groups"]
+
+
+def group_slots(group: Tensor, num_groups: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(counts [G], start [G], slot [E])`` of entries sorted by group: how many entries
+    each group has, where it starts, and each entry's rank inside its group."""
+    counts = torch.bincount(group, minlength=num_groups)
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(group.numel(), device=group.device) - start[group]
+    return counts, start, slot
 
 
 def pairs_within_groups(group: Tensor, num_groups: int, ordered: bool) -> tuple[Tensor, Tensor]:
@@ -28,9 +37,7 @@ def pairs_within_groups(group: Tensor, num_groups: int, ordered: bool) -> tuple[
     if num == 0:
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty
-    counts = torch.bincount(group, minlength=num_groups)
-    start = torch.cumsum(counts, 0) - counts
-    position = torch.arange(num, device=device) - start[group]  # rank inside its group
+    counts, start, position = group_slots(group, num_groups)
     size = counts[group]
     partners = size - 1 if ordered else size - 1 - position
     first = torch.repeat_interleave(torch.arange(num, device=device), partners)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._pairs import pairs_within_groups
+from ._pairs import group_slots, pairs_within_groups
 from .neighbors import within_radius
 from .switching import LAMBERT_W0_INV_E, cutoff_function, smooth_max_pair, step_up
 
@@ -110,10 +110,8 @@ def pair_sin2(center: Tensor, unit: Tensor, num_centers: int, first: Tensor, sec
     over a padded ``[N, K, 3]`` tensor, which is much faster than gathering ``[P, 3]``
     rows for every pair.
     """
-    counts = torch.bincount(center, minlength=num_centers)
+    counts, _, slot = group_slots(center, num_centers)
     k = int(counts.max()) if counts.numel() else 0
-    start = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(center.numel(), device=center.device) - start[center]
     padded = unit.new_zeros(num_centers, max(k, 1), 3)
     padded[center, slot] = unit
     gram = torch.bmm(padded, padded.transpose(1, 2)).reshape(-1)

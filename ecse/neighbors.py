@@ -30,11 +30,14 @@ class NeighborList(NamedTuple):
         center: ``[E]`` index of the centre node.
         neighbor: ``[E]`` index of the neighbour node (an image of it for periodic cells).
         vector: ``[E, 3]`` displacement from the centre to the neighbour.
+        shift: ``[E, 3]`` integer cell shift of the neighbour's image (zeros for open
+            clouds): ``vector = pos[neighbor] - pos[center] + shift @ cell``.
     """
 
     center: Tensor
     neighbor: Tensor
     vector: Tensor
+    shift: Tensor
 
 
 def _open_pairs(pos: Tensor, batch: Tensor, cutoff: float) -> tuple[Tensor, Tensor, None]:
@@ -103,7 +106,7 @@ def neighbor_list(
         batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
     if pos.shape[0] == 0:
         empty = torch.zeros(0, dtype=torch.long, device=pos.device)
-        return NeighborList(empty, empty, pos.new_zeros(0, 3))
+        return NeighborList(empty, empty, pos.new_zeros(0, 3), empty.reshape(0, 3))
     if cell is not None:
         cell = cell.reshape(-1, 3, 3)
         if pbc is None:
@@ -114,12 +117,13 @@ def neighbor_list(
     else:
         center, neighbor, shift = _periodic_pairs(pos, batch, cutoff, cell, pbc)
     vector = pos[neighbor] - pos[center]
-    if shift is not None:
-        image = torch.einsum("ea,eab->eb", shift.to(pos.dtype), cell[batch[center]])
-        vector = vector + image
+    if shift is None:
+        shift = torch.zeros(center.numel(), 3, dtype=torch.long, device=pos.device)
+    else:
+        vector = vector + torch.einsum("ea,eab->eb", shift.to(pos.dtype), cell[batch[center]])
     keep = (vector.detach() != 0).any(dim=1)
     order = torch.argsort(center[keep], stable=True)
-    return NeighborList(center[keep][order], neighbor[keep][order], vector[keep][order])
+    return NeighborList(center[keep][order], neighbor[keep][order], vector[keep][order], shift[keep][order])
 
 
 def within_radius(center: Tensor, vector: Tensor, radius) -> tuple[Tensor, Tensor, Tensor]:

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
-from backbones import DGCNN, PointNet2, PointTransformer
+from backbones import PET, DGCNN, PointNet2, PointTransformer
 
 #: output type -> number of flat channels the backbone must produce
 OUTPUT_CHANNELS = {"scalar": 2, "vector": 3, "rank2": 9, "rank2-symmetric": 6, "1x0e+1x1o+1x2e": 9}
@@ -37,3 +37,11 @@ class SmoothMLP(nn.Module):
             return y
         batch = data.batch if data.batch is not None else torch.zeros(len(y), dtype=torch.long)
         return scatter(y, batch, dim=0, dim_size=int(data.num_graphs), reduce="sum")
+
+
+def small_pet(seed: int = 0, num_gnn_layers: int = 2, **kw) -> PET:
+    """A tiny float64 PET for fast tests; keyword arguments override its settings."""
+    torch.manual_seed(seed)
+    cfg = dict(d_model=16, num_gnn_layers=num_gnn_layers, num_transformer_layers=1, num_heads=2,
+               dim_feedforward=32, head_hidden=16)
+    return PET(**{**cfg, **kw}).double()

@@ -11,15 +11,10 @@ from ecse import ECSE
 from ecse.neighbors import neighbor_list
 from ecse.testing import random_rotation
 
+from .models import small_pet
+
 DATA = Path("/work/shared/data")
 F64 = torch.float64
-
-
-def small_pet(seed=0, **kw):
-    torch.manual_seed(seed)
-    cfg = dict(d_model=16, num_gnn_layers=2, num_transformer_layers=1, num_heads=2, dim_feedforward=32,
-               head_hidden=16)
-    return PET(**{**cfg, **kw}).double()
 
 
 def methane(seed=0):

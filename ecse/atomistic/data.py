@@ -24,6 +24,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from ..neighbors import neighbor_list
+
 __all__ = [
     "atoms_to_data",
     "load_dataset",
@@ -134,14 +136,11 @@ def atoms_to_data(atoms, cutoff: Optional[float] = None, dtype: torch.dtype = to
     data = Data(z=torch.from_numpy(numbers), pos=torch.tensor(positions, dtype=dtype),
                 cell=torch.tensor(cell, dtype=dtype)[None], pbc=torch.from_numpy(pbc)[None],
                 num_nodes=len(atoms))
-    if cutoff is not None:
-        from vesin import NeighborList
-
-        i, j, shift = NeighborList(cutoff=float(cutoff), full_list=True).compute(
-            positions, cell, [bool(p) for p in pbc], quantities="ijS")
-        order = np.argsort(i, kind="stable")
-        data.edge_index = torch.from_numpy(np.stack([j[order], i[order]]).astype(np.int64))
-        data.shift = torch.from_numpy(np.asarray(shift[order], dtype=np.int64).reshape(-1, 3))
+    if cutoff is not None:  # float64 search, whatever the stored dtype
+        nl = neighbor_list(torch.from_numpy(positions), float(cutoff), cell=torch.from_numpy(cell)[None],
+                           pbc=torch.from_numpy(pbc)[None])
+        data.edge_index = torch.stack([nl.neighbor, nl.center])
+        data.shift = nl.shift
     for key, kind in (targets or {}).items():
         if kind not in _KINDS:
             raise ValueError(f"target {key!r}: kind must be one of {_KINDS}, got {kind!r}")
