@@ -23,10 +23,11 @@ with :math:`m^{(0)}_{ij} = \mathrm{Emb}(z_j)`, :math:`f_c` the cosine switch fro
 """
 from __future__ import annotations
 
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import Batch
 
 from ecse.neighbors import neighbor_list
@@ -40,13 +41,13 @@ class _GNNLayer(nn.Module):
     """One PET message-passing layer: edge tokens + central token -> transformer -> heads."""
 
     def __init__(self, d: int, n_tf: int, heads: int, d_ff: int, head_hidden: int, pre_ln: bool,
-                 fused: bool):
+                 fused: bool, out_dim: int = 1):
         super().__init__()
         self.r_embed = nn.Linear(4, d)
         self.compress = nn.Sequential(nn.Linear(2 * d, d), nn.SiLU(), nn.Linear(d, d))
         self.central = nn.Embedding(MAX_Z + 1, d)
         self.layers = nn.ModuleList(TransformerLayer(d, heads, d_ff, pre_ln, fused) for _ in range(n_tf))
-        self.head, self.bond_head = mlp(d, head_hidden, 1), mlp(d, head_hidden, 1)
+        self.head, self.bond_head = mlp(d, head_hidden, out_dim), mlp(d, head_hidden, out_dim)
 
     def forward(self, z, center, slot, max_nb, vec, r, fc, message):
         N = z.shape[0]
@@ -60,13 +61,13 @@ class _GNNLayer(nn.Module):
         for layer in self.layers:
             x = layer(x, weight, valid)
         out_edge = x[center, slot]
-        atom = self.head(x[:, 0]).squeeze(-1)
-        bond = self.bond_head(out_edge).squeeze(-1) * fc
+        atom = self.head(x[:, 0])
+        bond = self.bond_head(out_edge) * fc[:, None]
         return atom.index_add(0, center, bond), out_edge
 
 
 class PET(nn.Module):
-    r"""Point Edge Transformer energy model (published defaults).
+    r"""Point Edge Transformer (published defaults): energies, or covariant properties.
 
     Args:
         cutoff: neighbour cutoff :math:`r_c` in Å (5.0).
@@ -82,33 +83,60 @@ class PET(nn.Module):
         fused_attention: compute the (identical) modulated attention with torch's fused
             ``scaled_dot_product_attention`` and an additive :math:`\log f_c` mask
             (faster and lighter on memory for large neighbour counts).
-        level: ``"graph"`` (energy per structure) or ``"node"`` (per-atom energies).
+        level: ``"graph"`` (sum per structure) or ``"node"`` (per-atom contributions).
+        output: ``"scalar"`` (energy), ``"vector"``, ``"rank2"``, ``"rank2-symmetric"`` or an
+            e3nn Irreps string: the heads predict that many components per atom, in the
+            coordinates PET is given (wrap with ``ECSE(..., output=output)`` to make them
+            exactly covariant).
+        chunk_tokens: evaluate each message-passing layer on groups of atoms holding
+            about this many tokens, recomputing activations in the backward pass
+            (``torch.utils.checkpoint``), so memory stays bounded for large systems;
+            ``None`` (default): one call per layer, activations kept.
 
     Shapes:
         input: ``data.pos`` ``[N, 3]``, ``data.z`` ``[N]`` (atomic numbers 1..118),
         optional ``data.batch`` ``[N]``, ``data.cell`` ``[B, 3, 3]`` (rows = lattice
         vectors), ``data.pbc`` ``[B, 3]``.
-        output: ``[B]`` (``level="graph"``) or ``[N]`` (``level="node"``).
+        output: ``[B, *shape]`` (``level="graph"``) or ``[N, *shape]`` (``level="node"``),
+        with ``shape`` ``()`` for scalars, ``(3,)`` vectors, ``(3, 3)`` rank-2 (symmetric
+        for ``"rank2-symmetric"``), ``(irreps.dim,)`` Irreps.
 
     Attention is cutoff-modulated (keys weighted by :math:`f_c(r_{ij})`, renormalised;
     the central token has weight 1) and padded to the largest neighbour count in the
     batch, so atoms enter and leave the cutoff smoothly (energy C1, forces C0).
+    Composition offsets :math:`b_z` are added to scalar outputs, and as :math:`b_z I`
+    to rank-2 outputs (an isotropic, covariant baseline).
+
+    ``forward(data, local_frames=lf)`` evaluates every per-atom update in each of the
+    atom's own frames (:mod:`ecse.local`); use it through
+    ``ECSE(PET(), cutoff=5.0, mode="local")``.
     """
+
+    supports_local_frames = True
 
     def __init__(self, cutoff: float = 5.0, cutoff_width: float = 0.2, d_model: int = 128,
                  num_gnn_layers: int = 3, num_transformer_layers: int = 3, num_heads: int = 4,
                  dim_feedforward: int = 512, head_hidden: int = 128, pre_ln: bool = False,
-                 fused_attention: bool = False, level: str = "graph"):
+                 fused_attention: bool = False, level: str = "graph", output: str = "scalar",
+                 chunk_tokens: Optional[int] = None):
         super().__init__()
+        from ecse.covariant import OutputSpec
+
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
         if not 0 < cutoff_width <= cutoff:
             raise ValueError(f"need 0 < cutoff_width <= cutoff, got {cutoff_width}, {cutoff}")
+        if chunk_tokens is not None and chunk_tokens < 1:
+            raise ValueError(f"chunk_tokens must be positive or None, got {chunk_tokens}")
         self.cutoff, self.cutoff_width, self.level = float(cutoff), float(cutoff_width), level
+        self.spec, self.output, self.chunk_tokens = OutputSpec(output), output, chunk_tokens
+        out_dim = {"scalar": 1, "vector": 3, "rank2": 9, "rank2-symmetric": 6}.get(
+            self.spec.kind, self.spec.component_shape[0] if self.spec.component_shape else 1)
+        self.out_dim = out_dim
         self.neighbor_embedding = nn.Embedding(MAX_Z + 1, d_model)
         self.gnn_layers = nn.ModuleList(
             _GNNLayer(d_model, num_transformer_layers, num_heads, dim_feedforward, head_hidden, pre_ln,
-                      fused_attention)
+                      fused_attention, out_dim)
             for _ in range(num_gnn_layers))
         self.register_buffer("composition_offsets", torch.zeros(MAX_Z + 1))
 
@@ -127,7 +155,7 @@ class PET(nn.Module):
                 raise ValueError(f"unknown element {key!r} in composition offsets")
             self.composition_offsets[z] = float(value)
 
-    def forward(self, data) -> Tensor:
+    def forward(self, data, local_frames=None) -> Tensor:
         pos, z = data.pos, getattr(data, "z", None)
         if z is None:
             raise ValueError("PET needs atomic numbers in data.z")
@@ -144,17 +172,74 @@ class PET(nn.Module):
         r = vec.norm(dim=-1)
         fc = cutoff_switch(r, self.cutoff, self.cutoff_width)
         rev = reverse_edges(center, nl.neighbor, vec)
-        slot, max_nb = pad_edges(center, z.shape[0])
         message = self.neighbor_embedding(z[nl.neighbor])
-        energy = self.composition_offsets.to(pos.dtype)[z]
+        lf = local_frames
+        if lf is None:  # one "unit" per atom
+            unit_z, unit_of_edge, edge, unit_vec = z, center, None, vec
+        else:  # one unit per (atom, frame) copy
+            if lf.num_atoms != z.numel():
+                raise ValueError(f"local_frames are for {lf.num_atoms} atoms, data has {z.numel()}")
+            unit_of_edge, edge = lf.edge_copies(center)
+            unit_z, unit_vec = z[lf.atom], lf.rotate(vec[edge], unit_of_edge)
+            r, fc = r[edge], fc[edge]
+        slot, max_nb = pad_edges(unit_of_edge, unit_z.shape[0])
+        total = None
         for layer in self.gnn_layers:
-            e_atom, out_edge = layer(z, center, slot, max_nb, vec, r, fc, message)
-            energy = energy + e_atom
-            message = 0.5 * (message + out_edge[rev])
+            msg = message if edge is None else message[edge]
+            unit_out, edge_out = self._run_layer(layer, unit_z, unit_of_edge, slot, max_nb, unit_vec, r, fc, msg)
+            total = unit_out if total is None else total + unit_out
+            if edge is not None:
+                edge_out = lf.combine_edges(edge_out, unit_of_edge, edge, center.numel())
+            message = 0.5 * (message + edge_out[rev])
+        values = self._components(total, z.numel() if lf is None else unit_z.numel())
+        if lf is not None:
+            values = lf.combine_covariant(values, self.spec) if self.spec.kind != "scalar" else lf.combine(values)
+        values = self._add_offsets(values, z, pos.dtype)
         if self.level == "node":
-            return energy
+            return values
         num_graphs = data.num_graphs if isinstance(data, Batch) else int(batch.max()) + 1 if z.numel() else 1
-        return energy.new_zeros(num_graphs).index_add(0, batch, energy)
+        return values.new_zeros(num_graphs, *values.shape[1:]).index_add(0, batch, values)
+
+    def _components(self, total: Optional[Tensor], n: int) -> Tensor:
+        if total is None:  # no message-passing layer
+            total = self.composition_offsets.new_zeros(n, self.out_dim)
+        if self.spec.kind == "scalar":
+            return total.squeeze(-1)
+        return self.spec.components(total)
+
+    def _add_offsets(self, values: Tensor, z: Tensor, dtype: torch.dtype) -> Tensor:
+        offsets = self.composition_offsets.to(dtype)[z]
+        if self.spec.kind == "scalar":
+            return values + offsets
+        if self.spec.kind in ("rank2", "rank2-symmetric"):
+            return values + offsets[:, None, None] * torch.eye(3, dtype=dtype, device=values.device)
+        return values
+
+    def _run_layer(self, layer, z, unit_of_edge, slot, max_nb, vec, r, fc, message) -> tuple[Tensor, Tensor]:
+        """One GNN layer over all units, in token-bounded, checkpointed chunks if asked."""
+        if self.chunk_tokens is None or z.numel() == 0:
+            return layer(z, unit_of_edge, slot, max_nb, vec, r, fc, message)
+        degree = torch.bincount(unit_of_edge, minlength=z.numel())
+        tokens = torch.cumsum(degree + 1, 0)
+        chunk = torch.div(tokens - degree - 1, self.chunk_tokens, rounding_mode="floor")
+        units = torch.unique_consecutive(chunk, return_counts=True)[1].tolist()
+        edge_end = torch.cumsum(degree, 0)
+        outs, edge_outs, u0 = [], [], 0
+        for count in units:
+            u1 = u0 + count
+            e0 = int(edge_end[u0 - 1]) if u0 else 0
+            e1 = int(edge_end[u1 - 1])
+            nb = int(degree[u0:u1].max())
+            args = (z[u0:u1], unit_of_edge[e0:e1] - u0, slot[e0:e1], nb, vec[e0:e1], r[e0:e1], fc[e0:e1],
+                    message[e0:e1])
+            if torch.is_grad_enabled():
+                out, edge_out = checkpoint(layer, *args, use_reentrant=False)
+            else:
+                out, edge_out = layer(*args)
+            outs.append(out)
+            edge_outs.append(edge_out)
+            u0 = u1
+        return torch.cat(outs), torch.cat(edge_outs)
 
 
 def energy_and_forces(model: nn.Module, data, create_graph: bool = False) -> tuple[Tensor, Tensor]:

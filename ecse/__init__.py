@@ -14,7 +14,8 @@ Conventions (row vectors): a rotation ``R`` acts on positions as ``x @ R.T``; a 
 
 Public modules: ``switching`` (smooth functions), ``neighbors``, ``cutoff`` (adaptive
 inner cutoff), ``frames``, ``pruning``, ``frameset`` (the whole frame pipeline),
-``covariant``, ``auxiliary``, ``ensemble``, ``point_ops`` (knn/radius/fps with or
+``covariant``, ``auxiliary``, ``ensemble``, ``local`` (per-atom ensembles for
+message-passing backbones), ``point_ops`` (knn/radius/fps with or
 without torch-cluster) and ``testing`` (hypothesis strategies, ``assert_equivariant``).
 """
 from .auxiliary import DistanceAux
@@ -24,6 +25,7 @@ from .ensemble import ECSE
 from .frame_views import FrameViewSampler
 from .frames import Frames, add_mirror_frames, build_frames
 from .frameset import FrameParams, FrameSet, global_frames
+from .local import LocalFrames, local_frames
 from .neighbors import NeighborList, neighbor_list
 from .pruning import auxiliary_weight, prune_weights, smooth_max_weight
 from .switching import cutoff_function, segment_smooth_max, smooth_max_pair, step_up, step_up_linear, stitch
@@ -37,6 +39,7 @@ __all__ = [
     "FrameSet",
     "FrameViewSampler",
     "Frames",
+    "LocalFrames",
     "NeighborList",
     "OutputSpec",
     "adaptive_inner_cutoff",
@@ -45,6 +48,7 @@ __all__ = [
     "build_frames",
     "cutoff_function",
     "global_frames",
+    "local_frames",
     "neighbor_list",
     "prune_weights",
     "segment_smooth_max",

@@ -25,6 +25,7 @@ from ._validation import check_point_cloud
 from .auxiliary import DistanceAux
 from .covariant import OutputSpec
 from .frameset import FrameParams, global_frames
+from .local import local_frames
 from .replicate import replicate_in_frames
 
 __all__ = ["ECSE"]
@@ -59,6 +60,13 @@ class ECSE(nn.Module):
         beta, angle_threshold, angle_width, radial_width, aux_threshold,
         pruning_threshold, num_prunings, max_outer_cutoff: see
             :class:`~ecse.frameset.FrameParams` (published defaults).
+        mode: ``"global"`` (default): the whole backbone is evaluated once per retained
+            frame of each graph (any backbone).  ``"local"``: every per-atom update of a
+            message-passing backbone is evaluated in that atom's own frames and averaged
+            (:mod:`ecse.local`); cost about (frames per atom) x the bare model, linear in
+            system size.  Needs a backbone with ``forward(data, local_frames=...)`` such
+            as ``backbones.PET``; the auxiliary path is then the backbone's own
+            direction-free evaluation, and ``aux``/``chunk_size`` are not used.
         length_scale: the length-valued settings (``1/beta``, ``radial_width``,
             ``max_outer_cutoff``) are in units of ``length_scale``.  The published
             values are for Å and a 5 Å cutoff; for clouds in other units use e.g.
@@ -92,15 +100,25 @@ class ECSE(nn.Module):
                  vector_attrs: Sequence[str] = (), beta: float = 5.0, angle_threshold: float = 0.2,
                  angle_width: float = 0.15, radial_width: float = 0.15, aux_threshold: float = 0.5,
                  pruning_threshold: float = 0.9, num_prunings: int = 4, max_outer_cutoff: float = 10.0,
-                 length_scale: float = 1.0):
+                 length_scale: float = 1.0, mode: str = "global"):
         super().__init__()
+        if mode not in ("global", "local"):
+            raise ValueError(f"mode must be 'global' or 'local', got {mode!r}")
+        if mode == "local" and not getattr(backbone, "supports_local_frames", False):
+            raise ValueError(f"mode='local' needs a backbone that takes forward(data, local_frames=...) "
+                             f"(see ecse.local), e.g. backbones.PET; {type(backbone).__name__} does not; "
+                             "use mode='global'")
+        backbone_output = getattr(getattr(backbone, "spec", None), "name", None)
+        if mode == "local" and backbone_output is not None and backbone_output != output:
+            raise ValueError(f"the backbone predicts output={backbone_output!r} but ECSE was given "
+                             f"output={output!r}")
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
         if not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
             raise ValueError(f"cutoff must be a positive number, got {cutoff!r}")
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be positive or None, got {chunk_size}")
-        self.backbone = backbone
+        self.backbone, self.mode = backbone, mode
         self.cutoff, self.level, self.o3 = float(cutoff), level, bool(o3)
         self.spec = OutputSpec(output)
         self.out_shape = tuple(self.spec.component_shape if out_shape is None else out_shape)
@@ -109,6 +127,8 @@ class ECSE(nn.Module):
                                          angle_width=angle_width, radial_width=radial_width,
                                          aux_threshold=aux_threshold, pruning_threshold=pruning_threshold,
                                          num_prunings=num_prunings, max_outer_cutoff=max_outer_cutoff)
+        if aux == "default" and mode == "local":
+            aux = None  # the backbone's own direction-free evaluation is the auxiliary path
         if aux == "default":
             outer = min(self.cutoff, self.params.max_outer_cutoff)
             aux = DistanceAux(output, self.out_shape, outer, level, o3)
@@ -122,7 +142,7 @@ class ECSE(nn.Module):
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.backbone.__class__.__name__}, cutoff={self.cutoff}, "
-                f"output={self.spec.name!r}, level={self.level!r}, o3={self.o3})")
+                f"output={self.spec.name!r}, level={self.level!r}, o3={self.o3}, mode={self.mode!r})")
 
     def forward(self, data) -> Tensor:
         pos, batch, num_graphs = check_point_cloud(data)
@@ -131,6 +151,8 @@ class ECSE(nn.Module):
         geo = torch.promote_types(pos.dtype, torch.float64) if pos.device.type != "mps" else pos.dtype
         pos_geo = pos.to(geo)
         cell = getattr(data, "cell", None)
+        if self.mode == "local":
+            return self._forward_local(data, pos_geo, batch, num_graphs, cell, geo)
         fs = global_frames(pos_geo, self.cutoff, batch, num_graphs, None if cell is None else cell.to(geo),
                            getattr(data, "pbc", None), self.params, self.o3)
         frames, graph = fs.frames, fs.graph
@@ -170,6 +192,23 @@ class ECSE(nn.Module):
             norm = norm[batch]
         self._record_stats(fs, num_graphs, pos.shape[0])
         return (total / norm.reshape(-1, *([1] * len(self.out_shape)))).to(pos.dtype)
+
+    def _forward_local(self, data, pos_geo: Tensor, batch: Tensor, num_graphs: int, cell, geo) -> Tensor:
+        lf = local_frames(pos_geo, self.cutoff, batch, None if cell is None else cell.to(geo),
+                          getattr(data, "pbc", None), self.params, self.o3)
+        y = self.backbone(data, local_frames=lf)
+        self._check_shape(y, num_graphs if self.level == "graph" else pos_geo.shape[0])
+        n, mirrors = max(lf.num_atoms, 1), (2 if self.o3 else 1)
+        self.last_stats = {
+            "frames_per_atom": lf.num_frames / mirrors / n,
+            "frames_per_atom_before_pruning": lf.num_candidates / n,
+            "frames_per_graph": lf.num_frames / mirrors / num_graphs,
+            "backbone_copies_per_atom": lf.atom.numel() / n,
+            "aux_atoms": int((lf.aux_weight > 0).sum()),
+            "inner_cutoff_mean": float(lf.inner_cutoff.detach().mean()) if lf.num_atoms else float("nan"),
+            "aux_weight_max": float(lf.aux_weight.detach().max()) if lf.num_atoms else 0.0,
+        }
+        return y
 
     def _chunks(self, graph: Tensor, batch: Tensor, num_graphs: int) -> list[Tensor]:
         """Split the frames into consecutive groups of about ``chunk_size`` copied nodes.

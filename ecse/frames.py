@@ -15,10 +15,17 @@ The weight of the frame is
 
 zero unless both neighbours are inside the centre's inner cutoff and the angle is wide
 enough; :math:`q_{lin}` keeps growing with :math:`s`, so wider angles win.
+
+Given the outer cutoff, the weight is also multiplied by
+:math:`f_c(r_j; r_{out}, \delta) f_c(r_k; r_{out}, \delta)`.  The published weight lacks this
+factor and jumps when a neighbour enters the outer cutoff of a centre that has no good pair
+yet (its :math:`r_{in} = r_{out} + \delta`, so :math:`f_c(r; r_{in}, \delta) = 1` at
+:math:`r = r_{out}`); the factor makes it continuous and changes nothing whenever
+:math:`r_{in} \le r_{out}`, which is nearly always.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -55,6 +62,7 @@ def build_frames(
     angle_threshold: float = 0.2,
     angle_width: float = 0.15,
     radial_width: float = 0.15,
+    outer_cutoff: Optional[float] = None,
 ) -> Frames:
     r"""Frames and weights of every centre from its neighbours inside ``inner_cutoff``.
 
@@ -69,6 +77,9 @@ def build_frames(
         num_centers: ``N``.
         angle_threshold, angle_width, radial_width: :math:`W`, :math:`\Delta W`,
             :math:`\delta` (see :func:`ecse.cutoff.adaptive_inner_cutoff`).
+        outer_cutoff: :math:`r_{out}`; when given, weights fade out with
+            :math:`f_c(r; r_{out}, \delta)` of both neighbours (continuity at the outer
+            cutoff, see the module docstring).  ``None``: the published weight.
 
     Shapes:
         returns :class:`Frames` with ``F`` frames, grouped by centre.
@@ -100,6 +111,9 @@ def build_frames(
         * cutoff_function(length[second], r_in, radial_width)
         * step_up_linear(s, angle_threshold - angle_width, angle_width)
     )
+    if outer_cutoff is not None:
+        weight = (weight * cutoff_function(length[first], outer_cutoff, radial_width)
+                  * cutoff_function(length[second], outer_cutoff, radial_width))
     return Frames(frame_center, rotation, weight)
 
 

@@ -126,7 +126,8 @@ def global_frames(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, nu
     nl = neighbor_list(pos, outer, batch, cell, pbc)
     r_in = adaptive_inner_cutoff(nl.center, nl.vector, n, outer, p.beta, p.angle_threshold,
                                  p.angle_width, p.radial_width)
-    frames = build_frames(nl.center, nl.vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width)
+    frames = build_frames(nl.center, nl.vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width,
+                          outer)
     graph = batch[frames.center]
     aux = auxiliary_weight(frames.weight, graph, num_graphs, p.aux_threshold)
     weight = prune_weights(frames.weight, graph, num_graphs, p.pruning_threshold, p.num_prunings,

@@ -80,6 +80,7 @@ def frames(pos, r_out, W=0.2, dW=0.15, drc=0.15, beta=5.0):
         nb = [n for n in neighbours(pos, i, r_out) if n[2] < r_in]
         for (_, va, ra), (_, vb, rb) in itertools.permutations(nb, 2):
             w = fc(ra, r_in, drc) * fc(rb, r_in, drc) * q_lin(sin2(va, vb), W - dW, dW)
+            w *= fc(ra, r_out, drc) * fc(rb, r_out, drc)  # ecse's continuity fix at r_out
             if w > 0:
                 e1 = va / ra
                 e2 = np.cross(va, vb)

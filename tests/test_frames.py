@@ -58,7 +58,7 @@ def test_frames_and_weights_match_reference(seed):
     pos = _cloud(8, seed)
     nl = neighbor_list(pos, 4.0)
     r_in = adaptive_inner_cutoff(nl.center, nl.vector, 8, 4.0)
-    frames = build_frames(nl.center, nl.vector, r_in, 8)
+    frames = build_frames(nl.center, nl.vector, r_in, 8, outer_cutoff=4.0)
     expected = ref.frames(pos.numpy(), 4.0)
     keep = frames.weight > 0
     assert int(keep.sum()) == len(expected)

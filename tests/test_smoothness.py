@@ -133,3 +133,17 @@ def test_auxiliary_model_is_smooth_when_an_atom_crosses_the_outer_cutoff():
         for p in model.aux.radial.parameters():
             p.add_(0.5)  # non-zero biases: a coefficient that ignores the cutoff would jump
     _assert_continuous(model, x0, v)
+
+
+def test_atom_entering_the_outer_cutoff_of_a_centre_without_frames():
+    # a dimer has no frame (aux weight 1); a third atom comes in through the 4.0 cutoff
+    # of atom 0. The published frame weight (no outer-cutoff factor) jumps from 0 here.
+    x0 = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [-2.0, 3.55, 0.3]], dtype=torch.float64)
+    v = torch.zeros_like(x0)
+    v[2] = torch.tensor([0.5, -0.6, 0.0], dtype=torch.float64)
+    counts, aux = _frame_stats(x0, v, torch.linspace(0, 1, 21, dtype=torch.float64))
+    assert counts[0] == 0 and counts[-1] > 0 and aux[0] == 1.0 and aux[-1] < 1.0
+    model = _model()
+    with torch.no_grad():
+        model.aux.node_bias.fill_(0.7)
+    _assert_continuous(model, x0, v)

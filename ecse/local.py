@@ -1,0 +1,193 @@
+r"""Local (per-atom) frame ensembles, for message-passing backbones.
+
+The global ensemble (:mod:`ecse.frameset`) evaluates the whole model once per retained
+frame of a graph, so its cost grows with the system.  A *local* ensemble symmetrises
+every per-atom update instead: atom :math:`i` gets its own frames :math:`F_{ik}` (built
+from its own neighbours, weighted and pruned per atom with the published rules), the
+update :math:`g` is evaluated once per frame on the atom's environment expressed in that
+frame, and the results are averaged,
+
+.. math::
+    h_i = \frac{\sum_k w_{ik}\; F_{ik} \cdot g\big(\{\mathbf r_{ij} F_{ik}\}_j, m_{ij}\big)
+               + w^{aux}_i\; \pi\, g\big(\{\mathbf 0\}_j, m_{ij}\big)}
+              {\sum_k w_{ik} + w^{aux}_i},
+
+where :math:`F \cdot` is the action on the output type (identity for invariant features
+and messages) and the auxiliary term evaluates the update with every direction removed
+(zero vectors; invariant edge features such as :math:`|\mathbf r_{ij}|` stay), projected
+by :math:`\pi` onto the invariant part of the output type.  A rotation maps
+:math:`F_{ik} \to R F_{ik}` and leaves :math:`\mathbf r_{ij} F_{ik}` and the weights
+unchanged, so invariant features stay exactly invariant layer after layer, and covariant
+outputs rotate exactly.  The cost is about (mean frames per atom) times the bare model,
+independent of the system size.
+
+Interface for a backbone (see :class:`backbones.PET` for a complete example): accept
+``forward(data, local_frames=None)``; when given a :class:`LocalFrames`, evaluate each
+per-atom update on the *copies* ``lf.atom`` (one per frame, plus auxiliary copies), with
+the edges of ``lf.edge_copies(center)``, directions ``lf.rotate(vectors, copy)``, and
+average with ``lf.combine`` / ``lf.combine_edges`` / ``lf.combine_covariant``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from .covariant import OutputSpec
+from .cutoff import adaptive_inner_cutoff
+from .frames import Frames, add_mirror_frames, build_frames
+from .frameset import FrameParams
+from .neighbors import neighbor_list
+from .pruning import auxiliary_weight, prune_weights
+
+__all__ = ["LocalFrames", "local_frames"]
+
+
+class LocalFrames(NamedTuple):
+    """Per-atom frame copies with normalised weights.
+
+    Attributes:
+        atom: ``[C]`` atom of each copy, sorted.
+        rotation: ``[C, 3, 3]`` frame of each copy, axes as columns (identity for the
+            auxiliary copies).
+        weight: ``[C]`` :math:`w_{ik} / (\\sum_k w_{ik} + w^{aux}_i)`; sums to 1 per atom.
+        invariant: ``[C]`` True for auxiliary copies (they see no directions).
+        num_atoms: ``N``.
+        aux_weight: ``[N]`` unnormalised auxiliary weight per atom.
+        num_candidates: frames with weight > 0 before pruning (all atoms).
+        inner_cutoff: ``[N]`` adaptive inner cutoff per atom.
+    """
+
+    atom: Tensor
+    rotation: Tensor
+    weight: Tensor
+    invariant: Tensor
+    num_atoms: int
+    aux_weight: Tensor
+    num_candidates: int
+    inner_cutoff: Tensor
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frame copies (auxiliary copies excluded)."""
+        return int((~self.invariant).sum())
+
+    def edge_copies(self, center: Tensor) -> tuple[Tensor, Tensor]:
+        """Copies of the edges: every edge of a copy's atom, once per copy.
+
+        Args:
+            center: ``[E]`` centre atom of each edge, sorted.
+
+        Returns:
+            ``(copy, edge)``, both ``[E_c]`` and sorted by copy: the copy each edge copy
+            belongs to and the original edge it repeats.
+        """
+        degree = torch.bincount(center, minlength=self.num_atoms)
+        start = torch.cumsum(degree, 0) - degree
+        per_copy = degree[self.atom]
+        copy = torch.repeat_interleave(torch.arange(self.atom.numel(), device=center.device), per_copy)
+        first = torch.cumsum(per_copy, 0) - per_copy
+        edge = start[self.atom][copy] + torch.arange(copy.numel(), device=center.device) - first[copy]
+        return copy, edge
+
+    def rotate(self, vectors: Tensor, copy: Tensor) -> Tensor:
+        """``vectors[e] @ rotation[copy[e]]`` (frame coordinates), zero for auxiliary copies;
+        computed in the frames' precision and returned in ``vectors.dtype``.
+
+        Shapes: ``vectors`` ``[E_c, 3]``, ``copy`` ``[E_c]`` -> ``[E_c, 3]``.
+        """
+        rot = self.rotation[copy]
+        out = torch.einsum("ei,eij->ej", vectors.to(rot.dtype), rot)
+        return out.masked_fill(self.invariant[copy, None], 0.0).to(vectors.dtype)
+
+    def combine(self, values: Tensor) -> Tensor:
+        """Weighted per-atom average of invariant per-copy values: ``[C, ...]`` -> ``[N, ...]``."""
+        w = self.weight.to(values.dtype).reshape(-1, *([1] * (values.dim() - 1)))
+        return values.new_zeros(self.num_atoms, *values.shape[1:]).index_add(0, self.atom, values * w)
+
+    def combine_edges(self, values: Tensor, copy: Tensor, edge: Tensor, num_edges: int) -> Tensor:
+        """Weighted average of invariant per-edge-copy values over the copies of each edge:
+        ``[E_c, ...]`` -> ``[E, ...]``."""
+        w = self.weight.to(values.dtype)[copy].reshape(-1, *([1] * (values.dim() - 1)))
+        return values.new_zeros(num_edges, *values.shape[1:]).index_add(0, edge, values * w)
+
+    def combine_covariant(self, values: Tensor, spec: OutputSpec) -> Tensor:
+        """Rotate per-copy predictions back to the lab frame and average them per atom.
+
+        ``values`` ``[C, *components]`` are in each copy's frame; auxiliary copies keep only
+        the invariant part of the type (vectors: none; rank-2: the isotropic trace part;
+        Irreps: the ``0e`` blocks), which keeps the average exactly covariant.
+        """
+        geo = self.rotation.dtype
+        rotated = spec.act(values.to(geo), self.rotation)
+        invariant_part = invariant_projection(values.to(geo), spec)
+        mask = self.invariant.reshape(-1, *([1] * (values.dim() - 1)))
+        return self.combine(torch.where(mask, invariant_part, rotated)).to(values.dtype)
+
+
+def invariant_projection(values: Tensor, spec: OutputSpec) -> Tensor:
+    """The rotation-invariant part of ``values`` ``[K, *components]`` of type ``spec``."""
+    if spec.kind == "scalar":
+        return values
+    if spec.kind == "vector":
+        return torch.zeros_like(values)
+    if spec.kind in ("rank2", "rank2-symmetric"):
+        trace = values.diagonal(dim1=-2, dim2=-1).sum(-1)
+        eye = torch.eye(3, dtype=values.dtype, device=values.device)
+        return trace[..., None, None] / 3.0 * eye
+    keep = torch.zeros(values.shape[-1], dtype=values.dtype, device=values.device)
+    for (mul, ir), sl in zip(spec.irreps, spec.irreps.slices()):
+        if ir.l == 0 and ir.p == 1:
+            keep[sl] = 1.0
+    return values * keep
+
+
+def local_frames(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, cell: Optional[Tensor] = None,
+                 pbc: Optional[Tensor] = None, params: FrameParams = FrameParams(),
+                 o3: bool = False) -> LocalFrames:
+    """Weighted, per-atom pruned frames of every atom, plus auxiliary copies.
+
+    Args:
+        pos: ``[N, 3]`` positions (use float64 for exactness).
+        cutoff: neighbours within ``min(cutoff, params.max_outer_cutoff)`` define frames.
+        batch, cell, pbc: as in :func:`ecse.neighbors.neighbor_list`.
+        params: :class:`~ecse.frameset.FrameParams` (published defaults).
+        o3: add the mirror image of every frame (exact under reflections too).
+
+    Example:
+        >>> import torch
+        >>> pos = torch.tensor([[0., 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1.1]], dtype=torch.float64)
+        >>> lf = local_frames(pos, 3.0)
+        >>> torch.allclose(lf.combine(torch.ones(lf.atom.numel(), dtype=torch.float64)), torch.ones(4, dtype=torch.float64))
+        True
+    """
+    n = pos.shape[0]
+    if batch is None:
+        batch = torch.zeros(n, dtype=torch.long, device=pos.device)
+    p = params
+    outer = min(float(cutoff), p.max_outer_cutoff)
+    nl = neighbor_list(pos, outer, batch, cell, pbc)
+    r_in = adaptive_inner_cutoff(nl.center, nl.vector, n, outer, p.beta, p.angle_threshold,
+                                 p.angle_width, p.radial_width)
+    frames = build_frames(nl.center, nl.vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width,
+                          outer)
+    aux = auxiliary_weight(frames.weight, frames.center, n, p.aux_threshold)
+    weight = prune_weights(frames.weight, frames.center, n, p.pruning_threshold, p.num_prunings,
+                           p.aux_threshold)
+    keep = weight > 0
+    kept = Frames(frames.center[keep], frames.rotation[keep], weight[keep])
+    if o3:
+        kept = add_mirror_frames(kept)
+    aux_atoms = torch.nonzero(aux > 0).reshape(-1)
+    eye = torch.eye(3, dtype=pos.dtype, device=pos.device).expand(aux_atoms.numel(), 3, 3)
+    atom = torch.cat([kept.center, aux_atoms])
+    rotation = torch.cat([kept.rotation, eye])
+    raw = torch.cat([kept.weight, aux[aux_atoms]])
+    invariant = torch.cat([torch.zeros_like(kept.center, dtype=torch.bool),
+                           torch.ones_like(aux_atoms, dtype=torch.bool)])
+    norm = pos.new_zeros(n).index_add(0, atom, raw)
+    order = torch.argsort(atom, stable=True)
+    atom = atom[order]
+    return LocalFrames(atom, rotation[order], raw[order] / norm[atom], invariant[order], n, aux,
+                       int((frames.weight > 0).sum()), r_in)
