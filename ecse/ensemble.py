@@ -20,6 +20,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ._validation import check_point_cloud
 from .auxiliary import DistanceAux
@@ -53,8 +54,10 @@ class ECSE(nn.Module):
             invariant logits; default ``()`` for scalars and the component shape
             otherwise (``(3,)``, ``(3, 3)``, ``(irreps.dim,)``).
         chunk_size: about this many nodes (summed over frame copies; at most this plus
-            one graph) per backbone call, which bounds memory (default 65536); ``None``:
-            all frames in one call.
+            one graph) per backbone call, which bounds memory (default 65536); with more
+            than one chunk, each chunk's activations are recomputed in the backward pass
+            (``torch.utils.checkpoint``), so forces and training stay bounded too;
+            ``None``: all frames in one call.
         vector_attrs: node/edge/graph attributes rotated like positions (all others
             are passed unchanged and must be invariant).
         beta, angle_threshold, angle_width, radial_width, aux_threshold,
@@ -158,10 +161,16 @@ class ECSE(nn.Module):
         frames, graph = fs.frames, fs.graph
         num_items = num_graphs if self.level == "graph" else pos.shape[0]
         total = pos_geo.new_zeros(num_items, *self.out_shape)
-        for chunk in self._chunks(graph, batch, num_graphs):
+        chunks = self._chunks(graph, batch, num_graphs)
+        # with several chunks, recompute each chunk's activations in the backward pass
+        # instead of keeping all of them: memory stays bounded by one chunk
+        recompute = len(chunks) > 1 and torch.is_grad_enabled()
+        for chunk in chunks:
             copies = replicate_in_frames(data, batch, num_graphs, graph[chunk], frames.center[chunk],
                                          frames.rotation[chunk], self.vector_attrs, pos=pos_geo)
-            y = self.spec.components(self.backbone(copies.batch)).to(geo)
+            y = checkpoint(self.backbone, copies.batch, use_reentrant=False) if recompute \
+                else self.backbone(copies.batch)
+            y = self.spec.components(y).to(geo)
             if self.level == "graph":
                 rotation, weight, target = frames.rotation[chunk], frames.weight[chunk], graph[chunk]
             else:

@@ -96,6 +96,25 @@ def test_deterministic_batched_and_chunked_results_agree():
     assert torch.allclose(chunked(batch), y, atol=1e-12)
 
 
+def test_chunks_recomputed_in_backward_give_the_same_forces_and_second_derivatives():
+    from backbones import energy_and_forces
+
+    from .models import small_pet
+
+    pet = small_pet()
+    data = Batch.from_data_list([Data(pos=_cloud(9, 2), z=torch.tensor([1, 6, 8] * 3))])
+    grads = []
+    for chunk in (None, 12):  # 12 nodes per chunk: one frame copy per backbone call
+        model = ECSE(pet, cutoff=3.0, chunk_size=chunk)
+        energy, forces = energy_and_forces(model, data, create_graph=True)
+        pet.zero_grad()
+        forces.pow(2).sum().backward()
+        grads.append((energy.detach(), forces.detach(), [p.grad.clone() for p in pet.parameters()]))
+    (e0, f0, g0), (e1, f1, g1) = grads
+    assert torch.allclose(e0, e1, rtol=1e-12) and torch.allclose(f0, f1, rtol=1e-10, atol=1e-12)
+    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(g0, g1))
+
+
 def test_forces_from_autograd_match_finite_differences():
     model = ECSE(make_backbone("mlp", 1).double(), cutoff=3.0, out_shape=(1,))
     pos = _cloud(7, 2).requires_grad_(True)
