@@ -224,3 +224,53 @@ def test_local_mode_is_smooth_when_an_atom_crosses_the_cutoff():
 def test_default_frame_parameters_are_used():
     pet, model = _local()
     assert model.params == FrameParams()
+
+
+class _TinyMessagePassing(torch.nn.Module):
+    """A user backbone written against the documented ``ecse.local`` interface: each atom
+    sums an MLP of its (direction-dependent) edge vectors; two rounds of messages."""
+
+    supports_local_frames = True
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.edge = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+        self.readout = torch.nn.Linear(4, 1)
+
+    def forward(self, data, local_frames=None):
+        from ecse.neighbors import neighbor_list
+        from ecse.switching import cutoff_function
+
+        nl = neighbor_list(data.pos, 3.0, data.batch)
+        n, lf = data.num_nodes, local_frames
+        if lf is None:
+            unit, edge, vec = nl.center, torch.arange(nl.center.numel()), nl.vector
+        else:
+            unit, edge = lf.edge_copies(nl.center)
+            vec = lf.rotate(nl.vector[edge], unit)
+        fc = cutoff_function(nl.vector.norm(dim=1), 3.0, 0.5)[edge]
+        num_units = n if lf is None else lf.atom.numel()  # atoms, or (atom, frame) copies
+        h = data.pos.new_zeros(n, 1)
+        for _ in range(2):
+            feats = torch.cat([vec, vec.norm(dim=1, keepdim=True), h[nl.neighbor[edge]]], 1)
+            per_unit = vec.new_zeros(num_units, 4).index_add(0, unit, self.edge(feats) * fc[:, None])
+            h_new = per_unit if lf is None else lf.combine(per_unit)  # invariant per-atom update
+            h = self.readout(torch.tanh(h_new))
+        return torch.zeros(data.num_graphs, dtype=vec.dtype).index_add(0, data.batch, h.squeeze(1))
+
+
+def test_the_local_interface_makes_a_user_message_passing_backbone_exact():
+    g = torch.Generator().manual_seed(5)
+    data = Batch.from_data_list([Data(pos=torch.randn(8, 3, generator=g, dtype=torch.float64) * 1.2),
+                                 Data(pos=torch.randn(5, 3, generator=g, dtype=torch.float64) * 1.2)])
+    backbone = _TinyMessagePassing().double()
+    model = ECSE(backbone, cutoff=3.0, mode="local")
+    R = random_rotation(g, torch.float64)
+    rotated = data.clone()
+    rotated.pos = data.pos @ R.T
+    with torch.no_grad():
+        a, b = model(data), model(rotated)
+        bare_a, bare_b = backbone(data), backbone(rotated)
+    assert _err(b, a, floor=1e-8) <= 1e-10
+    assert _err(bare_b, bare_a, floor=1e-8) > 1e-4
