@@ -135,3 +135,214 @@ def test_ecse_in_loop_and_wrapping(tmp_path):
     assert type(result["model"]).__name__ == "ECSE" and result["finished"]
     assert type(load_model(tmp_path / "last.pt")).__name__ == "ECSE"
     assert type(load_model(tmp_path / "last.pt", wrap=False)).__name__ == "PET"
+
+
+# --------------------------------------------------------------------- targets, stress, tensors, max_time
+
+TENSOR_FILE = "water_tensors/water_monomer_coords_1000.xyz"
+
+
+def water(shared_data, output_dir, targets, **overrides) -> dict:
+    options = {"data": str(shared_data / TENSOR_FILE), "data_index": ":20", "split_sizes": [12, 4, 4],
+               "targets": targets, "model": TINY_MODEL, "epochs": 3, "batch_size": 4, "lr": 3e-3,
+               "dtype": "float64", "output_dir": str(output_dir), "progress": False}
+    options.update(overrides)
+    return options
+
+
+@pytest.fixture(scope="module")
+def emt_cells(tmp_path_factory):
+    """Six rattled, strained 4-atom Cu cells with EMT energies, forces and stress."""
+    import ase.io
+    import numpy as np
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng, frames = np.random.default_rng(0), []
+    for k in range(6):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.03 * rng.standard_normal((3, 3))), scale_atoms=True)
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+                   "stress": atoms.get_stress()}
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        frames.append(atoms)
+    path = tmp_path_factory.mktemp("emt") / "cu.xyz"
+    ase.io.write(path, frames, format="extxyz")
+    return str(path)
+
+
+def test_stress_in_the_loss_reduces_the_stress_error(emt_cells, tmp_path):
+    from backbones import energy_forces_stress
+
+    from ecse.atomistic import load_dataset, split_dataset
+    from ecse.atomistic.training import build_model
+
+    # full-batch steps on 2 cells, the stress term alone in the loss: without it (or with
+    # a wrong sign) the stress error would not go down
+    options = {"data": emt_cells, "split_sizes": [2, 1, 1], "model": TINY_MODEL, "epochs": 5, "batch_size": 2,
+               "lr": 1e-2, "decay": "constant", "dtype": "float64", "energy_weight": 0.0, "forces_weight": 0.0,
+               "stress_weight": 1.0, "augment_rotations": False, "output_dir": str(tmp_path), "progress": False}
+    result = train(options, log=None)
+    assert result["targets"] == {"energy": "energy", "forces": "forces", "stress": "stress"}
+    losses = [row["train_loss"] for row in result["history"]]
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    cells = Batch.from_data_list(split_dataset(load_dataset(emt_cells, {"stress": "graph"}), [2, 1, 1])[0])
+    torch.manual_seed(0)
+    initial = build_model(config_from_dict(options), result["baseline"])
+    errors = [float((energy_forces_stress(model, cells)[2].detach() - cells.stress.reshape(-1, 3, 3)).pow(2).mean())
+              for model in (initial, result["model"])]  # computed here, not by the training code
+    assert errors[1] < 0.8 * errors[0]  # measured: 0.68
+    assert losses[0] == pytest.approx(errors[0] / result["scales"]["stress"] ** 2, rel=1e-9)
+    assert result["test"]["stress_mae"] > 0
+    with open(tmp_path / "log.csv") as handle:
+        assert "val_stress_mae" in next(csv.reader(handle))
+
+
+def test_stress_needs_periodic_structures(tmp_path):
+    import ase.io
+    import numpy as np
+    from ase.build import molecule
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms = molecule("CH4")
+    atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((5, 3)), stress=np.zeros(6))
+    ase.io.write(tmp_path / "molecule.xyz", [atoms, atoms], format="extxyz")
+    with pytest.raises(ValueError, match=r"molecule.xyz'\[0\]: stress target 'stress' needs a periodic structure"):
+        train({"data": str(tmp_path / "molecule.xyz"), "split_sizes": [1, 1, 0], "stress_weight": 1.0,
+               "output_dir": str(tmp_path)}, log=None)
+
+
+@pytest.mark.parametrize("kind", ["rank2-symmetric", "vector"])
+def test_tensor_training_reduces_loss_and_resumes_exactly(shared_data, tmp_path, kind):
+    if not (shared_data / TENSOR_FILE).is_file():
+        pytest.skip("water tensor data not available")
+    key = "alpha" if kind.startswith("rank2") else "mu"
+    straight = train(water(shared_data, tmp_path / "a", {key: kind}, checkpoint_every=2), log=None)
+    losses = [row["train_loss"] for row in straight["history"]]
+    assert losses[-1] < 0.7 * losses[0]
+    assert set(straight["test"]) == {"loss", f"{key}_mae", f"{key}_rmse"}
+    if kind.startswith("rank2"):  # isotropic composition baseline: trace / 3 of the mean alpha
+        assert straight["baseline"] and straight["model"].composition_offsets[8] != 0
+
+    def kill(epoch, step):
+        if epoch == 1 and step == 1:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        train(water(shared_data, tmp_path / "b", {key: kind}, checkpoint_every=2), log=None, step_hook=kill)
+    resumed = train(water(shared_data, tmp_path / "b", {key: kind}, checkpoint_every=2), resume=True, log=None)
+    assert torch.equal(flat_params(straight["model"]), flat_params(resumed["model"]))
+    assert losses == [row["train_loss"] for row in resumed["history"]]
+
+
+def test_tensor_checkpoint_rebuilds_an_equivariant_model(shared_data, tmp_path):
+    if not (shared_data / TENSOR_FILE).is_file():
+        pytest.skip("water tensor data not available")
+    from ecse.atomistic import load_dataset
+    from ecse.testing import random_rotation
+
+    result = train(water(shared_data, tmp_path, {"alpha": "rank2"}, epochs=1), log=None)
+    data = load_dataset(shared_data / TENSOR_FILE, index=":3")
+    batch = Batch.from_data_list(data)
+    bare, wrapped = load_model(tmp_path / "last.pt", wrap=False), load_model(tmp_path / "last.pt", wrap=True)
+    assert torch.equal(bare(batch).detach(), result["model"].eval()(batch).detach())
+    assert tuple(wrapped(batch).shape) == (3, 3, 3)
+    R = random_rotation(torch.Generator().manual_seed(3))
+    rotated = Batch.from_data_list([d.clone() for d in data])
+    rotated.pos = rotated.pos @ R.T
+    expected = R @ wrapped(batch).detach() @ R.T  # R T R^T, computed here
+    assert torch.allclose(wrapped(rotated).detach(), expected, atol=1e-10)
+
+
+def test_rotate_targets_matches_independent_formulas():
+    import numpy as np
+    from e3nn import o3
+    from torch_geometric.data import Data
+
+    from ecse.atomistic.targets import rotate_targets
+    from ecse.testing import random_orthogonal
+
+    gen = torch.Generator().manual_seed(0)
+    irreps = "1x0e+1x1o+1x2e"
+    data = [Data(z=torch.tensor([8, 1, 1]), pos=torch.randn(3, 3, generator=gen, dtype=torch.float64),
+                 cell=torch.zeros(1, 3, 3, dtype=torch.float64), forces=torch.randn(3, 3, dtype=torch.float64),
+                 mu=torch.randn(1, 3, dtype=torch.float64), alpha=torch.randn(1, 3, 3, dtype=torch.float64),
+                 f=torch.randn(1, 9, dtype=torch.float64)) for _ in range(2)]
+    batch = Batch.from_data_list([d.clone() for d in data])
+    rots = torch.stack([random_orthogonal(gen, improper=False), random_orthogonal(gen, improper=True)])
+    types = {"forces": "forces", "mu": "vector", "alpha": "rank2", "f": irreps}
+    out = rotate_targets(batch, types, rots)
+    for g, (d, R) in enumerate(zip(data, rots.numpy())):
+        nodes = out.batch == g
+        np.testing.assert_allclose(out.pos[nodes].numpy(), d.pos.numpy() @ R.T, atol=1e-12)
+        np.testing.assert_allclose(out.forces[nodes].numpy(), d.forces.numpy() @ R.T, atol=1e-12)
+        np.testing.assert_allclose(out.mu[g].numpy(), R @ d.mu[0].numpy(), atol=1e-12)
+        np.testing.assert_allclose(out.alpha[g].numpy(), R @ d.alpha[0].numpy() @ R.T, atol=1e-12)
+        D = o3.Irreps(irreps).D_from_matrix(torch.as_tensor(R)).double()  # e3nn's own Wigner matrices
+        np.testing.assert_allclose(out.f[g].numpy(), (D @ d.f[0]).numpy(), atol=1e-5)
+
+
+def test_target_errors(tmp_path, shared_data):
+    with pytest.raises(ValueError, match="'mu' has unknown type 'dipole'"):
+        TrainConfig(data=DATA, targets={"mu": "dipole"})
+    with pytest.raises(ValueError, match="exactly one tensor target"):
+        TrainConfig(data=DATA, targets={"mu": "vector", "alpha": "rank2"})
+    with pytest.raises(ValueError, match="cannot be combined"):
+        TrainConfig(data=DATA, targets={"energy": "energy", "mu": "1x1o"})
+    with pytest.raises(ValueError, match="need an 'energy' target"):
+        TrainConfig(data=DATA, targets={"forces": "forces"})
+    with pytest.raises(ValueError, match="no stress target"):
+        TrainConfig(data=DATA, targets={"energy": "energy"}, stress_weight=1.0)
+    if (shared_data / TENSOR_FILE).is_file():  # 'mu' has 3 numbers, not 9
+        with pytest.raises(ValueError, match=r"water_monomer_coords_1000.xyz'\[0\]: target 'mu' \(rank2\) has 3"):
+            train(water(shared_data, tmp_path, {"mu": "rank2"}), log=None)
+        with pytest.raises(KeyError, match="'polar' not found"):
+            train(water(shared_data, tmp_path, {"polar": "rank2"}), log=None)
+
+
+def test_max_time_stops_and_tests_the_best_model(tmp_path, monkeypatch):
+    import ecse.atomistic.training as training
+    from backbones import energy_and_forces
+
+    from ecse.atomistic import load_dataset, split_dataset
+
+    class Clock:  # one "second" per optimisation step
+        now = 0.0
+
+        def perf_counter(self):
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(training, "time", clock)
+
+    def tick(epoch, step):
+        clock.now += 1.0
+
+    result = train(tiny(tmp_path, epochs=10, max_time=4.5), log=None, step_hook=tick)
+    # 3 steps per epoch: epoch 1 ends at t=3, epoch 2 stops after its 2nd step (t=5 > 4.5)
+    assert result["stopped"] == "max_time" and not result["finished"]
+    assert result["global_step"] == 5 and result["epochs_completed"] == 1
+    assert result["test_model"] == "best (epoch 1)"
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["progress"]["global_step"] == 5
+    best = load_model(tmp_path / "best.pt")
+    test = Batch.from_data_list(split_dataset(load_dataset(DATA, {"forces": "node"}, index=":40"), [24, 8, 8])[2])
+    mae = float((energy_and_forces(best, test)[1] - test.forces).abs().mean())
+    assert result["test"]["forces_mae"] == pytest.approx(mae, rel=1e-10)
+    last_mae = float((energy_and_forces(result["model"], test)[1] - test.forces).abs().mean())
+    assert abs(last_mae - mae) > 1e-8  # the last model differs: the test really used best.pt
+
+
+def test_max_time_wall_clock(tmp_path):
+    result = train(tiny(tmp_path, epochs=50, max_time=1e-3), log=None)
+    assert result["stopped"] == "max_time" and result["global_step"] == 1 and result["test_model"] == "last"
+    assert result["test"]["forces_mae"] > 0
+
+
+def test_progress_bar(tmp_path, capsys):
+    train(tiny(tmp_path / "a", epochs=1, progress=True), log=None)
+    assert "epoch 1/1" in capsys.readouterr().err
+    train(tiny(tmp_path / "b", epochs=1, progress=False), log=None)
+    assert capsys.readouterr().err == ""

@@ -1,4 +1,4 @@
-"""Training configuration of atomistic energy/force models (:func:`ecse.atomistic.training.train`).
+"""Training configuration of atomistic models (:func:`ecse.atomistic.training.train`).
 
 A configuration is a :class:`TrainConfig` dataclass, usually read from YAML with
 :func:`load_config`. Every field has a documented default, so a minimal YAML file only
@@ -9,6 +9,12 @@ names the data, e.g.::
     model: {d_model: 64, num_gnn_layers: 2}
     epochs: 50
     output_dir: runs/methane
+
+A tensor property instead of energies (one tensor per model; see
+:mod:`ecse.atomistic.targets`)::
+
+    data: water_monomer_coords_1000.xyz
+    targets: {alpha: rank2-symmetric}
 
 Needs ``pyyaml`` for :func:`load_config` (``pip install ecse[atomistic]``).
 """
@@ -36,8 +42,16 @@ class TrainConfig:
         Explicit split files (no random split).
     data_index : str
         ASE index applied to every file (``":"``, e.g. ``":100"`` for the first 100).
-    energy_key, forces_key : str
-        Target names in the files (``"energy"``, ``"forces"``).
+    energy_key, forces_key, stress_key : str
+        Target names in the files (``"energy"``, ``"forces"``, ``"stress"``) used when
+        ``targets`` is not given.
+    targets : dict, optional
+        ``{key in the files: type}`` with type ``energy``, ``forces``, ``stress``,
+        ``vector``, ``rank2``, ``rank2-symmetric`` or an e3nn Irreps string. A model
+        predicts either an energy (with forces and/or stress by autograd) or exactly
+        one tensor. Default (None): ``{energy_key: energy, forces_key: forces}``, plus
+        ``{stress_key: stress}`` when ``stress_weight > 0``. See
+        :mod:`ecse.atomistic.targets` for the shapes read from the files.
     split_sizes : list
         ``[train, val, test]`` counts or fractions for ``data`` (``[0.8, 0.1, 0.1]``).
     seed : int
@@ -63,22 +77,34 @@ class TrainConfig:
 
     Loss
     ----
-    energy_weight (0.1), forces_weight (1.0): the loss is
-    ``energy_weight * MSE(E/N) / sE**2 + forces_weight * MSE(F) / sF**2`` with ``sE``
-    the training-set std of the per-atom energy after the composition baseline and
-    ``sF`` that of the force components.
+    energy_weight (0.1), forces_weight (1.0), stress_weight (0.0 = off): the loss is
+    ``energy_weight * MSE(E/N) / sE**2 + forces_weight * MSE(F) / sF**2
+    + stress_weight * MSE(stress) / sS**2`` with ``sE`` the training-set std of the
+    per-atom energy after the composition baseline and ``sF``, ``sS`` those of the
+    force and stress components (stress needs periodic structures). A tensor target's
+    loss is ``MSE(components) / sT**2``, ``sT`` the training-set std of its components
+    (after the isotropic composition baseline for rank-2 targets).
 
     Augmentation
     ------------
     augment_rotations (True): a random rotation per structure and step (positions,
-    cell and forces); augment_inversion (False): also invert with probability 1/2.
+    cell, forces, stress and tensor targets); augment_inversion (False): also invert
+    with probability 1/2.
 
     Run
     ---
     dtype ("float32" | "float64"), device ("cpu"), num_threads (None: torch's choice),
     output_dir ("runs/pet"), checkpoint_every (None: only at epoch ends; else also every
     this many optimisation steps, for exact resumption of a killed run),
-    max_steps (None: stop, after checkpointing, at this global step count).
+    max_steps (None: stop, after checkpointing, at this global step count),
+    max_time (None: wall-clock budget in seconds of one ``train`` call, data loading
+    included; the run stops cleanly after the step that exceeds it, checkpoints, and
+    computes the test metrics with the best-validation model, or the last one when no
+    epoch has finished; a resumed run gets a new budget; the learning-rate schedule
+    still spans ``epochs``), progress (None: a
+    tqdm bar per epoch when stderr is a terminal; True/False force it on/off),
+    backend (None: ``"nccl"`` on CUDA, else ``"gloo"``; used only when launched by
+    ``torchrun`` with several processes, see :mod:`ecse.atomistic.training`).
     """
 
     data: Union[str, list, None] = None
@@ -88,6 +114,8 @@ class TrainConfig:
     data_index: str = ":"
     energy_key: str = "energy"
     forces_key: str = "forces"
+    stress_key: str = "stress"
+    targets: Optional[dict] = None
     split_sizes: list = field(default_factory=lambda: [0.8, 0.1, 0.1])
     seed: int = 0
     model: dict = field(default_factory=dict)
@@ -107,6 +135,7 @@ class TrainConfig:
     grad_clip: Optional[float] = None
     energy_weight: float = 0.1
     forces_weight: float = 1.0
+    stress_weight: float = 0.0
     augment_rotations: bool = True
     augment_inversion: bool = False
     dtype: Literal["float32", "float64"] = "float32"
@@ -115,6 +144,9 @@ class TrainConfig:
     output_dir: str = "runs/pet"
     checkpoint_every: Optional[int] = None
     max_steps: Optional[int] = None
+    max_time: Optional[float] = None
+    progress: Optional[bool] = None
+    backend: Optional[Literal["gloo", "nccl"]] = None
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -138,6 +170,14 @@ class TrainConfig:
             raise ValueError(f"need lr > 0 and 0 <= warmup_epochs <= epochs, got {self.lr}, {self.warmup_epochs}")
         if len(self.split_sizes) != 3:
             raise ValueError(f"'split_sizes' needs 3 entries [train, val, test], got {self.split_sizes}")
+        for name in ("energy_weight", "forces_weight", "stress_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"config option {name!r} must be >= 0, got {getattr(self, name)}")
+        if self.max_time is not None and self.max_time <= 0:
+            raise ValueError(f"config option 'max_time' must be a positive number of seconds, got {self.max_time}")
+        from .targets import target_types
+
+        target_types(self)  # validates 'targets' (types, combinations) with a clear error
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``dict`` of the options (for checkpoints and YAML)."""

@@ -1,50 +1,80 @@
-"""Train ``backbones.PET`` (optionally through ``ECSE``) on energies and forces.
+"""Train ``backbones.PET`` (optionally through ``ECSE``) on energies, forces and stress,
+or on one tensor property (a dipole, a polarizability, any e3nn Irreps).
 
 :func:`train` runs a :class:`~ecse.atomistic.config.TrainConfig`: seeded split, composition
-baseline fitted on the training split and set as PET's offsets, energy + force loss (forces
-by autograd), random rotation augmentation, validation every epoch, ``last.pt``/``best.pt``
+baseline fitted on the training split and set as PET's offsets, a loss over the targets
+(:mod:`ecse.atomistic.targets`; forces and stress by autograd), random rotation
+augmentation that rotates every target, validation every epoch, ``last.pt``/``best.pt``
 checkpoints and a ``log.csv``. A run killed at any point resumes *exactly* (bit-identical
 parameters on the same machine) with ``train(config, resume=True)`` from the last
 checkpoint, which is written at every epoch end and, with ``checkpoint_every``, every that
 many steps. Shuffling and augmentation draw from generators seeded by
 ``(seed, epoch, step)``, so they do not depend on how often a run was interrupted.
+``max_time`` stops a run cleanly after a wall-clock budget.
+
+Data-parallel training (``torch.distributed``), e.g. two processes on one machine::
+
+    torchrun --standalone --nproc_per_node=2 -m ecse train CONFIG.yaml [--resume]
+
+(``.venv/bin/torchrun`` for the project's virtual environment). Every process reads the
+data; each step's global batch of ``batch_size`` structures (the same seeded permutation
+as a single process) is split into contiguous per-rank slices, the model is wrapped in
+``DistributedDataParallel`` (forces by ``create_graph=True`` double backward work with it),
+and each rank's loss is its share of the *global* batch loss, so the averaged gradient
+equals the single-process gradient up to rounding: results do not depend on the number
+of processes. Validation and test sums are all-reduced; rank 0 alone writes checkpoints,
+``log.csv``, log lines and the progress bar. The backend is ``gloo`` on CPU and ``nccl``
+on CUDA (``device: cuda`` becomes ``cuda:LOCAL_RANK``), or the config's ``backend``.
 """
 from __future__ import annotations
 
-import csv
+import copy
 import math
 import os
 import random
+import sys
 import time
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch_geometric.data import Batch
 
+from . import _distributed
+from ._bookkeeping import epoch_line, log_fields, progress_bar, rng_states, save_atomic, set_rng_states, write_log
+from ._objective import (combine, evaluate, fit_baseline, fit_scales, global_counts, squared_errors,
+                         target_weights)
 from .config import TrainConfig, config_from_dict
-from .data import fit_composition_baseline, load_dataset, split_dataset
+from .data import load_dataset, split_dataset
+from .targets import predict, prepare_targets, rotate_targets, target_types, tensor_target
 
-__all__ = ["train", "load_model", "build_model"]
+__all__ = ["train", "load_model", "build_model", "target_types", "predict"]
 
-_LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_energy_mae", "val_energy_mae_per_atom",
-               "val_forces_mae", "lr", "time")
+
+def _ecse(pet: nn.Module, config: TrainConfig) -> nn.Module:
+    from ..ensemble import ECSE
+
+    tensor = tensor_target(target_types(config))
+    return ECSE(pet, **{"cutoff": pet.cutoff, **config.ecse, **({"output": tensor[1]} if tensor else {})})
 
 
 def build_model(config: TrainConfig, baseline: Optional[dict] = None, wrap: Optional[bool] = None) -> nn.Module:
-    """``PET(**config.model)`` with composition offsets ``baseline``, wrapped in ``ECSE``
-    when ``wrap`` (default ``config.ecse_in_loop``), in ``config.dtype``."""
+    """``PET(**config.model)`` (with ``output=`` the tensor target's type, if any) with
+    composition offsets ``baseline``, wrapped in ``ECSE`` (same ``output``) when ``wrap``
+    (default ``config.ecse_in_loop``), in ``config.dtype``."""
     from backbones import PET
 
-    pet = PET(**config.model)
+    options, tensor = dict(config.model), tensor_target(target_types(config))
+    if tensor is not None:
+        if options.get("output", tensor[1]) != tensor[1] or options.get("level", "graph") != "graph":
+            raise ValueError(f"tensor target {tensor[0]!r} ({tensor[1]}) is per structure: leave 'output' and "
+                             f"'level' out of the model options, got {options}")
+        options["output"] = tensor[1]
+    pet = PET(**options)
     if baseline:
         pet.set_composition_offsets(baseline)
-    model: nn.Module = pet
-    if config.ecse_in_loop if wrap is None else wrap:
-        from ..ensemble import ECSE
-
-        model = ECSE(pet, **{"cutoff": pet.cutoff, **config.ecse})
+    model: nn.Module = _ecse(pet, config) if (config.ecse_in_loop if wrap is None else wrap) else pet
     return model.to(dtype=getattr(torch, config.dtype), device=config.device)
 
 
@@ -52,7 +82,7 @@ def load_model(checkpoint_path: Union[str, os.PathLike], wrap: Optional[bool] = 
     """Rebuild the trained model (eval mode) from a ``last.pt``/``best.pt`` checkpoint.
 
     ``wrap=True`` returns ``ECSE(PET)``, ``False`` the bare PET, ``None`` the model as
-    trained (``config.ecse_in_loop``).
+    trained (``config.ecse_in_loop``). Tensor models come back with their ``output``.
     """
     ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     config = config_from_dict(ckpt["config"], source=f"checkpoint {os.fspath(checkpoint_path)!r}")
@@ -60,84 +90,39 @@ def load_model(checkpoint_path: Union[str, os.PathLike], wrap: Optional[bool] = 
     model = build_model(config, ckpt["baseline"])
     model.load_state_dict(ckpt["model"])
     if wrap is not None and wrap != config.ecse_in_loop:
-        from ..ensemble import ECSE
-
-        model = ECSE(model, **{"cutoff": model.cutoff, **config.ecse}) if wrap else model.backbone
+        model = _ecse(model, config).to(getattr(torch, config.dtype)) if wrap else model.backbone
     return model.eval()
 
 
-def _load_splits(config: TrainConfig, dtype: torch.dtype) -> tuple[list, list, list]:
-    targets = {config.energy_key: "graph", config.forces_key: "node"}
+def _load_splits(config: TrainConfig, types: dict, dtype: torch.dtype) -> tuple[list, list, list]:
+    kinds = {key: "node" if kind == "forces" else "graph" for key, kind in types.items()}
 
     def read(paths: Union[str, Sequence[str], None]) -> list:
         paths = [] if paths is None else [paths] if isinstance(paths, str) else list(paths)
-        return [d for p in paths for d in load_dataset(p, targets, index=config.data_index, dtype=dtype)]
+        return [d for p in paths for d in prepare_targets(
+            load_dataset(p, kinds, index=config.data_index, dtype=dtype), types, source=repr(p))]
 
     if config.data is not None:
         return split_dataset(read(config.data), config.split_sizes, seed=config.seed)
     return read(config.train_file), read(config.val_file), read(config.test_file)
 
 
-def _scales(train: list, ekey: str, fkey: str, baseline: dict) -> tuple[float, float]:
-    """Std of the per-atom residual energy and of the force components (training set)."""
-    table = np.zeros(119)
-    table[list(baseline)] = list(baseline.values())
-    per_atom = [(float(d[ekey].reshape(-1)[0]) - table[d.z.numpy()].sum()) / d.num_nodes for d in train]
-    forces = torch.cat([d[fkey].reshape(-1).double() for d in train])
-    s_e, s_f = float(np.std(per_atom)), float(forces.std(unbiased=False)) if forces.numel() else 0.0
-    return (s_e if s_e > 1e-12 else 1.0), (s_f if s_f > 1e-12 else 1.0)
-
-
-def _rotate(batch: Batch, fkey: str, generator: torch.Generator, inversion: bool) -> Batch:
-    """One random rotation (and inversion) per structure: ``x @ R.T`` for pos, cell, forces."""
+def _rotations(config: TrainConfig, count: int, epoch: int, step: int) -> Optional[torch.Tensor]:
+    """One orthogonal matrix per structure of a global batch ``[count, 3, 3]`` (float64),
+    drawn from the generator of ``(seed, epoch, step)``; ``None`` without augmentation."""
+    if not (config.augment_rotations or config.augment_inversion):
+        return None
     from ..testing import random_rotation
 
-    dtype = batch.pos.dtype
-    rots = torch.stack([random_rotation(generator, torch.float64) for _ in range(batch.num_graphs)])
-    if inversion:
-        signs = torch.where(torch.rand(batch.num_graphs, generator=generator) < 0.5, -1.0, 1.0)
+    gen = torch.Generator().manual_seed(_seed(config.seed, epoch, step, 1))
+    if not config.augment_rotations:  # inversion only: one sign for the batch
+        sign = -1.0 if bool(torch.rand((), generator=gen) < 0.5) else 1.0
+        return sign * torch.eye(3, dtype=torch.float64).expand(count, 3, 3)
+    rots = torch.stack([random_rotation(gen, torch.float64) for _ in range(count)])
+    if config.augment_inversion:
+        signs = torch.where(torch.rand(count, generator=gen) < 0.5, -1.0, 1.0)
         rots = rots * signs.to(torch.float64)[:, None, None]
-    rots = rots.to(dtype=dtype, device=batch.pos.device)
-    per_node = rots[batch.batch]
-    batch.pos = torch.einsum("nij,nj->ni", per_node, batch.pos)
-    batch[fkey] = torch.einsum("nij,nj->ni", per_node, batch[fkey])
-    batch.cell = batch.cell @ rots.transpose(1, 2)
-    return batch
-
-
-def _forward(model: nn.Module, batch: Batch, create_graph: bool) -> tuple[Tensor, Tensor]:
-    from backbones import energy_and_forces
-
-    return energy_and_forces(model, batch, create_graph=create_graph)
-
-
-def _loss(config: TrainConfig, energy: Tensor, forces: Tensor, batch: Batch, s_e: float, s_f: float) -> Tensor:
-    n_atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(energy.dtype)
-    e_err = (energy - batch[config.energy_key].reshape(-1)) / n_atoms
-    f_err = forces - batch[config.forces_key]
-    return (config.energy_weight * e_err.pow(2).mean() / s_e ** 2
-            + config.forces_weight * f_err.pow(2).mean() / s_f ** 2)
-
-
-def _evaluate(model: nn.Module, data: list, config: TrainConfig, s_e: float, s_f: float) -> dict[str, float]:
-    """Loss, energy MAE (per structure and per atom) and force MAE over ``data``."""
-    if not data:
-        return {k: float("nan") for k in ("loss", "energy_mae", "energy_mae_per_atom", "forces_mae")}
-    model.eval()
-    size, sums, n_atoms = config.val_batch_size or config.batch_size, np.zeros(4), 0
-    for start in range(0, len(data), size):
-        batch = Batch.from_data_list(data[start:start + size]).to(config.device)
-        energy, forces = _forward(model, batch, create_graph=False)
-        energy, forces = energy.detach(), forces.detach()
-        counts = torch.bincount(batch.batch, minlength=batch.num_graphs).to(energy.dtype)
-        e_err = energy - batch[config.energy_key].reshape(-1)
-        f_err = (forces - batch[config.forces_key]).abs()
-        sums += [float(_loss(config, energy, forces, batch, s_e, s_f)) * batch.num_graphs,
-                 float(e_err.abs().sum()), float((e_err / counts).abs().sum()), float(f_err.sum())]
-        n_atoms += batch.num_nodes
-    model.train()
-    return {"loss": float(sums[0]) / len(data), "energy_mae": float(sums[1]) / len(data),
-            "energy_mae_per_atom": float(sums[2]) / len(data), "forces_mae": float(sums[3]) / (3 * n_atoms)}
+    return rots
 
 
 def _lr_lambda(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -154,34 +139,6 @@ def _lr_lambda(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], flo
         return 1.0
 
     return factor
-
-
-def _rng_states() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [str(name), keys.tolist(), int(pos), int(has_gauss), float(cached)],
-            "python": random.getstate()}
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    name, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    python = states["python"]
-    random.setstate((python[0], tuple(python[1]), python[2]))
-
-
-def _save(path: str, state: dict) -> None:
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a kill never leaves a half-written checkpoint
-
-
-def _write_log(path: str, history: list[dict]) -> None:
-    with open(path + ".tmp", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=_LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(path + ".tmp", path)
 
 
 def _seed(*parts: int) -> int:
@@ -204,37 +161,54 @@ def train(config: Union[TrainConfig, dict], resume: bool = False,
         Continue from ``output_dir/last.pt`` (exactly, also from a mid-epoch checkpoint);
         starts afresh when there is none.
     log : callable, optional
-        Receives one progress line per epoch (``None``: silent).
+        Receives one progress line per epoch on rank 0 (``None``: silent).
     step_hook : callable, optional
         Called as ``step_hook(epoch, step)`` after every optimisation step (tests use it
         to simulate a kill).
+
+    Returns
+    -------
+    dict
+        ``model`` (unwrapped from DDP), ``history``, ``test`` (metrics of the final model,
+        or of the best-validation model after a ``max_time`` stop: ``test_model`` says
+        which), ``stopped`` (``None``, ``"max_steps"`` or ``"max_time"``), ``finished``,
+        ``scales`` (``{key: std}``), ``targets``, ``rank``/``world_size``, paths.
     """
+    t_start = time.perf_counter()
     if isinstance(config, dict):
         config = config_from_dict(config)
-    log = log or (lambda msg: None)
+    ctx = _distributed.setup(config.backend, config.device)
+    try:
+        return _train(config, ctx, resume, (log if ctx.is_main else None) or (lambda msg: None), step_hook, t_start)
+    finally:
+        ctx.close()
+
+
+def _train(config: TrainConfig, ctx, resume: bool, log: Callable[[str], None],
+           step_hook: Optional[Callable[[int, int], None]], t_start: float) -> dict[str, Any]:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    dtype = getattr(torch, config.dtype)
+    dtype, device, types = getattr(torch, config.dtype), ctx.device, target_types(config)
     os.makedirs(config.output_dir, exist_ok=True)
     last_path, best_path = (os.path.join(config.output_dir, n) for n in ("last.pt", "best.pt"))
-    log_path = os.path.join(config.output_dir, "log.csv")
+    log_path, fields = os.path.join(config.output_dir, "log.csv"), log_fields(types)
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
 
-    train_set, val_set, test_set = _load_splits(config, dtype)
+    train_set, val_set, test_set = _load_splits(config, types, dtype)
     if not train_set:
         raise ValueError("the training split is empty")
-    baseline = fit_composition_baseline(train_set, key=config.energy_key)
-    s_e, s_f = _scales(train_set, config.energy_key, config.forces_key, baseline)
-    model = build_model(config, baseline)
+    baseline = fit_baseline(train_set, types)
+    scales, weights = fit_scales(train_set, types, baseline), target_weights(config, types)
+    model = build_model(config, baseline).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, steps_per_epoch))
     st = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "elapsed": 0.0,
-          "best_val_loss": float("inf"), "history": []}
+          "best_val_loss": float("inf"), "best_epoch": 0, "history": []}
 
     if resume and os.path.isfile(last_path):
         ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
@@ -242,76 +216,113 @@ def train(config: Union[TrainConfig, dict], resume: bool = False,
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         st.update(ckpt["progress"])
-        _set_rng_states(ckpt["rng"])
+        set_rng_states(ckpt["rng"])
         log(f"resuming from {last_path}: epoch {st['epoch'] + 1}, step {st['step']}")
+    net = ctx.wrap(model)
+    show_bar = ctx.is_main and (sys.stderr.isatty() if config.progress is None else config.progress)
+    val_size = config.val_batch_size or config.batch_size
 
     def checkpoint(path: str) -> None:
-        _save(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "progress": dict(st), "rng": _rng_states(),
-                     "config": config.to_dict(), "baseline": baseline, "scales": [s_e, s_f],
-                     "epoch": st["epoch"], "step": st["step"]})
+        if ctx.is_main:
+            save_atomic(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "progress": dict(st), "rng": rng_states(),
+                               "config": config.to_dict(), "baseline": baseline, "scales": scales,
+                               "targets": types, "epoch": st["epoch"], "step": st["step"]})
+
+    def time_up() -> bool:  # the same answer on every rank
+        if config.max_time is None:
+            return False
+        return ctx.all_reduce([float(time.perf_counter() - t_start > config.max_time)])[0] > 0
 
     model.train()
-    stopped = False
-    while st["epoch"] < config.epochs and not stopped:
+    stopped: Optional[str] = None
+    while st["epoch"] < config.epochs and stopped is None:
         epoch, t0 = st["epoch"], time.perf_counter() - st["elapsed"]
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(_seed(config.seed, epoch)))
+        bar = progress_bar(show_bar, steps_per_epoch, st["step"], f"epoch {epoch + 1}/{config.epochs}")
         while st["step"] < steps_per_epoch:
             step = st["step"]
             idx = order[step * config.batch_size:(step + 1) * config.batch_size].tolist()
-            batch = Batch.from_data_list([train_set[k] for k in idx]).to(config.device)
-            if config.augment_rotations or config.augment_inversion:
-                gen = torch.Generator().manual_seed(_seed(config.seed, epoch, step, 1))
-                if config.augment_rotations:
-                    batch = _rotate(batch, config.forces_key, gen, config.augment_inversion)
-                else:  # inversion only
-                    sign = -1.0 if bool(torch.rand((), generator=gen) < 0.5) else 1.0
-                    batch.pos, batch.cell = sign * batch.pos, sign * batch.cell
-                    batch[config.forces_key] = sign * batch[config.forces_key]
-            energy, forces = _forward(model, batch, create_graph=True)
-            loss = _loss(config, energy, forces, batch, s_e, s_f)
+            start, stop = _distributed.shard_bounds(len(idx), ctx.rank, ctx.world_size)
+            # a rank without structures runs the first one with weight 0 (DDP needs every rank)
+            local = idx[start:stop] or idx[:1]
+            batch = Batch.from_data_list([train_set[k] for k in local]).to(device)
+            rots = _rotations(config, len(idx), epoch, step)
+            if rots is not None:
+                batch = rotate_targets(batch, types, rots[start:stop] if stop > start else rots[:1])
+            counts = global_counts(types, len(idx), sum(train_set[k].num_nodes for k in idx))
+            pred = predict(net, batch, types, create_graph=True)
+            loss = combine(squared_errors(pred, batch, types), counts, weights, scales)
+            if stop == start:
+                loss = loss * 0.0
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * ctx.world_size).backward()  # DDP averages: the sum of the ranks' gradients
             if config.grad_clip is not None:
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
             scheduler.step()
-            st["loss_sum"] += float(loss.detach()) * len(idx)
-            st["step"], st["global_step"] = step + 1, st["global_step"] + 1
-            st["elapsed"] = time.perf_counter() - t0
             if step_hook is not None:
                 step_hook(epoch, step)
+            late = config.max_time is not None and time.perf_counter() - t_start > config.max_time
+            batch_loss, late = ctx.all_reduce([float(loss.detach()), float(late)])
+            st["loss_sum"] += batch_loss * len(idx)
+            st["step"], st["global_step"] = step + 1, st["global_step"] + 1
+            st["elapsed"] = time.perf_counter() - t0
+            bar.update()
+            bar.set_postfix_str(f"loss {batch_loss:.4g}")
             if config.max_steps is not None and st["global_step"] >= config.max_steps:
-                stopped = True
+                stopped = "max_steps"
+            elif late > 0:
+                stopped = "max_time"
+            if stopped is not None:
                 break
             if config.checkpoint_every and st["global_step"] % config.checkpoint_every == 0 \
                     and st["step"] < steps_per_epoch:
                 checkpoint(last_path)
-        if stopped and st["step"] < steps_per_epoch:
+        bar.close()
+        if stopped is not None and st["step"] < steps_per_epoch:
             checkpoint(last_path)
-            log(f"stopped at max_steps={config.max_steps} (epoch {epoch + 1}, step {st['step']})")
+            limit = f"max_steps={config.max_steps}" if stopped == "max_steps" else f"max_time={config.max_time:g}s"
+            log(f"stopped at {limit} (epoch {epoch + 1}, step {st['step']})")
             break
-        val = _evaluate(model, val_set, config, s_e, s_f)
-        row = {"epoch": epoch + 1, "train_loss": st["loss_sum"] / len(train_set), "val_loss": val["loss"],
-               "val_energy_mae": val["energy_mae"], "val_energy_mae_per_atom": val["energy_mae_per_atom"],
-               "val_forces_mae": val["forces_mae"], "lr": optimizer.param_groups[0]["lr"],
+        val = evaluate(model, val_set, types, weights, scales, val_size, ctx, device)
+        row = {"epoch": epoch + 1, "train_loss": st["loss_sum"] / len(train_set),
+               **{f"val_{k}": v for k, v in val.items()}, "lr": optimizer.param_groups[0]["lr"],
                "time": time.perf_counter() - t0}
         st["history"] = st["history"] + [row]
         st.update(epoch=epoch + 1, step=0, loss_sum=0.0, elapsed=0.0)
         score = row["val_loss"] if val_set else row["train_loss"]
         is_best = score < st["best_val_loss"]
         if is_best:
-            st["best_val_loss"] = score
+            st["best_val_loss"], st["best_epoch"] = score, epoch + 1
         checkpoint(last_path)
         if is_best:
             checkpoint(best_path)
-        _write_log(log_path, st["history"])
-        log(f"epoch {epoch + 1}/{config.epochs}  loss {row['train_loss']:.4g}  val E MAE "
-            f"{row['val_energy_mae']:.4g} ({row['val_energy_mae_per_atom']:.4g}/atom)  val F MAE "
-            f"{row['val_forces_mae']:.4g}  lr {row['lr']:.3g}  {row['time']:.1f}s" + ("  *" if is_best else ""))
+        if ctx.is_main:
+            write_log(log_path, st["history"], fields)
+        log(epoch_line(config, types, row) + ("  *" if is_best else ""))
+        if stopped is None and st["epoch"] < config.epochs and time_up():
+            stopped = "max_time"
+            log(f"stopped at max_time={config.max_time:g}s after epoch {epoch + 1}")
 
-    test = _evaluate(model, test_set, config, s_e, s_f) if st["epoch"] >= config.epochs else {}
-    return {"model": model, "config": config, "baseline": baseline, "scales": (s_e, s_f),
-            "epochs_completed": st["epoch"], "global_step": st["global_step"], "finished": st["epoch"] >= config.epochs,
-            "history": st["history"], "best_val_loss": st["best_val_loss"], "test": test,
-            "last_checkpoint": last_path, "best_checkpoint": best_path, "log": log_path}
+    ctx.barrier()  # checkpoints written before anyone reads them
+    finished, test, test_model = st["epoch"] >= config.epochs, {}, None
+    if stopped == "max_time":
+        test_model, eval_model = "last", model
+        if st["best_epoch"] and os.path.isfile(best_path):
+            eval_model = copy.deepcopy(model)
+            eval_model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
+            test_model = f"best (epoch {st['best_epoch']})"
+        test = evaluate(eval_model, test_set, types, weights, scales, val_size, ctx, device)
+    elif finished:
+        test_model = "last"
+        test = evaluate(model, test_set, types, weights, scales, val_size, ctx, device)
+    if stopped == "max_time" and test_set:
+        log(f"test metrics computed with the {test_model} model")
+    ctx.barrier()
+    return {"model": model, "config": config, "baseline": baseline, "scales": scales, "targets": types,
+            "epochs_completed": st["epoch"], "global_step": st["global_step"], "finished": finished,
+            "stopped": stopped, "history": st["history"], "best_val_loss": st["best_val_loss"],
+            "best_epoch": st["best_epoch"], "test": test, "test_model": test_model, "rank": ctx.rank,
+            "world_size": ctx.world_size, "last_checkpoint": last_path, "best_checkpoint": best_path,
+            "log": log_path}

@@ -1,0 +1,69 @@
+"""Data-parallel training: 2 CPU processes (torchrun, gloo) give the 1-process result."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("ase")
+yaml = pytest.importorskip("yaml")
+dist = pytest.importorskip("torch.distributed")
+if not (dist.is_available() and dist.is_gloo_available()):
+    pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
+
+from ecse.atomistic.config import config_from_dict  # noqa: E402
+from ecse.atomistic.training import build_model, train  # noqa: E402
+from .test_training import DATA, TINY_MODEL  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.path.isfile(DATA), reason="methane data set not available")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def options(output_dir, **overrides) -> dict:
+    # 8 training structures in global batches of 3: steps of 3, 3, 2 structures, so the
+    # ranks get uneven slices (1 + 2, 1 + 2, 1 + 1); rotations and inversions on
+    out = {"data": DATA, "data_index": ":12", "split_sizes": [8, 3, 1], "model": TINY_MODEL, "epochs": 2,
+           "batch_size": 3, "lr": 3e-3, "dtype": "float64", "augment_inversion": True,
+           "output_dir": str(output_dir), "progress": False}
+    out.update(overrides)
+    return out
+
+
+def torchrun(config_path, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "ecse", "train", str(config_path), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def params(state: dict, names) -> torch.Tensor:
+    return torch.cat([state[name].reshape(-1) for name in names])
+
+
+def test_two_processes_match_one(tmp_path):
+    single = train(options(tmp_path / "one"), log=None)
+    # checkpoints do not depend on the number of processes: one process stops mid-epoch 2
+    # (3 steps per epoch), two processes resume from its last.pt (one torchrun launch)
+    train(options(tmp_path / "two", max_steps=4), log=None)
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump(options(tmp_path / "two")))
+    proc = torchrun(config, "--resume")
+    assert proc.stdout.count("resuming from") == proc.stdout.count("epoch 2/2") == 1  # rank 0 alone logs
+
+    ckpt = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
+    assert ckpt["progress"]["global_step"] == single["global_step"] == 6
+    names = [name for name, _ in single["model"].named_parameters()]
+    one, two = params(single["model"].state_dict(), names), params(ckpt["model"], names)
+    torch.manual_seed(0)
+    start = params(build_model(config_from_dict(options(tmp_path)), single["baseline"]).state_dict(), names)
+    assert (one - start).abs().max() > 1e-2  # training moved the parameters well beyond the tolerance
+    assert (one - two).abs().max() < 1e-6  # measured: 2e-14
+    assert torch.equal(ckpt["model"]["composition_offsets"], single["model"].composition_offsets)
+    for a, b in zip(single["history"], ckpt["progress"]["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-9)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-9)
