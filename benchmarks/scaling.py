@@ -95,8 +95,9 @@ def worker(args) -> None:
 
 
 def _run(args, mode: str, size: int, estimate_only: bool = False) -> dict:
+    repeats = args.global_repeats if mode == "global" else args.repeats
     cmd = [sys.executable, __file__, "--worker", mode, "--size", str(size), "--threads", str(args.threads),
-           "--repeats", str(args.repeats), "--chunk-tokens", str(args.chunk_tokens), "--data", str(args.data),
+           "--repeats", str(repeats), "--chunk-tokens", str(args.chunk_tokens), "--data", str(args.data),
            "--device", args.device] + (["--small"] if args.small else []) + (["--estimate-only"] if estimate_only else [])
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -112,6 +113,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[192, 384, 768, 1536], choices=sorted(REPLICAS))
     parser.add_argument("--small", action="store_true", help="small PET (quick look)")
     parser.add_argument("--global-max-atoms", type=int, default=192)
+    parser.add_argument("--global-repeats", type=int, default=1, help="repeats of the (slow) global ensemble")
     parser.add_argument("--chunk-tokens", type=int, default=32768)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -128,7 +130,7 @@ def main(argv=None) -> None:
     device = args.device if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})"
     print(f"torch {torch.__version__}, {device}, {args.threads} thread(s), float32, "
           f"{'small' if args.small else 'published-default'} PET, chunks of {args.chunk_tokens} tokens, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats} ({args.global_repeats} for the global ensemble)")
     rows, bare = [], {}
     header = f"{'atoms':>6} {'model':>12} {'frames/atom':>11} {'time (s)':>10} {'ms/atom':>8} {'x bare':>7} {'peak MiB':>9}"
     print(header)
