@@ -48,7 +48,8 @@ class ECSE(nn.Module):
             doubles the cost).  With ``o3=False`` (SO(3)), reflecting the input gives
             what this wrapper gives for the mirrored backbone ``f(x @ diag(1,-1,1))``.
         aux: fallback for clouds without a usable frame: ``"default"`` (a learnable
-            :class:`~ecse.auxiliary.DistanceAux`), an ``nn.Module`` with the same
+            :class:`~ecse.auxiliary.DistanceAux`, plus the backbone's per-species
+            ``composition_offsets`` when it has them, as PET does), an ``nn.Module`` with the same
             call signature, or ``None`` (then such a cloud raises ``ValueError``).
         out_shape: per-item output shape after reshaping, e.g. ``(5,)`` for five
             invariant logits; default ``()`` for scalars and the component shape
@@ -132,6 +133,7 @@ class ECSE(nn.Module):
                                          num_prunings=num_prunings, max_outer_cutoff=max_outer_cutoff)
         if aux == "default" and mode == "local":
             aux = None  # the backbone's own direction-free evaluation is the auxiliary path
+        self._aux_is_default = aux == "default"
         if aux == "default":
             outer = min(self.cutoff, self.params.max_outer_cutoff)
             aux = DistanceAux(output, self.out_shape, outer, level, o3)
@@ -194,6 +196,7 @@ class ECSE(nn.Module):
             y_aux = self.aux(nl.center, nl.neighbor, nl.vector.to(pos.dtype), pos.shape[0], batch, num_graphs,
                              getattr(data, "z", None)).to(geo)
             self._check_shape(y_aux, num_items, "aux")
+            y_aux = y_aux + self._offsets_for_aux(data, batch, num_graphs, y_aux)
             scale = aux_weight if self.level == "graph" else aux_weight[batch]
             total = total + y_aux * scale.reshape(-1, *([1] * len(self.out_shape)))
         norm = weight_sum + aux_weight
@@ -218,6 +221,22 @@ class ECSE(nn.Module):
             "aux_weight_max": float(lf.aux_weight.detach().max()) if lf.num_atoms else 0.0,
         }
         return y
+
+    def _offsets_for_aux(self, data, batch: Tensor, num_graphs: int, like: Tensor) -> Tensor:
+        """The backbone's per-species offsets (``composition_offsets``, as PET's), which the
+        default auxiliary model adds to its own prediction: a structure whose frames all
+        vanish (a molecule dissociating in MD) then keeps its baseline energy instead of
+        jumping to the auxiliary model's O(1) value."""
+        offsets, z = getattr(self.backbone, "composition_offsets", None), getattr(data, "z", None)
+        if not self._aux_is_default or offsets is None or z is None or self.spec.kind not in (
+                "scalar", "rank2", "rank2-symmetric") or tuple(self.out_shape) != self.spec.component_shape:
+            return like.new_zeros(())
+        per_node = offsets.to(like)[z.long().reshape(-1)]
+        if self.level == "graph":
+            per_node = like.new_zeros(num_graphs).index_add(0, batch, per_node)
+        if self.spec.kind != "scalar":
+            per_node = per_node[:, None, None] * torch.eye(3, dtype=like.dtype, device=like.device)
+        return per_node
 
     def _chunks(self, graph: Tensor, batch: Tensor, num_graphs: int) -> list[Tensor]:
         """Split the frames into consecutive groups of about ``chunk_size`` copied nodes.

@@ -208,3 +208,17 @@ def test_device_mix_is_reported_before_any_computation():
     with pytest.raises(ValueError, match="data.z is on meta"):
         ECSE(make_backbone("mlp", 1), cutoff=3.0, out_shape=(1,))(data)
 
+
+
+def test_default_auxiliary_model_carries_the_backbone_composition_offsets():
+    # a dimer has no frame: the auxiliary model carries it, and must keep PET's baseline
+    from .models import small_pet
+
+    pet = small_pet()
+    model = ECSE(pet, cutoff=3.0)
+    dimer = Batch.from_data_list([Data(pos=torch.tensor([[0.0, 0, 0], [1.1, 0, 0]], dtype=torch.float64),
+                                       z=torch.tensor([6, 8]))])
+    before = model(dimer)
+    assert model.last_stats["aux_weight_max"] == 1.0
+    pet.set_composition_offsets({6: -1030.0, 8: -2040.0})
+    assert float(model(dimer) - before) == pytest.approx(-3070.0, abs=1e-9)

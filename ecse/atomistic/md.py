@@ -1,0 +1,196 @@
+"""Constant-energy (NVE) molecular dynamics with ASE's velocity Verlet, and energy drift.
+
+:func:`run_nve` integrates Newton's equations for any ASE calculator (e.g.
+:class:`~ecse.atomistic.ECSECalculator` around a bare or ECSE-wrapped PET) and returns an
+:class:`MDResult` with the energies along the trajectory and the drift of the total energy,
+the usual check that the forces are the exact, smooth gradient of the energy.
+
+Units: time in ps (the time step in fs), energies in eV, temperature in K, linear momentum
+in amu Å/fs and angular momentum (about the centre of mass) in amu Å²/fs; positions in Å.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from ase import units
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from ase.md.verlet import VelocityVerlet
+
+__all__ = ["MDResult", "run_nve"]
+
+
+@dataclass
+class MDResult:
+    """Energies and momenta along an NVE trajectory, one row per logged step.
+
+    Attributes
+    ----------
+    time_ps : ndarray ``[T]``
+        Simulation time of each logged step (ps); ``time_ps[0] = 0``.
+    potential_energy, kinetic_energy, total_energy : ndarray ``[T]``
+        Energies (eV) of the whole system.
+    temperature_K : ndarray ``[T]``
+        Instantaneous kinetic temperature (ASE's ``get_temperature``).
+    momentum : ndarray ``[T, 3]``
+        Total linear momentum (amu Å/fs).
+    angular_momentum : ndarray ``[T, 3]``
+        Total angular momentum about the centre of mass (amu Å²/fs).
+    n_atoms, timestep_fs, steps : int, float, int
+        System size, time step and number of integration steps.
+    wall_time_s : float
+        Wall-clock time of the integration (s).
+    frames : list of ase.Atoms
+        Copies (positions, momenta) of the logged steps when ``keep_frames=True``.
+    """
+
+    time_ps: np.ndarray
+    potential_energy: np.ndarray
+    kinetic_energy: np.ndarray
+    total_energy: np.ndarray
+    temperature_K: np.ndarray
+    momentum: np.ndarray
+    angular_momentum: np.ndarray
+    n_atoms: int
+    timestep_fs: float
+    steps: int
+    wall_time_s: float
+    frames: list = field(default_factory=list, repr=False)
+
+    @property
+    def drift_per_atom_per_ps(self) -> float:
+        """Slope of the least-squares line through total energy vs time, per atom (eV/atom/ps)."""
+        if len(self.time_ps) < 2:
+            return float("nan")
+        slope = np.polyfit(self.time_ps, self.total_energy, 1)[0]
+        return float(slope) / self.n_atoms
+
+    @property
+    def max_deviation_per_atom(self) -> float:
+        """``max_t |E_tot(t) - E_tot(0)|`` per atom (eV/atom)."""
+        return float(np.abs(self.total_energy - self.total_energy[0]).max()) / self.n_atoms
+
+    def summary(self) -> str:
+        """One line: steps, simulated time, drift and maximum deviation per atom."""
+        return (f"{self.steps} steps x {self.timestep_fs:g} fs = {self.steps * self.timestep_fs / 1000:g} ps: "
+                f"drift {self.drift_per_atom_per_ps:+.3e} eV/atom/ps, "
+                f"max |E_tot - E_tot(0)| {self.max_deviation_per_atom:.3e} eV/atom, "
+                f"{self.wall_time_s:.1f} s")
+
+
+def _progress_bar(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm  # text bar (tqdm.auto needs ipywidgets in notebooks)
+    except ImportError:  # tqdm is optional
+        return None
+    return tqdm(total=total, desc=desc, unit="step", mininterval=0.5)
+
+
+def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
+            temperature_K: Optional[float] = 300.0, seed: int = 0, log_every: int = 1,
+            progress: bool = False, keep_frames: bool = False, desc: str = "NVE") -> MDResult:
+    """Velocity-Verlet NVE dynamics of a copy of ``atoms`` with ``calculator``.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Starting structure; it is copied, never modified.
+    calculator : ase.calculators.calculator.Calculator
+        Gives energies (eV) and forces (eV/Å), e.g. ``ECSECalculator(model)``.
+    timestep_fs : float
+        Integration time step (fs).
+    steps : int
+        Number of time steps (``steps * timestep_fs / 1000`` ps in all).
+    temperature_K : float or None
+        Initial velocities from a Maxwell-Boltzmann distribution at this temperature
+        (random generator seeded with ``seed``), then the total linear momentum and, for
+        non-periodic systems, the angular momentum removed (ASE's ``Stationary`` and
+        ``ZeroRotation``, which rescale back to the drawn temperature). ``None`` keeps
+        the momenta of ``atoms``.
+    seed : int
+        Seed of the initial velocities: the same structure and seed give the same run.
+    log_every : int
+        Record energies and momenta every this many steps (and at step 0).
+    progress : bool
+        Show a progress bar (needs ``tqdm``; silently none without it).
+    keep_frames : bool
+        Also keep a copy of the structure (positions and momenta) at every logged step.
+    desc : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    MDResult
+        With ``drift_per_atom_per_ps`` and ``max_deviation_per_atom``.
+
+    Raises
+    ------
+    FloatingPointError
+        The energy became NaN or infinite (the step is named).
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> res = run_nve(bulk("Cu", cubic=True), EMT(), timestep_fs=2.0, steps=20, seed=1)
+    >>> res.total_energy.shape, float(res.time_ps[-1])
+    ((21,), 0.04)
+    >>> abs(res.drift_per_atom_per_ps) < 1e-3
+    True
+    """
+    if not (isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps >= 0):
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    if not (isinstance(log_every, (int, np.integer)) and not isinstance(log_every, bool) and log_every >= 1):
+        raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
+    if not timestep_fs > 0:
+        raise ValueError(f"timestep_fs must be positive, got {timestep_fs!r}")
+    if len(atoms) == 0:
+        raise ValueError("run_nve needs at least one atom")
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    if temperature_K is not None:
+        if temperature_K < 0:
+            raise ValueError(f"temperature_K must be >= 0, got {temperature_K!r}")
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+        Stationary(atoms)
+        if not atoms.pbc.any():  # a periodic system has no conserved angular momentum
+            ZeroRotation(atoms)
+
+    rows: list = []
+    frames: list = []
+
+    def record() -> None:
+        epot = float(atoms.get_potential_energy())
+        if not np.isfinite(epot):
+            raise FloatingPointError(f"run_nve: non-finite potential energy {epot} at step {dyn.nsteps}")
+        ekin = float(atoms.get_kinetic_energy())
+        rows.append((dyn.nsteps * timestep_fs / 1000.0, epot, ekin, float(atoms.get_temperature()),
+                     *(atoms.get_momenta().sum(axis=0) * units.fs), *(atoms.get_angular_momentum() * units.fs)))
+        if keep_frames:
+            frame = atoms.copy()
+            frame.calc = None
+            frames.append(frame)
+
+    dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
+    dyn.attach(record, interval=log_every)
+    bar = _progress_bar(progress, steps, desc)
+    start = time.perf_counter()
+    try:
+        for i, _ in enumerate(dyn.irun(steps)):
+            if bar is not None and i > 0:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - start
+    table = np.asarray(rows, dtype=np.float64)
+    epot, ekin = table[:, 1], table[:, 2]
+    return MDResult(time_ps=table[:, 0], potential_energy=epot, kinetic_energy=ekin, total_energy=epot + ekin,
+                    temperature_K=table[:, 3], momentum=table[:, 4:7], angular_momentum=table[:, 7:10],
+                    n_atoms=len(atoms), timestep_fs=float(timestep_fs), steps=int(steps), wall_time_s=wall,
+                    frames=frames)
+

@@ -1,0 +1,240 @@
+"""NVE molecular dynamics (:mod:`ecse.atomistic.md`) and the MD notebook.
+
+Energies, momenta and the drift are checked against quantities recomputed independently
+from the stored frames (a fresh calculator, numpy sums and a numpy least-squares fit).
+"""
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ase")
+from ase import units  # noqa: E402
+from ase.build import molecule  # noqa: E402
+from ase.calculators.emt import EMT  # noqa: E402
+from ase.cluster import Icosahedron  # noqa: E402
+
+from backbones import PET  # noqa: E402
+from ecse import ECSE  # noqa: E402
+from ecse.atomistic import ECSECalculator  # noqa: E402
+from ecse.atomistic.md import MDResult, run_nve  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "02_pet_methane_md.ipynb"
+TINY = dict(cutoff=3.0, d_model=16, num_gnn_layers=1, num_transformer_layers=1, num_heads=2,
+            dim_feedforward=32, head_hidden=16)
+
+
+class ScaledForces(EMT):
+    """EMT whose forces are scaled: no longer minus the gradient of its energy."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def calculate(self, *args, **kwargs):
+        super().calculate(*args, **kwargs)
+        self.results["forces"] = self.results["forces"] * self.factor
+
+
+class BrokenECSECalculator(ECSECalculator):
+    """``ECSECalculator`` returning ``1.1 * forces``."""
+
+    def calculate(self, *args, **kwargs):
+        super().calculate(*args, **kwargs)
+        self.results["forces"] = self.results["forces"] * 1.1
+
+
+class WithSprings(torch.nn.Module):
+    """``model(data)`` plus harmonic springs ``k/2 (r_ij - r0_ij)^2`` on all pairs (one molecule).
+
+    The springs keep the atoms near the reference geometry: a randomly initialised PET alone
+    pushes them apart within tens of fs. They are rotation and translation invariant, so they
+    exert no net force or torque themselves.
+    """
+
+    def __init__(self, model: torch.nn.Module, reference: np.ndarray, k: float = 5.0):
+        super().__init__()
+        self.model, self.k = model, k
+        ref = torch.as_tensor(reference, dtype=torch.float64)
+        self.register_buffer("r0", (ref[:, None] - ref[None]).norm(dim=-1) + torch.eye(len(ref), dtype=ref.dtype))
+
+    def forward(self, data):
+        diff = data.pos[:, None] - data.pos[None]
+        r = (diff.pow(2).sum(-1) + torch.eye(len(data.pos), dtype=diff.dtype)).sqrt()  # r_ii = 1 = r0_ii: no sqrt(0)
+        return self.model(data) + 0.25 * self.k * (r - self.r0).pow(2).sum().reshape(1)
+
+
+def _cluster():
+    return Icosahedron("Cu", 2)  # 13 atoms, open boundaries
+
+
+def _independent(result: MDResult):
+    """Potential (fresh EMT), kinetic energy and momenta recomputed from the stored frames."""
+    epot, ekin, mom, ang = [], [], [], []
+    for frame in result.frames:
+        atoms = frame.copy()
+        atoms.calc = EMT()
+        p, m = frame.get_momenta(), frame.get_masses()
+        epot.append(atoms.get_potential_energy())
+        ekin.append(0.5 * float((p ** 2 / m[:, None]).sum()))
+        rel = frame.positions - (m[:, None] * frame.positions).sum(0) / m.sum()
+        mom.append(p.sum(0))
+        ang.append(np.cross(rel, p).sum(0))
+    return np.array(epot), np.array(ekin), np.array(mom), np.array(ang)
+
+
+@pytest.fixture(scope="module")
+def emt_run():
+    return run_nve(_cluster(), EMT(), timestep_fs=1.0, steps=200, temperature_K=500, seed=0, keep_frames=True)
+
+
+def test_emt_energies_time_and_drift_match_independent_values(emt_run):
+    res = emt_run
+    assert len(res.frames) == len(res.time_ps) == 201 and res.n_atoms == 13
+    np.testing.assert_allclose(res.time_ps, np.arange(201) * 1.0e-3, rtol=0, atol=1e-15)
+    epot, ekin, _, _ = _independent(res)
+    np.testing.assert_allclose(res.potential_energy, epot, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(res.kinetic_energy, ekin, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(res.total_energy, epot + ekin, rtol=0, atol=1e-10)
+    design = np.stack([res.time_ps, np.ones_like(res.time_ps)], axis=1)
+    slope = np.linalg.lstsq(design, epot + ekin, rcond=None)[0][0]
+    assert res.drift_per_atom_per_ps == pytest.approx(slope / 13, rel=1e-6, abs=1e-12)
+    assert res.max_deviation_per_atom == pytest.approx(np.abs(epot + ekin - epot[0] - ekin[0]).max() / 13,
+                                                       rel=1e-9)
+    # the kinetic energy changes by much more than the total energy
+    assert np.ptp(ekin) > 0.05 * 13
+    assert abs(res.drift_per_atom_per_ps) < 1e-4 and res.max_deviation_per_atom < 2e-4
+    assert "drift" in res.summary() and "eV/atom/ps" in res.summary()
+
+
+def test_emt_scaled_forces_violate_the_tolerances():
+    res = run_nve(_cluster(), ScaledForces(1.1), timestep_fs=1.0, steps=200, temperature_K=500, seed=0)
+    assert res.max_deviation_per_atom > 2e-3  # ten times the tolerance met by the true forces
+
+
+def test_momentum_and_angular_momentum_stay_zero(emt_run):
+    _, _, mom, ang = _independent(emt_run)
+    scale = np.abs(emt_run.frames[0].get_momenta()).max()
+    assert np.abs(mom).max() < 1e-12 * 13 * scale
+    assert np.abs(ang).max() < 1e-11 * 13 * scale  # EMT is rotation invariant: no torque
+    np.testing.assert_allclose(emt_run.momentum, mom * units.fs, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(emt_run.angular_momentum, ang * units.fs, rtol=0, atol=1e-13)
+    # the initial temperature is not zero, the velocities are nontrivial
+    assert emt_run.temperature_K[0] > 100
+
+
+def test_seeded_runs_repeat_exactly_and_do_not_touch_the_input():
+    atoms = _cluster()
+    before = atoms.positions.copy()
+    a, b = (run_nve(atoms, EMT(), timestep_fs=2.0, steps=15, seed=7) for _ in range(2))
+    c = run_nve(atoms, EMT(), timestep_fs=2.0, steps=15, seed=8)
+    for name in ("potential_energy", "kinetic_energy", "momentum", "angular_momentum"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert not np.allclose(a.kinetic_energy, c.kinetic_energy)
+    assert np.array_equal(atoms.positions, before) and atoms.calc is None
+    assert not atoms.has("momenta") or not atoms.get_momenta().any()
+
+
+def test_log_every_and_given_momenta():
+    atoms = _cluster()
+    rng = np.random.default_rng(0)
+    atoms.set_momenta(rng.normal(size=(len(atoms), 3)))
+    res = run_nve(atoms, EMT(), timestep_fs=1.0, steps=10, temperature_K=None, log_every=5, keep_frames=True)
+    np.testing.assert_allclose(res.time_ps, [0.0, 0.005, 0.01])
+    assert np.array_equal(res.frames[0].get_momenta(), atoms.get_momenta())  # kept as given
+    zero = run_nve(atoms, EMT(), steps=0, temperature_K=None)
+    assert zero.total_energy.shape == (1,) and np.isnan(zero.drift_per_atom_per_ps)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(steps=-1), "steps"), (dict(steps=2.5), "steps"), (dict(log_every=0), "log_every"),
+    (dict(timestep_fs=0.0), "timestep_fs"), (dict(temperature_K=-1.0), "temperature_K")])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run_nve(_cluster(), EMT(), **kwargs)
+
+
+class NaNAfter(EMT):
+    """EMT whose energy becomes NaN from the ``n``-th evaluation on."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n, self.calls = n, 0
+
+    def calculate(self, *args, **kwargs):
+        super().calculate(*args, **kwargs)
+        self.calls += 1
+        if self.calls > self.n:
+            self.results["energy"] = float("nan")
+
+
+def test_non_finite_energy_names_the_step():
+    with pytest.raises(FloatingPointError, match="at step 3"):
+        run_nve(_cluster(), NaNAfter(3), steps=10)
+
+
+def test_progress_bar_with_and_without_tqdm(monkeypatch, capsys):
+    pytest.importorskip("tqdm")
+    res = run_nve(_cluster(), EMT(), steps=4, progress=True, desc="cluster")
+    assert "cluster" in capsys.readouterr().err and len(res.time_ps) == 5
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now fails
+    res = run_nve(_cluster(), EMT(), steps=4, progress=True, desc="cluster")
+    assert "cluster" not in capsys.readouterr().err and len(res.time_ps) == 5
+
+
+@pytest.fixture(scope="module")
+def tiny_pet():
+    torch.manual_seed(0)
+    return PET(**TINY).double().eval()
+
+
+def test_ecse_pet_conserves_energy_and_broken_forces_do_not(tiny_pet):
+    """ECSE(tiny PET) in float64, 40 fs: the total energy stays within 4% of the range of the
+    potential energy; with 1.1 * forces it changes by ~10% of that range."""
+    methane = molecule("CH4")
+    model = WithSprings(ECSE(tiny_pet, cutoff=3.0), methane.positions)
+    runs = {name: run_nve(methane, calc(model), timestep_fs=0.5, steps=80, temperature_K=300, seed=0)
+            for name, calc in [("ecse", ECSECalculator), ("broken", BrokenECSECalculator)]}
+    ratio = {name: np.abs(r.total_energy - r.total_energy[0]).max() / np.ptp(r.potential_energy)
+             for name, r in runs.items()}
+    assert np.ptp(runs["ecse"].potential_energy) > 0.05  # the atoms really move
+    assert ratio["ecse"] < 0.04, ratio
+    assert ratio["broken"] > 0.06, ratio
+    assert np.abs(runs["ecse"].momentum).max() < 1e-12
+
+
+def test_ecse_conserves_angular_momentum_bare_pet_does_not(tiny_pet):
+    """Exact rotation invariance means zero torque: velocity Verlet then keeps the angular
+    momentum at zero; the bare PET's forces have a net torque."""
+    methane = molecule("CH4")
+    runs = {name: run_nve(methane, ECSECalculator(WithSprings(model, methane.positions)), timestep_fs=0.5,
+                          steps=40, temperature_K=300, seed=0)
+            for name, model in [("bare", tiny_pet), ("ecse", ECSE(tiny_pet, cutoff=3.0))]}
+    assert np.abs(runs["ecse"].angular_momentum).max() < 1e-12
+    assert np.abs(runs["bare"].angular_momentum).max() > 1e-6
+    # same start: same structure, same seeded velocities
+    assert runs["bare"].kinetic_energy[0] == runs["ecse"].kinetic_energy[0]
+
+
+@pytest.mark.slow
+def test_notebook_runs(monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None
+               for c in nb.cells if c.cell_type == "code")  # stored without outputs
+    monkeypatch.setenv("ECSE_FAST", "1")
+    path = [str(ROOT), os.environ.get("PYTHONPATH")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(ROOT / "notebooks")}})
+    client.execute()
+    outputs = [out for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])]
+    assert not any(out.get("output_type") == "error" for out in outputs)
+    text = "\n".join(out.get("text", "") for out in outputs if out.get("output_type") == "stream")
+    assert "bare PET" in text and "ECSE(PET)" in text and "eV/atom/ps" in text
+    assert any("image/png" in out.get("data", {}) for out in outputs)  # the drift plot
