@@ -1,0 +1,206 @@
+"""Fast checks of the accuracy benchmark's pieces (``benchmarks/_peers.py``, ``accuracy.py``).
+
+The MACE worker runs in its own venv; its test runs only where ``.venv-mace`` exists
+(``bash benchmarks/setup_peers.sh``; about 6 s) and ``ECSE_PEER_TESTS`` is not ``0``.
+"""
+import doctest
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _peers  # noqa: E402
+from _peers import SchNetEnergy, metrics, residual_scales, train_energy_model  # noqa: E402
+
+from backbones import energy_and_forces  # noqa: E402
+from ecse.testing import random_rotation  # noqa: E402
+
+TINY = dict(hidden_channels=8, num_filters=8, num_interactions=2, num_gaussians=6)
+BASELINE = {1: -0.5, 8: -2.0}
+
+
+def _box(dtype=torch.float64, seed=0) -> Data:
+    gen = torch.Generator().manual_seed(seed)
+    cell = torch.tensor([[4.0, 0.0, 0.0], [0.3, 4.5, 0.0], [0.2, -0.4, 5.0]], dtype=dtype)
+    frac = torch.rand(6, 3, generator=gen, dtype=dtype)
+    return Data(pos=frac @ cell, z=torch.tensor([8, 1, 1, 8, 1, 1]), cell=cell[None],
+                pbc=torch.ones(1, 3, dtype=torch.bool))
+
+
+def _schnet(dtype=torch.float64, cutoff=3.0) -> SchNetEnergy:
+    torch.manual_seed(0)
+    return SchNetEnergy(BASELINE, std=0.3, cutoff=cutoff, **TINY).to(dtype)
+
+
+def test_peers_doctests():
+    result = doctest.testmod(_peers)
+    assert result.attempted >= 2 and result.failed == 0
+
+
+def test_schnet_zero_head_gives_the_composition_baseline():
+    model = _schnet()
+    torch.nn.init.zeros_(model.schnet.lin2.weight)
+    torch.nn.init.zeros_(model.schnet.lin2.bias)
+    molecule = Data(pos=torch.randn(3, 3, dtype=torch.float64), z=torch.tensor([8, 1, 1]),
+                    cell=torch.zeros(1, 3, 3, dtype=torch.float64), pbc=torch.zeros(1, 3, dtype=torch.bool))
+    batch = Batch.from_data_list([_box(), molecule])
+    expected = torch.tensor([2 * -2.0 + 4 * -0.5, -2.0 + 2 * -0.5], dtype=torch.float64)
+    torch.testing.assert_close(model(batch), expected)
+    assert not model.schnet.atomref.weight.requires_grad
+
+
+def test_schnet_periodic_images_rotation_and_forces():
+    model, data = _schnet(), _box()
+    energy, forces = energy_and_forces(model, data)
+    # moving an atom by a lattice vector changes nothing: periodic images are neighbours
+    moved = data.clone()
+    moved.pos = moved.pos.clone()
+    moved.pos[2] += data.cell[0, 1] - data.cell[0, 2]
+    torch.testing.assert_close(model(moved), energy, rtol=1e-12, atol=1e-12)
+    # rotating positions and cell rotates the forces (x @ R.T)
+    rot = random_rotation(torch.Generator().manual_seed(3), torch.float64)
+    turned = data.clone()
+    turned.pos, turned.cell = data.pos @ rot.T, data.cell @ rot.T
+    e_rot, f_rot = energy_and_forces(model, turned)
+    torch.testing.assert_close(e_rot, energy, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(f_rot, forces @ rot.T, rtol=1e-9, atol=1e-11)
+    # forces are -dE/dx: central finite differences
+    h, fd = 1e-5, torch.zeros_like(forces)
+    for i in range(data.num_nodes):
+        for k in range(3):
+            plus, minus = data.clone(), data.clone()
+            plus.pos, minus.pos = data.pos.clone(), data.pos.clone()
+            plus.pos[i, k] += h
+            minus.pos[i, k] -= h
+            fd[i, k] = -(model(plus) - model(minus)).item() / (2 * h)
+    torch.testing.assert_close(forces, fd, rtol=1e-5, atol=1e-7)
+    assert forces.abs().max() > 1e-6  # not trivially zero
+
+
+def test_schnet_matches_pyg_forward_without_neighbour_cap():
+    # an open, dense cloud: PyG's own SchNet.forward (radius_graph, cap lifted) is the reference
+    pytest.importorskip("torch_cluster")
+    gen = torch.Generator().manual_seed(1)
+    pos = torch.rand(60, 3, generator=gen, dtype=torch.float64) * 3.0
+    z = torch.randint(0, 2, (60,), generator=gen) * 7 + 1  # H and O
+    model = _schnet(cutoff=4.0)
+    ours = model(Data(pos=pos, z=z))
+    model.schnet.interaction_graph.max_num_neighbors = 1000
+    torch.testing.assert_close(ours, model.schnet(z, pos).reshape(-1), rtol=1e-10, atol=1e-10)
+    model.schnet.interaction_graph.max_num_neighbors = 32  # PyG's default cap drops neighbours here
+    assert not torch.allclose(ours, model.schnet(z, pos).reshape(-1))
+
+
+class _Constant(torch.nn.Module):
+    """E = c * (number of atoms) + 0 * sum(pos): forces identically zero."""
+
+    def __init__(self, c: float):
+        super().__init__()
+        self.c = c
+
+    def forward(self, data):
+        batch = data.batch
+        return torch.zeros(data.num_graphs, dtype=data.pos.dtype).index_add(
+            0, batch, self.c + 0.0 * data.pos.sum(-1))
+
+
+def _labelled(n_atoms: int, energy: float, seed: int) -> Data:
+    gen = torch.Generator().manual_seed(seed)
+    return Data(pos=torch.randn(n_atoms, 3, generator=gen, dtype=torch.float64),
+                z=torch.ones(n_atoms, dtype=torch.long),
+                energy=torch.tensor([energy], dtype=torch.float64),
+                forces=torch.randn(n_atoms, 3, generator=gen, dtype=torch.float64))
+
+
+def test_metrics_match_hand_computation():
+    data = [_labelled(2, -1.5, 0), _labelled(4, 1.0, 1), _labelled(3, 0.3, 2)]
+    out = metrics(_Constant(0.25), data, batch_size=2, scales=(0.5, 2.0), weights=(0.1, 1.0))
+    e_err = np.array([(0.5 - -1.5) / 2, (1.0 - 1.0) / 4, (0.75 - 0.3) / 3])
+    forces = np.concatenate([d.forces.numpy().ravel() for d in data])
+    assert out["energy_mae_per_atom"] == pytest.approx(np.abs(e_err).mean(), rel=1e-12)
+    assert out["forces_mae"] == pytest.approx(np.abs(forces).mean(), rel=1e-12)
+    # per-batch loss weighted by structures: batches {0, 1} and {2}
+    f = [d.forces.numpy() for d in data]
+    loss01 = 0.1 * np.mean(e_err[:2] ** 2) / 0.25 + np.mean(np.concatenate([f[0], f[1]]) ** 2) / 4.0
+    loss2 = 0.1 * e_err[2] ** 2 / 0.25 + np.mean(f[2] ** 2) / 4.0
+    assert out["loss"] == pytest.approx((2 * loss01 + loss2) / 3, rel=1e-10)
+
+
+def test_residual_scales_are_population_stds():
+    data = [_labelled(2, -1.5, 0), _labelled(4, 1.0, 1), _labelled(3, 0.3, 2)]
+    s_e, s_f = residual_scales(data, {1: 0.1})
+    per_atom = [(-1.5 - 0.2) / 2, (1.0 - 0.4) / 4, (0.3 - 0.3) / 3]
+    assert s_e == pytest.approx(np.std(per_atom), rel=1e-12)
+    assert s_f == pytest.approx(np.std(np.concatenate([d.forces.numpy().ravel() for d in data])), rel=1e-12)
+
+
+def test_budgeted_training_stops_and_keeps_the_best_state():
+    data = [_box(torch.float32, seed=s) for s in range(8)]
+    for k, d in enumerate(data):
+        d.energy = torch.tensor([-6.0 + 0.1 * k])
+        d.forces = 0.1 * torch.randn(6, 3, generator=torch.Generator().manual_seed(k))
+    make = lambda: SchNetEnergy(BASELINE, std=0.1, cutoff=3.0, **TINY)  # noqa: E731
+    out = train_energy_model(make, data[:6], data[6:], batch_size=2, val_batch_size=2, lr=1e-3, max_time=1.0,
+                             scales=(0.1, 0.1), log=None)
+    assert out["steps"] >= 1 and out["epochs_planned"] >= 1
+    assert out["train_time"] < 1.0 + 5 * out["probe_step_time"] + 5.0
+    assert len(out["history"]) == out["epochs_run"] <= out["epochs_planned"]
+    if out["history"]:
+        best = min(row["loss"] for row in out["history"])
+        assert metrics(out["model"], data[6:], 2, (0.1, 0.1))["loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_water_split_files(shared_data, tmp_path):
+    import ase.io
+
+    from accuracy import ENERGY_KEY, FORCES_KEY, write_splits
+
+    paths = write_splits("water", shared_data, tmp_path)
+    parts = {k: ase.io.read(p, index=":") for k, p in paths.items()}
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [300, 50, 50]
+    source = ase.io.read(shared_data / "water_bulk_64" / "water_deepmd_400.xyz", index=":")
+    key = lambda atoms: np.round(atoms.positions, 4).tobytes()  # noqa: E731  (energies repeat in this file)
+    by_positions = {key(a): a for a in source}
+    assert len(by_positions) == 400
+    seen = set()
+    for frames in parts.values():
+        for atoms in frames:
+            ref = by_positions[key(atoms)]
+            assert atoms.info[ENERGY_KEY] == pytest.approx(ref.get_potential_energy(), abs=1e-9)
+            np.testing.assert_allclose(atoms.arrays[FORCES_KEY], ref.get_forces(), atol=1e-10)
+            assert atoms.pbc.all() and np.allclose(atoms.cell.array, ref.cell.array)
+            seen.add(key(atoms))
+    assert len(seen) == 400  # disjoint splits covering every structure
+
+
+def test_format_table_shows_errors():
+    from accuracy import format_table
+
+    rows = [{"dataset": "methane", "model": "PET", "params": 1000, "epochs_run": 2, "epochs_planned": 3,
+             "steps": 10, "train_time_s": 5.0, "energy_mae_per_atom_meV": 1.23456, "forces_mae_meV_per_A": 78.9,
+             "eval_time_s": 1.0},
+            {"dataset": "methane", "model": "MACE", "error": "no .venv-mace"}]
+    table = format_table(rows)
+    assert "1.235" in table and "78.9" in table and "2/3" in table and "error: no .venv-mace" in table
+
+
+@pytest.mark.skipif(os.environ.get("ECSE_PEER_TESTS") == "0" or not (ROOT / ".venv-mace" / "bin" / "python").is_file(),
+                    reason="needs .venv-mace (bash benchmarks/setup_peers.sh)")
+def test_mace_worker_times_a_tiny_model(shared_data):
+    proc = subprocess.run([str(ROOT / ".venv-mace" / "bin" / "python"), str(ROOT / "benchmarks" / "mace_worker.py"),
+                           "time", str(shared_data / "methane" / "methane_test.xyz"), "--repeats", "1",
+                           "--threads", "1",
+                           "--model", json.dumps({"hidden_irreps": "8x0e+8x1o", "max_ell": 1, "correlation": 1})],
+                          stdout=subprocess.PIPE, text=True, timeout=600)
+    result = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+    assert result["atoms"] == 5 and math.isfinite(result["seconds"]) and result["seconds"] > 0
