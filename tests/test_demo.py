@@ -1,4 +1,5 @@
-"""Tests for the rotation demo (:mod:`ecse.demo`), the CLI and the tutorial notebook."""
+"""Tests for the shape demo (:mod:`ecse.demo`), the CLI (``ecse demo``/``shapes``/``eval``) and the
+tutorial notebook."""
 
 import math
 import os
@@ -123,19 +124,50 @@ def test_cli_requires_a_command():
     with pytest.raises(SystemExit) as err:
         main([])
     assert err.value.code == 2
-    args = build_parser().parse_args(["demo", "--fast", "--epochs", "2", "--seed", "3"])
-    assert args.fast and args.epochs == 2 and args.seed == 3 and args.command == "demo"
+    args = build_parser().parse_args(["shapes", "--fast", "--epochs", "2", "--seed", "3"])
+    assert args.fast and args.epochs == 2 and args.seed == 3 and args.command == "shapes"
+    args = build_parser().parse_args(["demo", "--fast", "--epochs", "2", "--output", "out", "--threads", "1"])
+    assert (args.command, args.fast, args.epochs, args.output, args.threads) == ("demo", True, 2, "out", 1)
+    args = build_parser().parse_args(["demo", "--max-time", "0"])
+    assert args.output == "runs/demo" and args.max_time == 0 and args.threads is None
+    args = build_parser().parse_args(["eval", "a.pt", "b.xyz", "--rotations", "3", "--no-wrapped"])
+    assert (args.checkpoint, args.data, args.rotations, args.no_wrapped, args.dtype) == ("a.pt", "b.xyz", 3, True,
+                                                                                        "float64")
+    with pytest.raises(SystemExit):  # the shape demo's options moved to `ecse shapes`
+        build_parser().parse_args(["demo", "--n-train", "3"])
+
+
+def _run_cli(*argv, cwd=ROOT):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "ecse", *argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 @pytest.mark.slow
-def test_python_m_ecse_demo_fast():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "ecse", "demo", "--fast", "--threads", "2"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
+def test_python_m_ecse_shapes_fast():
+    out = _run_cli("shapes", "--fast", "--threads", "1")
     assert "test accuracy" in out and "unrotated" in out and "rotated" in out
     assert "bare DGCNN" in out and "ECSE(DGCNN)" in out and "max relative error" in out
+
+
+@pytest.mark.slow
+def test_python_m_ecse_demo_fast(tmp_path):
+    import json
+
+    out_dir = tmp_path / "demo"
+    out = _run_cli("demo", "--fast", "--output", str(out_dir), cwd=tmp_path)
+    for name in ("best.pt", "last.pt", "log.csv", "report.json", "parity.png"):
+        assert (out_dir / name).is_file(), name
+    report = json.loads((out_dir / "report.json").read_text())
+    assert report["models"]["bare"]["name"] == "PET" and report["models"]["wrapped"]["name"] == "ECSE(PET)"
+    assert report["models"]["wrapped"]["equivariance_error"]["forces"]["max_relative"] < 1e-10
+    assert report["models"]["bare"]["rotational_std"]["energy"] > 1e-6
+    assert "epoch 1/" in out and "energy MAE [meV]" in out and "ECSE frames per structure" in out
+    from ecse.atomistic.training import load_model
+
+    assert type(load_model(out_dir / "best.pt", wrap=True)).__name__ == "ECSE"
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
-"""Atomistic tools: ASE structures -> PyG data, data sets, composition baselines and an
-ASE calculator for (ECSE-wrapped) energy models such as ``backbones.PET``.
+"""Atomistic tools: ASE structures -> PyG data, data sets, composition baselines, an
+ASE calculator for (ECSE-wrapped) energy models such as ``backbones.PET``, and the
+evaluation of trained checkpoints, bare and ECSE-wrapped (``ecse eval``).
 
 Needs ``ase`` (optional dependency: ``pip install ecse[atomistic]``); ``import ecse``
 does not import this subpackage.
@@ -17,12 +18,15 @@ Example
 from .calculator import ECSECalculator
 from .data import (apply_composition_baseline, atoms_to_data, composition_energy, fit_composition_baseline,
                    load_dataset, split_dataset)
+from .evaluation import evaluate_checkpoint, evaluate_models
 
 __all__ = [
     "ECSECalculator",
     "apply_composition_baseline",
     "atoms_to_data",
     "composition_energy",
+    "evaluate_checkpoint",
+    "evaluate_models",
     "fit_composition_baseline",
     "load_dataset",
     "split_dataset",
