@@ -15,7 +15,8 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-torch.set_num_threads(int(os.environ.get("ECSE_TEST_THREADS", "2")))
+# one thread: the tests use small tensors, where a second OpenMP thread only adds waiting
+torch.set_num_threads(int(os.environ.get("ECSE_TEST_THREADS", "1")))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
