@@ -92,7 +92,7 @@ def main(argv=None) -> None:
                 steps = run["global_step"]
                 if not in_loop:
                     rows["bare"] = {**_mae(pet, test, bs), "steps": steps}
-                    rows["ECSE global (a posteriori)"] = _mae(ECSE(pet, cutoff=5.0, mode="global"), test, bs)
+                    rows["ECSE global (a posteriori)"] = _mae(ECSE(pet, cutoff=5.0, mode="global", chunk_size=1024), test, bs)
                     rows["ECSE local (a posteriori)"] = _mae(ECSE(pet, cutoff=5.0, mode="local"), test, bs)
                 else:
                     rows["ECSE local, trained in the loop"] = {
