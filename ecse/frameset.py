@@ -18,7 +18,7 @@ from .frames import Frames, add_mirror_frames, build_frames
 from .neighbors import NeighborList, neighbor_list
 from .pruning import auxiliary_weight, prune_weights
 
-__all__ = ["FrameParams", "FrameSet", "global_frames"]
+__all__ = ["FrameParams", "FrameSet", "candidate_frames", "global_frames"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,20 @@ class FrameSet(NamedTuple):
     num_candidates: int
 
 
+def candidate_frames(pos: Tensor, cutoff: float, batch: Tensor, cell: Optional[Tensor], pbc: Optional[Tensor],
+                     params: FrameParams) -> tuple[NeighborList, Tensor, Frames]:
+    """Neighbours within the outer cutoff, the inner cutoff ``[N]`` of every centre and
+    all its frames before pruning (shared by the global and the local ensembles)."""
+    p, n = params, pos.shape[0]
+    outer = min(float(cutoff), p.max_outer_cutoff)
+    nl = neighbor_list(pos, outer, batch, cell, pbc)
+    r_in = adaptive_inner_cutoff(nl.center, nl.vector, n, outer, p.beta, p.angle_threshold,
+                                 p.angle_width, p.radial_width)
+    frames = build_frames(nl.center, nl.vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width,
+                          outer)
+    return nl, r_in, frames
+
+
 def global_frames(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
                   cell: Optional[Tensor] = None, pbc: Optional[Tensor] = None,
                   params: FrameParams = FrameParams(), o3: bool = False) -> FrameSet:
@@ -122,12 +136,7 @@ def global_frames(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, nu
     if num_graphs is None:
         num_graphs = int(batch.max()) + 1 if n else 1
     p = params
-    outer = min(float(cutoff), p.max_outer_cutoff)
-    nl = neighbor_list(pos, outer, batch, cell, pbc)
-    r_in = adaptive_inner_cutoff(nl.center, nl.vector, n, outer, p.beta, p.angle_threshold,
-                                 p.angle_width, p.radial_width)
-    frames = build_frames(nl.center, nl.vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width,
-                          outer)
+    nl, r_in, frames = candidate_frames(pos, cutoff, batch, cell, pbc, params)
     graph = batch[frames.center]
     aux = auxiliary_weight(frames.weight, graph, num_graphs, p.aux_threshold)
     weight = prune_weights(frames.weight, graph, num_graphs, p.pruning_threshold, p.num_prunings,

@@ -35,10 +35,8 @@ import torch
 from torch import Tensor
 
 from .covariant import OutputSpec
-from .cutoff import adaptive_inner_cutoff
-from .frames import Frames, add_mirror_frames, build_frames
-from .frameset import FrameParams
-from .neighbors import neighbor_list
+from .frames import Frames, add_mirror_frames
+from .frameset import FrameParams, candidate_frames
 from .pruning import auxiliary_weight, prune_weights
 
 __all__ = ["LocalFrames", "local_frames"]
@@ -166,12 +164,7 @@ def local_frames(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, cel
     if batch is None:
         batch = torch.zeros(n, dtype=torch.long, device=pos.device)
     p = params
-    outer = min(float(cutoff), p.max_outer_cutoff)
-    nl = neighbor_list(pos, outer, batch, cell, pbc)
-    r_in = adaptive_inner_cutoff(nl.center, nl.vector, n, outer, p.beta, p.angle_threshold,
-                                 p.angle_width, p.radial_width)
-    frames = build_frames(nl.center, nl.vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width,
-                          outer)
+    _, r_in, frames = candidate_frames(pos, cutoff, batch, cell, pbc, params)
     aux = auxiliary_weight(frames.weight, frames.center, n, p.aux_threshold)
     weight = prune_weights(frames.weight, frames.center, n, p.pruning_threshold, p.num_prunings,
                            p.aux_threshold)

@@ -172,22 +172,7 @@ def test_python_m_ecse_demo_fast(tmp_path):
 
 @pytest.mark.slow
 def test_notebook_runs(monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    # stored without outputs
-    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None
-               for c in nb.cells if c.cell_type == "code")
-    # the kernel inherits the environment; jupyter_client launches "python" as sys.executable,
-    # i.e. this (virtual environment's) interpreter and its ipykernel
-    monkeypatch.setenv("ECSE_FAST", "1")
-    path = [str(ROOT), os.environ.get("PYTHONPATH")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(ROOT / "notebooks")}})
-    client.execute()
-    text = "\n".join(out.get("text", "") for c in nb.cells if c.cell_type == "code"
-                     for out in c.get("outputs", []) if out.get("output_type") == "stream")
+    from .notebooks import run_notebook, stream_text
+
+    text = stream_text(run_notebook(NOTEBOOK, monkeypatch))
     assert "ECSE(DGCNN)" in text and "rotation" in text
-    assert not any(out.get("output_type") == "error" for c in nb.cells if c.cell_type == "code"
-                   for out in c.get("outputs", []))

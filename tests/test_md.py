@@ -222,19 +222,9 @@ def test_ecse_conserves_angular_momentum_bare_pet_does_not(tiny_pet):
 
 @pytest.mark.slow
 def test_notebook_runs(monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None
-               for c in nb.cells if c.cell_type == "code")  # stored without outputs
-    monkeypatch.setenv("ECSE_FAST", "1")
-    path = [str(ROOT), os.environ.get("PYTHONPATH")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(ROOT / "notebooks")}})
-    client.execute()
-    outputs = [out for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])]
-    assert not any(out.get("output_type") == "error" for out in outputs)
-    text = "\n".join(out.get("text", "") for out in outputs if out.get("output_type") == "stream")
+    from .notebooks import run_notebook, stream_text
+
+    outputs = run_notebook(NOTEBOOK, monkeypatch)
+    text = stream_text(outputs)
     assert "bare PET" in text and "ECSE(PET)" in text and "eV/atom/ps" in text
     assert any("image/png" in out.get("data", {}) for out in outputs)  # the drift plot

@@ -11,23 +11,11 @@ NOTEBOOK = ROOT / "notebooks" / "03_tensor_properties.ipynb"
 
 @pytest.mark.slow
 def test_tensor_notebook_runs(monkeypatch, shared_data):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    from .notebooks import run_notebook, stream_text
+
     pytest.importorskip("ase")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    # stored without outputs
-    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None
-               for c in nb.cells if c.cell_type == "code")
-    monkeypatch.setenv("ECSE_FAST", "1")
-    monkeypatch.setenv("ECSE_DATA", str(shared_data))
-    path = [str(ROOT), os.environ.get("PYTHONPATH")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(ROOT / "notebooks")}})
-    client.execute()
-    outputs = [out for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])]
-    assert not any(out.get("output_type") == "error" for out in outputs)
-    text = "\n".join(out.get("text", "") for out in outputs if out.get("output_type") == "stream")
+    outputs = run_notebook(NOTEBOOK, monkeypatch, ECSE_DATA=str(shared_data))
+    text = stream_text(outputs)
     # the wrapped models rotate their predictions exactly, the bare ones do not
     errors = {(key, name): float(err) for key, name, err in
               re.findall(r"(mu|alpha)\s+(bare|ECSE): relative error of the rotated prediction (\S+)", text)}
