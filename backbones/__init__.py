@@ -14,8 +14,10 @@ differentiate any energy model (bare or ECSE-wrapped) by autograd.
 Supported torch-geometric versions: 2.5-2.7 (2.7.0 is pinned and tested).
 """
 from .dgcnn import DGCNN
+from .e3nn_tensor import E3nnTensor, irreps_to_symmetric, symmetric_to_irreps
 from .point_transformer import PointTransformer
 from .pet import PET, energy_and_forces, energy_forces_stress
 from .pointnet2 import PointNet2
 
-__all__ = ["PointNet2", "DGCNN", "PointTransformer", "PET", "energy_and_forces", "energy_forces_stress"]
+__all__ = ["PointNet2", "DGCNN", "PointTransformer", "PET", "energy_and_forces", "energy_forces_stress", "E3nnTensor",
+           "irreps_to_symmetric", "symmetric_to_irreps"]

@@ -1,5 +1,4 @@
 """Notebook 03 (tensor properties) runs end to end in fast mode (``ECSE_FAST=1``)."""
-import os
 import re
 from pathlib import Path
 
