@@ -76,19 +76,11 @@ def load_structures(path: Union[str, os.PathLike], targets: Mapping[str, str], i
     Raises ``FileNotFoundError``, ``ValueError`` (unreadable file, empty selection, bad
     structure) or ``KeyError`` (a target missing; the message lists the available keys).
     """
-    import ase.io
-
-    from .data import atoms_to_data
+    from .data import atoms_to_data, read_structures
     from .targets import prepare_targets
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"data file not found: {path!r}")
-    try:
-        frames = ase.io.read(path, index=index)
-    except Exception as err:  # ASE raises many different types for unreadable files
-        raise ValueError(f"could not read {path!r} with ASE (index {index!r}): {type(err).__name__}: {err}") from err
-    frames = frames if isinstance(frames, list) else [frames]
+    frames = read_structures(path, index)
     if not frames:
         raise ValueError(f"no structures in {path!r} with index {index!r}")
     targets = dict(targets)

@@ -148,6 +148,23 @@ def atoms_to_data(atoms, cutoff: Optional[float] = None, dtype: torch.dtype = to
     return data
 
 
+def read_structures(path: Union[str, os.PathLike], index: Union[str, int, slice] = ":") -> list:
+    """``ase.io.read(path, index)`` as a list of ``Atoms``, with errors naming the file.
+
+    Raises ``FileNotFoundError`` (no such file) or ``ValueError`` (ASE cannot read it).
+    """
+    import ase.io
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data file not found: {path!r}")
+    try:
+        frames = ase.io.read(path, index=index)
+    except Exception as err:  # ASE raises many different types for unreadable files
+        raise ValueError(f"could not read {path!r} with ASE (index {index!r}): {type(err).__name__}: {err}") from err
+    return frames if isinstance(frames, list) else [frames]
+
+
 def load_dataset(path: Union[str, os.PathLike], targets: Optional[Mapping[str, str]] = None,
                  cutoff: Optional[float] = None, index: Union[str, int, slice] = ":",
                  dtype: torch.dtype = torch.float64) -> list[Data]:
@@ -173,17 +190,8 @@ def load_dataset(path: Union[str, os.PathLike], targets: Optional[Mapping[str, s
     --------
     >>> data = load_dataset("methane_train.xyz", {"energy": "graph", "forces": "node"})  # doctest: +SKIP
     """
-    import ase.io
-
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"dataset file not found: {path!r}")
-    try:
-        frames = ase.io.read(path, index=index)
-    except Exception as err:  # ASE raises many different types for unreadable files
-        raise ValueError(f"could not read {path!r} with ASE: {type(err).__name__}: {err}") from err
-    if not isinstance(frames, list):
-        frames = [frames]
+    frames = read_structures(path, index)
     return [atoms_to_data(atoms, cutoff=cutoff, dtype=dtype, targets=targets, name=f"{path}[{k}]")
             for k, atoms in enumerate(frames)]
 
