@@ -23,6 +23,7 @@ with :math:`m^{(0)}_{ij} = \mathrm{Emb}(z_j)`, :math:`f_c` the cosine switch fro
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Optional, Union
 
 import torch
@@ -104,7 +105,9 @@ class PET(nn.Module):
     Attention is cutoff-modulated (keys weighted by :math:`f_c(r_{ij})`, renormalised;
     the central token has weight 1) and padded to the largest neighbour count in the
     batch, so atoms enter and leave the cutoff smoothly (energy C1, forces C0).
-    Composition offsets :math:`b_z` are added to scalar outputs, and as :math:`b_z I`
+    The learned per-atom outputs are multiplied by ``output_scale`` (a buffer, 1 unless
+    :meth:`set_output_scale` changes it) and composition offsets :math:`b_z` are added
+    to scalar outputs, and as :math:`b_z I`
     to rank-2 outputs (an isotropic, covariant baseline).
 
     ``forward(data, local_frames=lf)`` evaluates every per-atom update in each of the
@@ -139,6 +142,7 @@ class PET(nn.Module):
                       fused_attention, out_dim)
             for _ in range(num_gnn_layers))
         self.register_buffer("composition_offsets", torch.zeros(MAX_Z + 1))
+        self.register_buffer("output_scale", torch.ones(()))
 
     def set_composition_offsets(self, offsets: Union[Mapping, Tensor]) -> None:
         """Set per-species energy offsets :math:`b_z` from ``{z or symbol: value}`` or a
@@ -154,6 +158,20 @@ class PET(nn.Module):
             if not 1 <= z <= MAX_Z:
                 raise ValueError(f"unknown element {key!r} in composition offsets")
             self.composition_offsets[z] = float(value)
+
+    def set_output_scale(self, scale: float) -> None:
+        """Multiply the learned per-atom outputs by ``scale`` (before the offsets), so a
+        freshly initialised model predicts at the target's scale (``train`` sets the
+        training set's force, or target, standard deviation, as MACE does)."""
+        scale = float(scale)
+        if not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"output scale must be positive and finite, got {scale}")
+        self.output_scale.fill_(scale)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the output scale existed had an implicit scale of 1
+        state_dict.setdefault(prefix + "output_scale", torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, data, local_frames=None) -> Tensor:
         pos, z = data.pos, getattr(data, "z", None)
@@ -194,7 +212,7 @@ class PET(nn.Module):
         values = self._components(total, z.numel() if lf is None else unit_z.numel())
         if lf is not None:
             values = lf.combine_covariant(values, self.spec) if self.spec.kind != "scalar" else lf.combine(values)
-        values = self._add_offsets(values, z, pos.dtype)
+        values = self._add_offsets(values * self.output_scale.to(values.dtype), z, pos.dtype)
         if self.level == "node":
             return values
         num_graphs = data.num_graphs if isinstance(data, Batch) else int(batch.max()) + 1 if z.numel() else 1

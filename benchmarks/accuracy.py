@@ -272,8 +272,11 @@ def main(argv=None) -> dict:
         for model in args.models:
             print(f"[{dataset}] {model}", flush=True)
             torch.set_num_threads(args.threads)
+            load_before, n_before = os.getloadavg()[0], len(rows)
             try:
                 rows += RUNNERS[model](dataset, paths, sets, ctx)
+                for row in rows[n_before:]:  # the machine is shared: record how busy it was
+                    row["loadavg_1min_start_end"] = [load_before, os.getloadavg()[0]]
             except Exception as err:  # one failing model should not lose the others' numbers
                 rows.append({"dataset": dataset, "model": model, "error": f"{type(err).__name__}: {err}"})
                 print(f"  {model} failed: {rows[-1]['error']}", flush=True)

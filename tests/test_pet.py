@@ -228,6 +228,34 @@ def test_composition_offsets_and_any_species():
     assert torch.isfinite(model(data)).all()
 
 
+def test_output_scale_multiplies_the_learned_part_only():
+    model, data = small_pet(), methane()
+    model.set_composition_offsets({"C": -10.0, "H": -0.5})
+    offsets = -12.0
+    learned = model(data) - offsets
+    model.set_output_scale(3.0)
+    assert torch.allclose(model(data), offsets + 3.0 * learned, rtol=1e-12)
+    _, forces = energy_and_forces(model, data)
+    model.set_output_scale(1.0)
+    _, forces_1 = energy_and_forces(model, data)
+    assert torch.allclose(forces, 3.0 * forces_1, rtol=1e-12)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="output scale"):
+            model.set_output_scale(bad)
+
+
+def test_checkpoint_without_output_scale_loads_with_scale_one():
+    model, data = small_pet(), methane()
+    model.set_output_scale(5.0)
+    old = {k: v for k, v in model.state_dict().items() if k != "output_scale"}  # an older checkpoint
+    fresh = small_pet()
+    fresh.set_output_scale(7.0)
+    fresh.load_state_dict(old)
+    assert float(fresh.output_scale) == 1.0
+    model.set_output_scale(1.0)
+    assert torch.equal(fresh(data), model(data))
+
+
 def test_published_defaults_run_in_float32():
     model = PET()
     assert (model.cutoff, model.cutoff_width, len(model.gnn_layers)) == (5.0, 0.2, 3)

@@ -62,6 +62,11 @@ class TrainConfig:
     model : dict
         Keyword arguments of ``backbones.PET`` (``cutoff``, ``d_model``, ...; unlisted
         ones keep PET's defaults).
+    scale_outputs : bool
+        Multiply PET's learned outputs by a training-set scale (``PET.set_output_scale``):
+        the force-component std when forces are trained (MACE's convention), else the
+        std of the energy per atom or of the tensor target (True). A fresh model then
+        predicts forces of the right magnitude, instead of about 50x too small.
     ecse_in_loop : bool
         Train through ``ECSE(PET)`` (fine-tuning of the symmetrised model; False).
     ecse : dict
@@ -128,6 +133,7 @@ class TrainConfig:
     split_sizes: list = field(default_factory=lambda: [0.8, 0.1, 0.1])
     seed: int = 0
     model: dict = field(default_factory=dict)
+    scale_outputs: bool = True
     ecse_in_loop: bool = False
     ecse: dict = field(default_factory=lambda: {"num_prunings": 0})
     epochs: int = 100

@@ -34,7 +34,7 @@ import os
 import random
 import sys
 import time
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -57,6 +57,20 @@ def _ecse(pet: nn.Module, config: TrainConfig) -> nn.Module:
 
     tensor = tensor_target(target_types(config))
     return ECSE(pet, **{"cutoff": pet.cutoff, **config.ecse, **({"output": tensor[1]} if tensor else {})})
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    return getattr(model, "backbone", model)
+
+
+def output_scale(scales: Mapping[str, float], types: Mapping[str, str]) -> float:
+    """The scale ``train`` gives PET's outputs: the force std when forces are a target,
+    else the std of the (first) energy or tensor target."""
+    forces = [k for k, kind in types.items() if kind == "forces"]
+    if forces:
+        return scales[forces[0]]
+    first = [k for k, kind in types.items() if kind not in ("stress",)]
+    return scales[first[0]] if first else 1.0
 
 
 def build_model(config: TrainConfig, baseline: Optional[dict] = None, wrap: Optional[bool] = None) -> nn.Module:
@@ -202,6 +216,8 @@ def _train(config: TrainConfig, ctx, resume: bool, log: Callable[[str], None],
     baseline = fit_baseline(train_set, types)
     scales, weights = fit_scales(train_set, types, baseline), target_weights(config, types)
     model = build_model(config, baseline).to(device)
+    if config.scale_outputs:
+        _backbone(model).set_output_scale(output_scale(scales, types))
     params = [p for p in model.parameters() if p.requires_grad]
     opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(params, lr=config.lr, weight_decay=config.weight_decay)
