@@ -26,7 +26,6 @@ Irreps string (``[B, irreps.dim]``, e3nn's layout). :func:`symmetric_to_irreps` 
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Mapping, Optional, Union
 
 import torch
@@ -35,52 +34,13 @@ from e3nn import o3
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
+from ecse.covariant import irreps_to_symmetric, symmetric_to_irreps
 from ecse.neighbors import neighbor_list
 
 __all__ = ["E3nnTensor", "symmetric_to_irreps", "irreps_to_symmetric"]
 
 MAX_Z = 118
 _NAMED = {"vector": "1x1o", "rank2-symmetric": "1x0e+1x2e"}
-
-
-@lru_cache(maxsize=None)
-def _change_of_basis() -> Tensor:
-    """``Q`` ``[6, 3, 3]`` (float64, orthonormal rows): ``T = einsum("k,kij", f, Q)`` for
-    ``f`` in ``1x0e+1x2e``; built with e3nn's ``CartesianTensor("ij=ji")`` in float64."""
-    from e3nn.io import CartesianTensor
-
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        q = CartesianTensor("ij=ji").reduced_tensor_products().change_of_basis
-    finally:
-        torch.set_default_dtype(old)
-    return q.detach().to(torch.float64).clone()
-
-
-def irreps_to_symmetric(f: Tensor) -> Tensor:
-    """``1x0e+1x2e`` features ``[..., 6]`` -> symmetric Cartesian tensors ``[..., 3, 3]``.
-
-    >>> f = torch.zeros(6, dtype=torch.float64); f[0] = 3 ** 0.5
-    >>> irreps_to_symmetric(f).diagonal().round(decimals=12).tolist()  # l=0 = tr(T)/sqrt(3)
-    [1.0, 1.0, 1.0]
-    """
-    if f.shape[-1] != 6:
-        raise ValueError(f"1x0e+1x2e features need a last dim of 6, got shape {tuple(f.shape)}")
-    return torch.einsum("...k,kij->...ij", f, _change_of_basis().to(f))
-
-
-def symmetric_to_irreps(t: Tensor) -> Tensor:
-    """Symmetric Cartesian tensors ``[..., 3, 3]`` -> ``1x0e+1x2e`` features ``[..., 6]``
-    (the antisymmetric part, if any, is dropped).
-
-    >>> t = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
-    >>> round(float(symmetric_to_irreps(t)[0]), 6) == round(6 / 3 ** 0.5, 6)
-    True
-    """
-    if t.shape[-2:] != (3, 3):
-        raise ValueError(f"need Cartesian tensors [..., 3, 3], got shape {tuple(t.shape)}")
-    return torch.einsum("...ij,kij->...k", 0.5 * (t + t.transpose(-1, -2)), _change_of_basis().to(t))
 
 
 def _envelope(r: Tensor, cutoff: float, p: int = 6) -> Tensor:

@@ -64,7 +64,7 @@ class _GNNLayer(nn.Module):
         out_edge = x[center, slot]
         atom = self.head(x[:, 0])
         bond = self.bond_head(out_edge) * fc[:, None]
-        return atom.index_add(0, center, bond), out_edge
+        return atom, bond, out_edge
 
 
 class PET(nn.Module):
@@ -107,8 +107,8 @@ class PET(nn.Module):
     batch, so atoms enter and leave the cutoff smoothly (energy C1, forces C0).
     The learned per-atom outputs are multiplied by ``output_scale`` (a buffer, 1 unless
     :meth:`set_output_scale` changes it) and composition offsets :math:`b_z` are added
-    to scalar outputs, and as :math:`b_z I`
-    to rank-2 outputs (an isotropic, covariant baseline).
+    to scalar outputs, as :math:`b_z I` to rank-2 outputs and to the first ``0e``
+    component of Irreps outputs (an invariant, covariant baseline).
 
     ``forward(data, local_frames=lf)`` evaluates every per-atom update in each of the
     atom's own frames (:mod:`ecse.local`); use it through
@@ -201,17 +201,28 @@ class PET(nn.Module):
             unit_z, unit_vec = z[lf.atom], lf.rotate(vec[edge], unit_of_edge)
             r, fc = r[edge], fc[edge]
         slot, max_nb = pad_edges(unit_of_edge, unit_z.shape[0])
-        total = None
+        # covariant outputs: the edge readouts of direction-free (auxiliary) copies are
+        # kept per edge and placed along the edges (ecse.axial) instead of being dropped
+        aux_edge = lf.invariant[unit_of_edge] if lf is not None and self.spec.kind != "scalar" else None
+        total, aux_bonds = None, None
         for layer in self.gnn_layers:
             msg = message if edge is None else message[edge]
-            unit_out, edge_out = self._run_layer(layer, unit_z, unit_of_edge, slot, max_nb, unit_vec, r, fc, msg)
+            unit_out, bond, edge_out = self._run_layer(layer, unit_z, unit_of_edge, slot, max_nb, unit_vec, r, fc,
+                                                       msg)
+            if aux_edge is not None:
+                aux_bonds = bond[aux_edge] if aux_bonds is None else aux_bonds + bond[aux_edge]
+                bond = bond.masked_fill(aux_edge[:, None], 0.0)
+            unit_out = unit_out.index_add(0, unit_of_edge, bond)
             total = unit_out if total is None else total + unit_out
             if edge is not None:
                 edge_out = lf.combine_edges(edge_out, unit_of_edge, edge, center.numel())
             message = 0.5 * (message + edge_out[rev])
         values = self._components(total, z.numel() if lf is None else unit_z.numel())
-        if lf is not None:
-            values = lf.combine_covariant(values, self.spec) if self.spec.kind != "scalar" else lf.combine(values)
+        if lf is not None and aux_edge is None:
+            values = lf.combine(values)
+        elif lf is not None:
+            aux_values = None if aux_bonds is None else self._components(aux_bonds, 0)
+            values = lf.combine_covariant(values, self.spec, aux_values, unit_of_edge[aux_edge], vec[edge[aux_edge]])
         values = self._add_offsets(values * self.output_scale.to(values.dtype), z, pos.dtype)
         if self.level == "node":
             return values
@@ -226,15 +237,11 @@ class PET(nn.Module):
         return self.spec.components(total)
 
     def _add_offsets(self, values: Tensor, z: Tensor, dtype: torch.dtype) -> Tensor:
-        offsets = self.composition_offsets.to(dtype)[z]
-        if self.spec.kind == "scalar":
-            return values + offsets
-        if self.spec.kind in ("rank2", "rank2-symmetric"):
-            return values + offsets[:, None, None] * torch.eye(3, dtype=dtype, device=values.device)
-        return values
+        return values + self.spec.isotropic(self.composition_offsets.to(dtype)[z])
 
-    def _run_layer(self, layer, z, unit_of_edge, slot, max_nb, vec, r, fc, message) -> tuple[Tensor, Tensor]:
-        """One GNN layer over all units, in token-bounded, checkpointed chunks if asked."""
+    def _run_layer(self, layer, z, unit_of_edge, slot, max_nb, vec, r, fc, message) -> tuple[Tensor, Tensor, Tensor]:
+        """One GNN layer over all units (atom readouts, edge readouts, edge tokens), in
+        token-bounded, checkpointed chunks if asked."""
         if self.chunk_tokens is None or z.numel() == 0:
             return layer(z, unit_of_edge, slot, max_nb, vec, r, fc, message)
         degree = torch.bincount(unit_of_edge, minlength=z.numel())
@@ -242,7 +249,7 @@ class PET(nn.Module):
         chunk = torch.div(tokens - degree - 1, self.chunk_tokens, rounding_mode="floor")
         units = torch.unique_consecutive(chunk, return_counts=True)[1].tolist()
         edge_end = torch.cumsum(degree, 0)
-        outs, edge_outs, u0 = [], [], 0
+        outs, bonds, edge_outs, u0 = [], [], [], 0
         for count in units:
             u1 = u0 + count
             e0 = int(edge_end[u0 - 1]) if u0 else 0
@@ -251,13 +258,14 @@ class PET(nn.Module):
             args = (z[u0:u1], unit_of_edge[e0:e1] - u0, slot[e0:e1], nb, vec[e0:e1], r[e0:e1], fc[e0:e1],
                     message[e0:e1])
             if torch.is_grad_enabled():
-                out, edge_out = checkpoint(layer, *args, use_reentrant=False)
+                out, bond, edge_out = checkpoint(layer, *args, use_reentrant=False)
             else:
-                out, edge_out = layer(*args)
+                out, bond, edge_out = layer(*args)
             outs.append(out)
+            bonds.append(bond)
             edge_outs.append(edge_out)
             u0 = u1
-        return torch.cat(outs), torch.cat(edge_outs)
+        return torch.cat(outs), torch.cat(bonds), torch.cat(edge_outs)
 
 
 def energy_and_forces(model: nn.Module, data, create_graph: bool = False) -> tuple[Tensor, Tensor]:

@@ -7,7 +7,8 @@
   for every model (MACE's worker repeats the same formulas in its own venv).
 * :func:`train_energy_model`: the budgeted training loop of the peers, with the protocol
   of ``ecse.atomistic.train`` + ``max_time``: loss ``we * MSE(E/N) / sE**2 + wf *
-  MSE(F) / sF**2``, Adam with a cosine schedule over :func:`epochs_for_budget` epochs,
+  MSE(F) / sF**2``, Adam with a linear warm-up and a cosine schedule over
+  :func:`epochs_for_budget` epochs, optional gradient-norm clipping,
   validation after every completed epoch, a mid-epoch stop when the budget is spent and
   the best-validation state kept (the last state when no epoch completed).
 """
@@ -27,7 +28,7 @@ from backbones import energy_and_forces
 from ecse.neighbors import neighbor_list
 
 __all__ = ["SchNetEnergy", "residual_scales", "metrics", "energy_force_loss", "epochs_for_budget",
-           "train_energy_model"]
+           "warmup_cosine", "train_energy_model"]
 
 
 class SchNetEnergy(nn.Module):
@@ -130,11 +131,30 @@ def epochs_for_budget(max_time: float, step_seconds: float, steps_per_epoch: int
     return max(1, int(max_time // (steps_per_epoch * step_seconds + val_batches * eval_seconds)))
 
 
-def _step(model: nn.Module, optimizer, batch, scales, weights, keys) -> float:
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up over ``warmup_steps``, then cosine decay to 0
+    at ``total_steps`` (as ``ecse.atomistic.train`` with ``warmup_epochs`` and
+    ``decay="cosine"``).
+
+    >>> f = warmup_cosine(100, 10)
+    >>> round(f(0), 3), round(f(10), 3), round(f(55), 3), round(f(100), 3)
+    (0.1, 1.0, 0.5, 0.0)
+    """
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
+    return factor
+
+
+def _step(model: nn.Module, optimizer, batch, scales, weights, keys, grad_clip: Optional[float] = None) -> float:
     energy, forces = energy_and_forces(model, batch, create_graph=True)
     loss = energy_force_loss(energy, forces, batch, scales, weights, *keys)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     return float(loss.detach())
 
@@ -162,8 +182,8 @@ def probe_epochs(make_model: Callable[[], nn.Module], train: Sequence, val: Sequ
 def train_energy_model(make_model: Callable[[], nn.Module], train: Sequence, val: Sequence, *, batch_size: int,
                        val_batch_size: int, lr: float, max_time: float, scales: tuple[float, float],
                        weights: tuple[float, float] = (0.1, 1.0), seed: int = 0,
-                       keys: tuple[str, str] = ("energy", "forces"),
-                       log: Optional[Callable[[str], None]] = print) -> dict:
+                       keys: tuple[str, str] = ("energy", "forces"), grad_clip: Optional[float] = None,
+                       warmup_epochs: float = 0.0, log: Optional[Callable[[str], None]] = print) -> dict:
     """Train ``make_model()`` on energies and forces within ``max_time`` seconds (see the
     module docstring); returns ``model`` (best-validation state), ``epochs_planned``,
     ``epochs_run``, ``steps``, ``train_time``, ``probe_step_time`` and ``history``."""
@@ -177,7 +197,7 @@ def train_energy_model(make_model: Callable[[], nn.Module], train: Sequence, val
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total = epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+        optimizer, warmup_cosine(total, round(warmup_epochs * steps_per_epoch)))
     best, best_state, history, steps, start = math.inf, None, [], 0, time.perf_counter()
     model.train()
     for epoch in range(epochs):
@@ -185,7 +205,7 @@ def train_energy_model(make_model: Callable[[], nn.Module], train: Sequence, val
         late = False
         for k in range(steps_per_epoch):
             idx = order[k * batch_size:(k + 1) * batch_size].tolist()
-            _step(model, optimizer, Batch.from_data_list([train[i] for i in idx]), scales, weights, keys)
+            _step(model, optimizer, Batch.from_data_list([train[i] for i in idx]), scales, weights, keys, grad_clip)
             scheduler.step()
             steps += 1
             late = time.perf_counter() - start > max_time

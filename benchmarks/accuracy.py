@@ -20,7 +20,9 @@ Protocol (the same for every model on a data set)
     fixed (PET's offsets, SchNet's frozen ``atomref``, MACE's E0s); loss
     ``0.1 * MSE(E/N) / sE**2 + 1.0 * MSE(F) / sF**2`` (``sE``, ``sF``: training-set stds of
     the residual per-atom energy and of the force components); forces by autograd; Adam,
-    lr 1e-3, cosine decay to 0 over the number of epochs that fit the budget (estimated
+    lr 1e-3 with a 1-epoch linear warm-up, gradient-norm clipping at 1.0 (as the demo
+    and metatrain's PET; without it PET diverged repeatedly at lr 1e-3), cosine decay to
+    0 over the number of epochs that fit the budget (estimated
     from two timed steps and one validation batch of a throw-away model); batch size 8
     (methane) or 1 (water), validation batches 50 / 5; float32, seed 0; the budget
     (``--minutes``) stops training after the step that exceeds it (PET: ``max_time`` of
@@ -82,7 +84,7 @@ DATASETS = {
     "water": dict(file="water_bulk_64/water_deepmd_400.xyz", sizes=(300, 50, 50), batch_size=1, val_batch_size=5,
                   ecse_test=5, ecse_batch_size=1),  # ECSE: one box at a time bounds the memory
 }
-COMMON = dict(lr=1e-3, energy_weight=0.1, forces_weight=1.0, seed=0)
+COMMON = dict(lr=1e-3, energy_weight=0.1, forces_weight=1.0, seed=0, grad_clip=1.0, warmup_epochs=1.0)
 PET_HYPER = dict(cutoff=5.0, cutoff_width=0.2, d_model=64, num_gnn_layers=2, num_transformer_layers=2, num_heads=4,
                  dim_feedforward=128, head_hidden=64)
 SCHNET_HYPER = dict(cutoff=5.0, hidden_channels=128, num_filters=128, num_interactions=3, num_gaussians=50)
@@ -136,6 +138,7 @@ def run_pet(dataset: str, paths: dict, sets: dict, ctx: dict) -> list[dict]:
     options = dict(train_file=paths["train"], val_file=paths["val"], energy_key=ENERGY_KEY, forces_key=FORCES_KEY,
                    model=PET_HYPER, ecse=ECSE_OPTIONS, epochs=epochs, batch_size=spec["batch_size"],
                    val_batch_size=spec["val_batch_size"], lr=COMMON["lr"], decay="cosine",
+                   grad_clip=COMMON["grad_clip"], warmup_epochs=COMMON["warmup_epochs"],
                    energy_weight=COMMON["energy_weight"], forces_weight=COMMON["forces_weight"], seed=COMMON["seed"],
                    augment_rotations=True, dtype="float32", num_threads=ctx["threads"], max_time=budget,
                    output_dir=str(ctx["workdir"] / f"pet_{dataset}"), progress=False)
@@ -176,6 +179,7 @@ def run_schnet(dataset: str, paths: dict, sets: dict, ctx: dict) -> list[dict]:
     out = train_energy_model(make, sets["train"], sets["val"], batch_size=spec["batch_size"],
                              val_batch_size=spec["val_batch_size"], lr=COMMON["lr"], max_time=ctx["budget"],
                              scales=ctx["scales"], weights=ctx["weights"], seed=COMMON["seed"], keys=KEYS,
+                             grad_clip=COMMON["grad_clip"], warmup_epochs=COMMON["warmup_epochs"],
                              log=lambda m: print(m, flush=True))
     start = time.perf_counter()
     test = metrics(out["model"], sets["test"], spec["val_batch_size"], ctx["scales"], ctx["weights"], *KEYS)
@@ -194,6 +198,7 @@ def run_mace(dataset: str, paths: dict, sets: dict, ctx: dict) -> list[dict]:
     spec = DATASETS[dataset]
     job = {**paths, "baseline": {str(z): e for z, e in ctx["baseline"].items()}, "scales": list(ctx["scales"]),
            "energy_weight": ctx["weights"][0], "forces_weight": ctx["weights"][1], "lr": COMMON["lr"],
+           "grad_clip": COMMON["grad_clip"], "warmup_epochs": COMMON["warmup_epochs"],
            "batch_size": spec["batch_size"], "val_batch_size": spec["val_batch_size"], "max_time": ctx["budget"],
            "seed": COMMON["seed"], "threads": ctx["threads"], "model": MACE_HYPER, "dtype": "float32"}
     spec_path = ctx["workdir"] / f"mace_{dataset}.json"

@@ -11,7 +11,8 @@ imports neither ecse nor torch_geometric. The last line it prints is ``RESULT {j
 ``REF_energy`` / ``REF_forces``), the composition baseline (MACE's E0s, fixed), the loss
 scales ``[sE, sF]`` and weights, the optimiser settings, the wall-clock budget
 ``max_time`` (s) and the model hyper-parameters. Protocol, shared with PET and SchNet in
-``accuracy.py``: loss ``we * MSE(E/N) / sE**2 + wf * MSE(F) / sF**2``; Adam with a cosine
+``accuracy.py``: loss ``we * MSE(E/N) / sE**2 + wf * MSE(F) / sF**2``; Adam with a linear
+warm-up (``warmup_epochs``), gradient-norm clipping (``grad_clip``) and a cosine
 schedule over the epochs that fit the budget (estimated from timed probe steps on a
 throw-away model); validation after every completed epoch; a mid-epoch stop when the
 budget is spent; the test MAEs are those of the best-validation state (the last state
@@ -100,8 +101,13 @@ def _evaluate(model, loader, spec) -> dict:
     return {"loss": sums[0] / n_struct, "energy_mae_per_atom": sums[1] / n_struct, "forces_mae": sums[2] / n_comp}
 
 
-def _cosine(total_steps: int):
-    return lambda step: 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
+def _warmup_cosine(total_steps: int, warmup_steps: int):
+    """Linear warm-up, then cosine decay to 0 (``_peers.warmup_cosine``; this venv has no ecse)."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))))
+    return factor
 
 
 def train(spec: dict) -> dict:
@@ -128,6 +134,8 @@ def train(spec: dict) -> dict:
         loss = _loss(out, batch, s_e, s_f, spec["energy_weight"], spec["forces_weight"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if spec.get("grad_clip") is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(spec["grad_clip"]))
         optimizer.step()
         return loss.detach()
 
@@ -153,7 +161,8 @@ def train(spec: dict) -> dict:
     model = make()
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(epochs * steps_per_epoch))
+    warmup_steps = round(float(spec.get("warmup_epochs", 0.0)) * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(epochs * steps_per_epoch, warmup_steps))
     best, best_state, history, steps, start = math.inf, None, [], 0, time.perf_counter()
     for epoch in range(epochs):
         model.train()

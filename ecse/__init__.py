@@ -14,12 +14,13 @@ Conventions (row vectors): a rotation ``R`` acts on positions as ``x @ R.T``; a 
 
 Public modules: ``switching`` (smooth functions), ``neighbors``, ``cutoff`` (adaptive
 inner cutoff), ``frames``, ``pruning``, ``frameset`` (the whole frame pipeline),
-``covariant``, ``auxiliary``, ``ensemble``, ``local`` (per-atom ensembles for
-message-passing backbones), ``point_ops`` (knn/radius/fps with or
+``covariant`` (output types, Wigner matrices, Cartesian <-> ``1x0e+1x2e``),
+``auxiliary``, ``ensemble``, ``local`` (per-atom ensembles for message-passing
+backbones), ``axial`` (covariant readout of direction-free per-edge outputs), ``point_ops`` (knn/radius/fps with or
 without torch-cluster) and ``testing`` (hypothesis strategies, ``assert_equivariant``).
 """
 from .auxiliary import DistanceAux
-from .covariant import OutputSpec, wigner_D
+from .covariant import OutputSpec, irreps_to_symmetric, symmetric_to_irreps, wigner_D
 from .cutoff import adaptive_inner_cutoff
 from .ensemble import ECSE
 from .frame_views import FrameViewSampler
@@ -48,6 +49,7 @@ __all__ = [
     "build_frames",
     "cutoff_function",
     "global_frames",
+    "irreps_to_symmetric",
     "local_frames",
     "neighbor_list",
     "prune_weights",
@@ -57,5 +59,6 @@ __all__ = [
     "step_up",
     "step_up_linear",
     "stitch",
+    "symmetric_to_irreps",
     "wigner_D",
 ]

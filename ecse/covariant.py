@@ -30,7 +30,7 @@ import torch
 from e3nn import o3
 from torch import Tensor
 
-__all__ = ["OutputSpec", "wigner_D"]
+__all__ = ["OutputSpec", "wigner_D", "symmetric_to_irreps", "irreps_to_symmetric"]
 
 _NAMED = ("scalar", "vector", "rank2", "rank2-symmetric")
 _VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -129,6 +129,34 @@ class OutputSpec:
             raise ValueError(f"output={self.name!r} needs a last dim of {need[0]}; backbone gave {shape}")
         return y
 
+    def scalar_index(self) -> int | None:
+        """Index of the first ``0e`` component of an Irreps type (``None`` if there is none
+        or the type is not Irreps)."""
+        if self.kind != "irreps":
+            return None
+        for (mul, ir), sl in zip(self.irreps, self.irreps.slices()):
+            if ir.l == 0 and ir.p == 1:
+                return sl.start
+        return None
+
+    def isotropic(self, b: Tensor) -> Tensor:
+        """The invariant baseline of this type carrying scalars ``b`` ``[K]``: ``b`` itself
+        (scalar), ``b I`` (rank-2), ``b`` in the first ``0e`` component (Irreps), zero
+        (vector, or Irreps without ``0e``); ``[K, *components]``.
+
+        >>> OutputSpec("1x0e+1x2e").isotropic(torch.tensor([2.0])).tolist()
+        [[2.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
+        """
+        if self.kind == "scalar":
+            return b
+        if self.kind in ("rank2", "rank2-symmetric"):
+            return b[:, None, None] * torch.eye(3, dtype=b.dtype, device=b.device)
+        out = b.new_zeros(b.shape[0], *self.component_shape)
+        index = self.scalar_index()
+        if index is not None:
+            out[:, index] = b
+        return out
+
     def act(self, y: Tensor, rotation: Tensor) -> Tensor:
         """Apply ``rotation[k]`` to ``y[k]``: ``y`` ``[K, ..., *components]``, ``rotation`` ``[K, 3, 3]``."""
         if self.kind == "scalar":
@@ -142,3 +170,43 @@ class OutputSpec:
             block = y[..., sl].reshape(*y.shape[:-1], mul, ir.dim)
             parts.append(torch.einsum("kij,k...mj->k...mi", d, block).reshape(*y.shape[:-1], -1))
         return torch.cat(parts, dim=-1)
+
+
+@lru_cache(maxsize=None)
+def _change_of_basis() -> Tensor:
+    """``Q`` ``[6, 3, 3]`` (float64, orthonormal rows): ``T = einsum("k,kij", f, Q)`` for
+    ``f`` in ``1x0e+1x2e``; built with e3nn's ``CartesianTensor("ij=ji")`` in float64."""
+    from e3nn.io import CartesianTensor
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        q = CartesianTensor("ij=ji").reduced_tensor_products().change_of_basis
+    finally:
+        torch.set_default_dtype(old)
+    return q.detach().to(torch.float64).clone()
+
+
+def irreps_to_symmetric(f: Tensor) -> Tensor:
+    """``1x0e+1x2e`` features ``[..., 6]`` -> symmetric Cartesian tensors ``[..., 3, 3]``.
+
+    >>> f = torch.zeros(6, dtype=torch.float64); f[0] = 3 ** 0.5
+    >>> irreps_to_symmetric(f).diagonal().round(decimals=12).tolist()  # l=0 = tr(T)/sqrt(3)
+    [1.0, 1.0, 1.0]
+    """
+    if f.shape[-1] != 6:
+        raise ValueError(f"1x0e+1x2e features need a last dim of 6, got shape {tuple(f.shape)}")
+    return torch.einsum("...k,kij->...ij", f, _change_of_basis().to(f))
+
+
+def symmetric_to_irreps(t: Tensor) -> Tensor:
+    """Symmetric Cartesian tensors ``[..., 3, 3]`` -> ``1x0e+1x2e`` features ``[..., 6]``
+    (the antisymmetric part, if any, is dropped).
+
+    >>> t = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    >>> round(float(symmetric_to_irreps(t)[0]), 6) == round(6 / 3 ** 0.5, 6)
+    True
+    """
+    if t.shape[-2:] != (3, 3):
+        raise ValueError(f"need Cartesian tensors [..., 3, 3], got shape {tuple(t.shape)}")
+    return torch.einsum("...ij,kij->...k", 0.5 * (t + t.transpose(-1, -2)), _change_of_basis().to(t))

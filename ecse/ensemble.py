@@ -228,15 +228,13 @@ class ECSE(nn.Module):
         vanish (a molecule dissociating in MD) then keeps its baseline energy instead of
         jumping to the auxiliary model's O(1) value."""
         offsets, z = getattr(self.backbone, "composition_offsets", None), getattr(data, "z", None)
-        if not self._aux_is_default or offsets is None or z is None or self.spec.kind not in (
-                "scalar", "rank2", "rank2-symmetric") or tuple(self.out_shape) != self.spec.component_shape:
+        if not self._aux_is_default or offsets is None or z is None or self.spec.kind == "vector" \
+                or tuple(self.out_shape) != self.spec.component_shape:
             return like.new_zeros(())
         per_node = offsets.to(like)[z.long().reshape(-1)]
         if self.level == "graph":
             per_node = like.new_zeros(num_graphs).index_add(0, batch, per_node)
-        if self.spec.kind != "scalar":
-            per_node = per_node[:, None, None] * torch.eye(3, dtype=like.dtype, device=like.device)
-        return per_node
+        return self.spec.isotropic(per_node)
 
     def _chunks(self, graph: Tensor, batch: Tensor, num_graphs: int) -> list[Tensor]:
         """Split the frames into consecutive groups of about ``chunk_size`` copied nodes.

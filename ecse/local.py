@@ -15,7 +15,10 @@ frame, and the results are averaged,
 where :math:`F \cdot` is the action on the output type (identity for invariant features
 and messages) and the auxiliary term evaluates the update with every direction removed
 (zero vectors; invariant edge features such as :math:`|\mathbf r_{ij}|` stay), projected
-by :math:`\pi` onto the invariant part of the output type.  A rotation maps
+by :math:`\pi` onto the invariant part of the output type.  A backbone may also hand
+over the per-edge outputs of these direction-free copies: they are then placed along
+their edges by the axial readout (:mod:`ecse.axial`), so an atom without frames (every
+atom of a linear molecule) still contributes vectors and anisotropic tensors.  A rotation maps
 :math:`F_{ik} \to R F_{ik}` and leaves :math:`\mathbf r_{ij} F_{ik}` and the weights
 unchanged, so invariant features stay exactly invariant layer after layer, and covariant
 outputs rotate exactly.  The cost is about (mean frames per atom) times the bare model,
@@ -34,6 +37,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from .axial import axial_covariant
 from .covariant import OutputSpec
 from .frames import Frames, add_mirror_frames
 from .frameset import FrameParams, candidate_frames
@@ -110,16 +114,28 @@ class LocalFrames(NamedTuple):
         w = self.weight.to(values.dtype)[copy].reshape(-1, *([1] * (values.dim() - 1)))
         return values.new_zeros(num_edges, *values.shape[1:]).index_add(0, edge, values * w)
 
-    def combine_covariant(self, values: Tensor, spec: OutputSpec) -> Tensor:
+    def combine_covariant(self, values: Tensor, spec: OutputSpec, aux_edge_values: Optional[Tensor] = None,
+                          aux_edge_copy: Optional[Tensor] = None,
+                          aux_edge_vectors: Optional[Tensor] = None) -> Tensor:
         """Rotate per-copy predictions back to the lab frame and average them per atom.
 
         ``values`` ``[C, *components]`` are in each copy's frame; auxiliary copies keep only
         the invariant part of the type (vectors: none; rank-2: the isotropic trace part;
-        Irreps: the ``0e`` blocks), which keeps the average exactly covariant.
+        Irreps: the ``0e`` blocks), which keeps the average exactly covariant.  A backbone
+        may add per-edge outputs of auxiliary copies, ``aux_edge_values`` ``[E_a,
+        *components]`` of copies ``aux_edge_copy`` ``[E_a]`` with lab-frame edge vectors
+        ``aux_edge_vectors`` ``[E_a, 3]``: they are placed along their edges by the axial
+        readout (:func:`ecse.axial.axial_covariant`), so such atoms keep a covariant
+        (e.g. dipole) contribution.
         """
         geo = self.rotation.dtype
         rotated = spec.act(values.to(geo), self.rotation)
         invariant_part = invariant_projection(values.to(geo), spec)
+        if aux_edge_values is not None and aux_edge_values.shape[0] > 0:
+            if not bool(self.invariant[aux_edge_copy].all()):
+                raise ValueError("aux_edge_copy must index auxiliary (invariant) copies only")
+            edges = axial_covariant(aux_edge_values.to(geo), aux_edge_vectors.to(geo), spec)
+            invariant_part = invariant_part.index_add(0, aux_edge_copy, edges)
         mask = self.invariant.reshape(-1, *([1] * (values.dim() - 1)))
         return self.combine(torch.where(mask, invariant_part, rotated)).to(values.dtype)
 

@@ -204,3 +204,32 @@ def test_mace_worker_times_a_tiny_model(shared_data):
                           stdout=subprocess.PIPE, text=True, timeout=600)
     result = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
     assert result["atoms"] == 5 and math.isfinite(result["seconds"]) and result["seconds"] > 0
+
+
+def test_warmup_and_clipping_reach_the_peers_training():
+    # warm-up: the first step runs at lr / warmup_steps; clipping bounds the update of a
+    # huge gradient (Adam's first step is lr * sign-like either way, so check the norm)
+    factor = _peers.warmup_cosine(100, 10)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0) and factor(100) == pytest.approx(0.0)
+    model = torch.nn.Linear(3, 1, bias=False)
+    model.weight.grad = torch.full((1, 3), 1e6)
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    assert float(norm) == pytest.approx(math.sqrt(3) * 1e6) and float(model.weight.grad.norm()) == pytest.approx(1.0)
+
+
+def test_tensor_benchmark_trains_alpha_in_parts_and_summarises_seeds(shared_data, tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import tensors
+
+    out = tmp_path / "t.json"
+    rows = tensors.main(["--minutes", "0.03", "--datasets", "qm7x", "--targets", "alpha-l02", "--seeds", "0", "1",
+                         "--rotations", "1", "--out", str(out)])
+    assert [(r["target"], r["type"], r["model"], r["seed"]) for r in rows] == [
+        ("alpha-l02", "1x0e+1x2e", "ECSE(PET)", 0), ("alpha-l02", "1x0e+1x2e", "PET (bare, augmented)", 0),
+        ("alpha-l02", "1x0e+1x2e", "ECSE(PET)", 1), ("alpha-l02", "1x0e+1x2e", "PET (bare, augmented)", 1)]
+    # trained in (l=0, l=2) parts, reported in Cartesian form like the other rows
+    assert set(rows[0]["metrics"]["parts"]) == {"l=0", "l=2"} and rows[0]["equivariance_error"] < 1e-10
+    summary = tensors.format_seed_summary(rows)
+    values = [r["metrics"]["rmse_pct"] for r in rows if r["model"] == "ECSE(PET)"]
+    assert f"{sum(values) / 2:.2f} ({min(values):.2f}..{max(values):.2f})" in summary
+    assert json.loads(out.read_text())["seeds"] == [0, 1]

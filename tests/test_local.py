@@ -209,7 +209,7 @@ def test_local_mode_hands_over_smoothly_to_the_direction_free_path():
     _, _, aux = _events(x0, v, n=41)
     assert aux[0] == 0.0 and aux[-1] == 1.0
     z = torch.tensor([6, 6, 8, 1])
-    for output in ("scalar", "rank2-symmetric"):
+    for output in ("scalar", "vector", "rank2-symmetric"):  # vector: the axial readout takes over
         _assert_continuous(_local(output, cutoff=4.0)[1], x0, v, z)
 
 

@@ -112,11 +112,33 @@ def test_linear_molecule_dipole_along_axis(mode):
     model = ECSE(small_pet(output="vector"), cutoff=5.0, output="vector", mode=mode).double().eval()
     mu = model(data)[0].detach()
     assert float(torch.linalg.cross(mu, axis).norm()) <= 1e-10 * max(float(mu.norm()), 1.0)
-    if mode == "global":  # carried by the default (covariant) auxiliary model: a non-zero dipole
+    # no atom has a frame: the dipole is carried by the default (covariant) auxiliary model
+    # (global) or by the axial readout of the direction-free copies (local), and is non-zero
+    if mode == "global":
         assert model.last_stats["aux_weight_max"] > 0
-        assert float(mu.norm()) > 1e-6
+    assert float(mu.norm()) > 1e-6
     bare = small_pet(output="vector")(data)[0].detach()  # the bare backbone has no such constraint
     assert float(torch.linalg.cross(bare, axis).norm()) > 1e-4 * float(bare.norm())
+
+
+@pytest.mark.parametrize("output", ["rank2-symmetric", "rank2", "1x0e+1x1o+1x2e"])
+def test_linear_molecule_tensors_are_axial_in_local_mode(output):
+    # the only tensors a linear molecule's symmetry allows: a I + c n n^T (and, for Irreps,
+    # the m = 0 parts about the axis); computed independently from the rotated axis
+    atoms, R = _rotated(molecule("HCN"), seed=4)
+    axis = torch.tensor(R[:, 2])  # ase's HCN lies along z
+    model = ECSE(small_pet(output=output), cutoff=5.0, output=output, mode="local").double().eval()
+    y = model(atoms_to_data(atoms))[0].detach()
+    rot = torch.tensor(R)
+    if output == "1x0e+1x1o+1x2e":
+        mu, t = y[1:4], irreps_to_symmetric(torch.cat([y[:1], y[4:]]))
+        assert float(torch.linalg.cross(mu, axis).norm()) <= 1e-10 * float(mu.norm())
+    else:
+        t = y
+    in_axis_frame = rot.T @ t @ rot  # back to the molecule's own frame: diag(a, a, c)
+    assert float((in_axis_frame - torch.diag(in_axis_frame.diagonal())).abs().max()) <= 1e-10 * float(t.norm())
+    assert abs(float(in_axis_frame[0, 0] - in_axis_frame[1, 1])) <= 1e-10 * float(t.norm())
+    assert abs(float(in_axis_frame[2, 2] - in_axis_frame[0, 0])) > 1e-6 * float(t.norm())  # not just isotropic
 
 
 def _trans_dichloroethylene() -> Atoms:

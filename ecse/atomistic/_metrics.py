@@ -155,4 +155,12 @@ def tensor_metrics(pred: np.ndarray, true: np.ndarray, kind: str) -> dict:
                          for k, label in enumerate(component_labels(kind))}
     parts_p, parts_t = irreducible_parts(pred, kind), irreducible_parts(true, kind)
     out["parts"] = {name: error_stats(parts_p[name], parts_t[name]) for name in parts_t}
+    if kind not in ("vector", "rank2", "rank2-symmetric") and str(_irreps(kind)) == "1x0e+1x2e":
+        # a symmetric tensor trained in its (l=0, l=2) parts: also in Cartesian form
+        import torch
+
+        from ..covariant import irreps_to_symmetric
+
+        cart = [irreps_to_symmetric(torch.as_tensor(y.reshape(len(y), 6))).numpy() for y in (pred, true)]
+        out["cartesian"] = tensor_metrics(cart[0], cart[1], "rank2-symmetric")
     return out

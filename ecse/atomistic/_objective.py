@@ -10,7 +10,7 @@ of the whole batch (independent of how it was split).
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,8 @@ from torch_geometric.data import Batch, Data
 from .data import fit_composition_baseline
 from .targets import energy_keys, predict, target_shape, tensor_target
 
-__all__ = ["fit_baseline", "fit_scales", "target_weights", "squared_errors", "global_counts", "combine",
+__all__ = ["fit_baseline", "fit_scales", "irreps_groups", "component_weights", "target_weights", "squared_errors",
+           "global_counts", "combine",
            "evaluate", "metric_names"]
 
 
@@ -31,10 +32,45 @@ def fit_baseline(train: Sequence[Data], types: Mapping[str, str]) -> dict[int, f
     if tensor is None:
         return fit_composition_baseline(train, key=energy_keys(types)["energy"])
     key, kind = tensor
-    if kind not in ("rank2", "rank2-symmetric"):
+    if kind in ("rank2", "rank2-symmetric"):
+        iso = [Data(z=d.z, iso=torch.diagonal(d[key].reshape(3, 3)).mean().reshape(1)) for d in train]
+        return fit_composition_baseline(iso, key="iso")
+    index = _scalar_index(kind)
+    if index is None:
         return {}
-    iso = [Data(z=d.z, iso=torch.diagonal(d[key].reshape(3, 3)).mean().reshape(1)) for d in train]
+    iso = [Data(z=d.z, iso=d[key].reshape(-1)[index].reshape(1)) for d in train]
     return fit_composition_baseline(iso, key="iso")
+
+
+def _is_irreps_kind(kind: str) -> bool:
+    return kind not in ("energy", "forces", "stress", "vector", "rank2", "rank2-symmetric")
+
+
+def _scalar_index(kind: str):
+    """Index of the first ``0e`` component of an Irreps target type, else ``None``."""
+    from ..covariant import OutputSpec
+
+    return OutputSpec(kind).scalar_index() if _is_irreps_kind(kind) else None
+
+
+def irreps_groups(key: str, kind: str) -> list[tuple[str, slice]]:
+    """``(scale name, slice)`` of every ``mul x irrep`` group of an Irreps target: the
+    loss divides each group's errors by its own training-set std, stored in the scales
+    as ``"{key}[{mul}x{irrep}]"`` (``#k`` appended when a group repeats).
+
+    >>> irreps_groups("alpha", "1x0e+1x2e")
+    [('alpha[1x0e]', slice(0, 1, None)), ('alpha[1x2e]', slice(1, 6, None))]
+    """
+    from e3nn import o3
+
+    out, seen = [], {}
+    irreps = o3.Irreps(kind)
+    for (mul, ir), sl in zip(irreps, irreps.slices()):
+        name = f"{key}[{mul}x{ir}]"
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        out.append((name + (f"#{count}" if count else ""), sl))
+    return out
 
 
 def _baseline_sums(train: Sequence[Data], baseline: Mapping[int, float]) -> np.ndarray:
@@ -45,7 +81,8 @@ def _baseline_sums(train: Sequence[Data], baseline: Mapping[int, float]) -> np.n
 
 def fit_scales(train: Sequence[Data], types: Mapping[str, str], baseline: Mapping[int, float]) -> dict[str, float]:
     """Training-set std of every target (1.0 where it vanishes): per-atom energy after
-    the baseline, force / stress components, tensor components after the baseline."""
+    the baseline, force / stress components, tensor components after the baseline; for
+    an Irreps target also the std of every group (:func:`irreps_groups`)."""
     base = _baseline_sums(train, baseline) if baseline else np.zeros(len(train))
     scales = {}
     for key, kind in types.items():
@@ -56,10 +93,34 @@ def fit_scales(train: Sequence[Data], types: Mapping[str, str], baseline: Mappin
                 if kind != "forces" else torch.cat([d[key].double() for d in train])
             if kind in ("rank2", "rank2-symmetric"):
                 stacked = stacked - torch.as_tensor(base)[:, None, None, None] * torch.eye(3, dtype=torch.float64)
+            elif _scalar_index(kind) is not None:
+                stacked[:, 0, _scalar_index(kind)] -= torch.as_tensor(base)
             values = stacked.reshape(-1).numpy()
+            if _is_irreps_kind(kind):
+                for name, sl in irreps_groups(key, kind):
+                    block = stacked[..., sl].reshape(-1).numpy()
+                    spread = float(np.std(block)) if block.size else 0.0
+                    scales[name] = spread if spread > 1e-12 else None
         s = float(np.std(values)) if values.size else 0.0
         scales[key] = s if s > 1e-12 else 1.0
+        for name in [k for k, v in scales.items() if v is None]:  # a constant group: the overall std
+            scales[name] = scales[key]
     return scales
+
+
+def component_weights(key: str, kind: str, scales: Mapping[str, float]):
+    """Per-component loss weights ``(s / s_group)**2`` ``[dim]`` of an Irreps target (so
+    that ``combine``'s division by ``s**2`` leaves each group divided by its own
+    ``s_group**2``), or ``None`` for other types or scales without groups."""
+    if not _is_irreps_kind(kind):
+        return None
+    groups = irreps_groups(key, kind)
+    if not all(name in scales for name, _ in groups):
+        return None
+    weights = torch.ones(groups[-1][1].stop, dtype=torch.float64)
+    for name, sl in groups:
+        weights[sl] = (scales[key] / scales[name]) ** 2
+    return weights
 
 
 def target_weights(config, types: Mapping[str, str]) -> dict[str, float]:
@@ -68,8 +129,10 @@ def target_weights(config, types: Mapping[str, str]) -> dict[str, float]:
     return {key: named.get(kind, 1.0) for key, kind in types.items()}
 
 
-def squared_errors(pred: Mapping[str, Tensor], batch: Batch, types: Mapping[str, str]) -> dict[str, Tensor]:
-    """Sums of squared errors per target (energy: per atom), differentiable."""
+def squared_errors(pred: Mapping[str, Tensor], batch: Batch, types: Mapping[str, str],
+                   scales: Optional[Mapping[str, float]] = None) -> dict[str, Tensor]:
+    """Sums of squared errors per target (energy: per atom), differentiable; with
+    ``scales``, an Irreps target's components are weighted by :func:`component_weights`."""
     out = {}
     for key, kind in types.items():
         ref = batch[key]
@@ -77,7 +140,9 @@ def squared_errors(pred: Mapping[str, Tensor], batch: Batch, types: Mapping[str,
             n_atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(pred[key].dtype)
             out[key] = ((pred[key] - ref.reshape(-1)) / n_atoms).pow(2).sum()
         else:
-            out[key] = (pred[key] - ref.reshape(pred[key].shape)).pow(2).sum()
+            err2 = (pred[key] - ref.reshape(pred[key].shape)).pow(2)
+            weights = component_weights(key, kind, scales) if scales is not None else None
+            out[key] = (err2 * weights.to(err2)).sum() if weights is not None else err2.sum()
     return out
 
 
@@ -120,7 +185,9 @@ def evaluate(model: nn.Module, data: Sequence[Data], types: Mapping[str, str], w
     was_training = model.training
     model.eval()
     keys = list(types)
-    sums = np.zeros(4 * len(keys) + 2)  # per key: sse, sae, sse/atom, sae/atom; then structures, atoms
+    # per key: sse, sae, sse/atom, sae/atom; then the loss's (weighted) sse per key; then structures, atoms
+    sums = np.zeros(5 * len(keys) + 2)
+    loss_at = 4 * len(keys)
     part = ctx.shard(data)
     for start in range(0, len(part), batch_size):
         batch = Batch.from_data_list(part[start:start + batch_size]).to(device)
@@ -131,11 +198,13 @@ def evaluate(model: nn.Module, data: Sequence[Data], types: Mapping[str, str], w
             per_atom = err / n_atoms if kind == "energy" else err
             sums[4 * i:4 * i + 4] += [float(err.pow(2).sum()), float(err.abs().sum()),
                                       float(per_atom.pow(2).sum()), float(per_atom.abs().sum())]
+        weighted = squared_errors(pred, batch, types, scales)
+        sums[loss_at:loss_at + len(keys)] += [float(weighted[k]) for k in keys]
         sums[-2:] += [batch.num_graphs, batch.num_nodes]
     model.train(was_training)
     sums = np.asarray(ctx.all_reduce(sums.tolist()))
     counts = global_counts(types, int(sums[-2]), int(sums[-1]))
-    sse = {k: sums[4 * i + (2 if types[k] == "energy" else 0)] for i, k in enumerate(keys)}
+    sse = {k: sums[loss_at + i] for i, k in enumerate(keys)}
     out = {"loss": float(combine(sse, counts, weights, scales))}
     for i, (key, kind) in enumerate(types.items()):
         sq, ab, sq_atom, ab_atom = sums[4 * i:4 * i + 4]

@@ -49,10 +49,15 @@ def _rows_for(key: str, kind: str, models: dict) -> list[tuple[str, list[str]]]:
     else:
         metric("mae", "MAE")
         metric("rmse", "RMSE")
-        for part in next(iter(models.values()))["metrics"][key]["parts"]:
+        first = next(iter(models.values()))["metrics"][key]
+        for part in first["parts"]:
             rows.append((f"{key} {part} RMSE (% of std)",
                          [f"{format_number(m['metrics'][key]['parts'][part]['rmse'])} "
                           f"({m['metrics'][key]['parts'][part]['rmse_pct']:.1f}%)" for m in models.values()]))
+        if "cartesian" in first:  # trained in (l=0, l=2) parts: the Cartesian form too
+            rows.append((f"{key} Cartesian RMSE (% of std)",
+                         [f"{format_number(m['metrics'][key]['cartesian']['rmse'])} "
+                          f"({m['metrics'][key]['cartesian']['rmse_pct']:.1f}%)" for m in models.values()]))
     return rows
 
 

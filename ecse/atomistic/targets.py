@@ -14,7 +14,14 @@ type                read from the files as                      stored as
 ``rank2``           9 numbers, row-major                        ``[1, 3, 3]``
 ``rank2-symmetric`` 9 row-major (symmetric) or 6 Voigt numbers  ``[1, 3, 3]``
 Irreps string       ``irreps.dim`` numbers in e3nn's layout     ``[1, dim]``
+``"1x0e+1x2e"``     also 9 Cartesian numbers (symmetric),       ``[1, 6]``
+                    converted to ``(tr T / sqrt 3, l=2 part)``
 ==================  ==========================================  ==================
+
+So a symmetric polarizability stored as 9 Cartesian numbers trains either in Cartesian
+form (``alpha: rank2-symmetric``) or in its ``l=0`` and ``l=2`` parts (``alpha:
+1x0e+1x2e``, each part's loss scaled by its own spread, see
+:mod:`ecse.atomistic._objective`).
 
 Voigt order is ``xx, yy, zz, yz, xz, xy`` (ASE's). Under a rotation ``R`` (positions
 ``x @ R.T``) forces and vectors go to ``v @ R.T``, stress and rank-2 tensors to
@@ -152,6 +159,15 @@ def target_shape(kind: str) -> tuple[int, ...]:
     return (o3.Irreps(kind).dim,)
 
 
+def _is_symmetric_irreps(kind: str) -> bool:
+    """True for Irreps strings that are exactly ``1x0e+1x2e`` (a symmetric rank-2 tensor)."""
+    if kind in ENERGY_TYPES + TENSOR_TYPES or not _is_irreps(kind):
+        return False
+    from e3nn import o3
+
+    return str(o3.Irreps(kind)) == "1x0e+1x2e"
+
+
 def _as_tensor(value: Tensor, key: str, kind: str, where: str) -> Tensor:
     flat = value.reshape(-1)
     n = flat.numel()
@@ -172,6 +188,11 @@ def _as_tensor(value: Tensor, key: str, kind: str, where: str) -> Tensor:
                                  "use type 'rank2'")
         return t[None]
     expected = int(torch.tensor(target_shape(kind)).prod()) if kind != "energy" else 1
+    if n == 9 and _is_symmetric_irreps(kind):  # a Cartesian symmetric tensor -> (l=0, l=2)
+        from ..covariant import symmetric_to_irreps
+
+        t = _as_tensor(value, key, "rank2-symmetric", where)
+        return symmetric_to_irreps(t.to(torch.float64)).to(t.dtype)
     if n != expected:
         raise ValueError(f"{where}: target {key!r} ({kind}) has {n} numbers, expected {expected}")
     return flat.reshape(1, *target_shape(kind))

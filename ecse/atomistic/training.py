@@ -268,7 +268,7 @@ def _train(config: TrainConfig, ctx, resume: bool, log: Callable[[str], None],
                 batch = rotate_targets(batch, types, rots[start:stop] if stop > start else rots[:1])
             counts = global_counts(types, len(idx), sum(train_set[k].num_nodes for k in idx))
             pred = predict(net, batch, types, create_graph=True)
-            loss = combine(squared_errors(pred, batch, types), counts, weights, scales)
+            loss = combine(squared_errors(pred, batch, types, scales), counts, weights, scales)
             if stop == start:
                 loss = loss * 0.0
             optimizer.zero_grad(set_to_none=True)
