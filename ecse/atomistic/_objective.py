@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from .data import fit_composition_baseline
-from .targets import energy_keys, predict, target_shape, tensor_target
+from .targets import ENERGY_TYPES, TENSOR_TYPES, energy_keys, predict, target_shape, tensor_target
 
 __all__ = ["fit_baseline", "fit_scales", "irreps_groups", "component_weights", "target_weights", "squared_errors",
            "global_counts", "combine",
@@ -32,18 +32,19 @@ def fit_baseline(train: Sequence[Data], types: Mapping[str, str]) -> dict[int, f
     if tensor is None:
         return fit_composition_baseline(train, key=energy_keys(types)["energy"])
     key, kind = tensor
-    if kind in ("rank2", "rank2-symmetric"):
-        iso = [Data(z=d.z, iso=torch.diagonal(d[key].reshape(3, 3)).mean().reshape(1)) for d in train]
-        return fit_composition_baseline(iso, key="iso")
     index = _scalar_index(kind)
-    if index is None:
+    if kind in ("rank2", "rank2-symmetric"):
+        invariant = lambda y: torch.diagonal(y.reshape(3, 3)).mean()  # noqa: E731
+    elif index is not None:
+        invariant = lambda y: y.reshape(-1)[index]  # noqa: E731
+    else:
         return {}
-    iso = [Data(z=d.z, iso=d[key].reshape(-1)[index].reshape(1)) for d in train]
+    iso = [Data(z=d.z, iso=invariant(d[key]).reshape(1)) for d in train]
     return fit_composition_baseline(iso, key="iso")
 
 
 def _is_irreps_kind(kind: str) -> bool:
-    return kind not in ("energy", "forces", "stress", "vector", "rank2", "rank2-symmetric")
+    return kind not in ENERGY_TYPES + TENSOR_TYPES
 
 
 def _scalar_index(kind: str):
@@ -91,10 +92,11 @@ def fit_scales(train: Sequence[Data], types: Mapping[str, str], baseline: Mappin
         else:
             stacked = torch.stack([d[key].reshape(-1, *target_shape(kind)).double() for d in train]) \
                 if kind != "forces" else torch.cat([d[key].double() for d in train])
+            index = _scalar_index(kind)
             if kind in ("rank2", "rank2-symmetric"):
                 stacked = stacked - torch.as_tensor(base)[:, None, None, None] * torch.eye(3, dtype=torch.float64)
-            elif _scalar_index(kind) is not None:
-                stacked[:, 0, _scalar_index(kind)] -= torch.as_tensor(base)
+            elif index is not None:
+                stacked[:, 0, index] -= torch.as_tensor(base)
             values = stacked.reshape(-1).numpy()
             if _is_irreps_kind(kind):
                 for name, sl in irreps_groups(key, kind):
