@@ -23,7 +23,8 @@ Protocol (the same for every model on a data set)
     lr 1e-3 with a 1-epoch linear warm-up, gradient-norm clipping at 1.0 (as the demo
     and metatrain's PET; without it PET diverged repeatedly at lr 1e-3), cosine decay to
     0 over the number of epochs that fit the budget (estimated
-    from two timed steps and one validation batch of a throw-away model); batch size 8
+    from the median of 5 timed steps after 3 warm-up steps, and one validation batch, of a
+    throw-away model); batch size 8
     (methane) or 1 (water), validation batches 50 / 5; float32, seed 0; the budget
     (``--minutes``) stops training after the step that exceeds it (PET: ``max_time`` of
     ``ecse.atomistic.train``, which also counts its data loading); validation after every
