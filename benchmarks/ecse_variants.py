@@ -1,7 +1,7 @@
 """Re-evaluate a PET checkpoint of ``benchmarks/accuracy.py`` wrapped with several ECSE settings.
 
     python benchmarks/ecse_variants.py CHECKPOINT TEST.xyz [--n-test N] [--n-global N]
-                                       [--batch-size B] [--threads T] [--skip-no-pruning]
+                                       [--batch-size B] [--threads T] [--skip-no-pruning] [--out F]
 
 Evaluates, with the same weights: bare PET, ECSE global with the published pruning
 (threshold 0.9, 4 rounds), ECSE global without pruning (the atomistic stack's default)
@@ -9,7 +9,8 @@ and ECSE local mode.  The global ensemble runs PET once per retained frame of a
 structure (about 70 frames per 192-atom water box with pruning, 770 without), so
 ``--n-global`` limits the global rows to the first N test structures; every row also
 gives bare PET on exactly its structures, so each ratio compares like with like.
-Prints one JSON line per row and writes ``runs/accuracy/ecse_variants_<test file>.json``.
+Prints one JSON line per row and writes ``--out`` (default
+``runs/accuracy/ecse_variants_<test file>.json``).
 Energy MAE is per atom (mean over structures, meV), force MAE per component (meV/Å);
 ``frames`` is the mean number of frames (global) or frame copies (local) per structure.
 """
@@ -59,10 +60,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-no-pruning", action="store_true", help="skip the global row without pruning")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON file (default: runs/accuracy/ecse_variants_<test file>.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    test = load_dataset(args.test_file, {KEYS[0]: "graph", KEYS[1]: "node"}, dtype=torch.float32)[:args.n_test]
     bare = load_model(args.checkpoint, wrap=False).eval()
+    dtype = next(bare.parameters()).dtype  # evaluate in the checkpoint's precision
+    test = load_dataset(args.test_file, {KEYS[0]: "graph", KEYS[1]: "node"}, dtype=dtype)[:args.n_test]
     out = {}
     for label, options in VARIANTS.items():
         if args.skip_no_pruning and label == "global, no pruning":
@@ -75,7 +79,7 @@ def main(argv=None) -> dict:
         row["F_change_percent"] = 100 * (row["F_meV_A"] / row["bare"]["F_meV_A"] - 1)
         out[label] = row
         print(label, json.dumps(row), flush=True)
-    path = ROOT / "runs" / "accuracy" / f"ecse_variants_{Path(args.test_file).stem}.json"
+    path = args.out or ROOT / "runs" / "accuracy" / f"ecse_variants_{Path(args.test_file).stem}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1), encoding="utf-8")
     return out

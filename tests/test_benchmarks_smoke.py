@@ -8,6 +8,7 @@ import json
 import math
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -233,3 +234,63 @@ def test_tensor_benchmark_trains_alpha_in_parts_and_summarises_seeds(shared_data
     values = [r["metrics"]["rmse_pct"] for r in rows if r["model"] == "ECSE(PET)"]
     assert f"{sum(values) / 2:.2f} ({min(values):.2f}..{max(values):.2f})" in summary
     assert json.loads(out.read_text())["seeds"] == [0, 1]
+
+
+class _SlowCalls(torch.nn.Module):
+    """A tiny SchNet that sleeps on the forward calls numbered in ``slow`` (a slow start
+    and one outlier), to check what the epoch planner times."""
+
+    def __init__(self, slow: set, seconds: float = 0.6):
+        super().__init__()
+        self.inner, self.slow, self.seconds, self.calls = _schnet(torch.float32), slow, seconds, 0
+
+    def forward(self, data):
+        if self.calls in self.slow:
+            time.sleep(self.seconds)
+        self.calls += 1
+        return self.inner(data)
+
+
+def test_epoch_planner_times_the_steady_state():
+    data = [_box(torch.float32, seed=s) for s in range(6)]
+    for k, d in enumerate(data):
+        d.energy, d.forces = torch.tensor([-6.0 + 0.1 * k]), torch.zeros(6, 3)
+    # calls 0-2: a slow start (skipped as warm-up); call 5: an outlier among the 5 timed steps
+    epochs, t_step = _peers.probe_epochs(lambda: _SlowCalls({0, 1, 2, 5}), data[:4], data[4:], 2, 2, 1e-3,
+                                         60.0, (0.1, 0.1), (0.1, 1.0), ("energy", "forces"))
+    assert t_step < 0.1  # a mean over the timed steps would be >= 0.12 s, the slow start 0.6 s
+    assert epochs >= 1
+
+
+def test_ecse_variants_rows_compare_like_with_like(tmp_path):
+    import ase.io
+
+    import ecse_variants
+    from ecse.atomistic.datasets import bundled_dataset
+    from ecse.atomistic.training import load_model, train
+
+    files = bundled_dataset("methane")
+    model = {"cutoff": 3.0, "d_model": 8, "num_gnn_layers": 1, "num_transformer_layers": 1, "num_heads": 2,
+             "dim_feedforward": 16, "head_hidden": 8}
+    train({"data": str(files["train"]), "data_index": ":12", "split_sizes": [8, 2, 2], "model": model, "epochs": 1,
+           "batch_size": 4, "dtype": "float64", "output_dir": str(tmp_path)}, log=None)
+    frames = ase.io.read(files["test"], index=":4")
+    for atoms in frames:
+        atoms.info["REF_energy"], atoms.arrays["REF_forces"] = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = None
+    frames[1] = frames[1][:4]  # a CH3 fragment: structures of different sizes weigh differently
+    ase.io.write(tmp_path / "test.xyz", frames, format="extxyz")
+    out = ecse_variants.main([str(tmp_path / "last.pt"), str(tmp_path / "test.xyz"), "--n-global", "3",
+                              "--batch-size", "1", "--threads", "1", "--out", str(tmp_path / "v.json")])
+    assert list(out) == list(ecse_variants.VARIANTS)
+    assert [row["n"] for row in out.values()] == [3, 3, 4] and all(row["bare"]["n"] == row["n"] for row in out.values())
+    # one structure at a time, aggregated, equals one batch of all of them
+    test = ecse_variants.load_dataset(str(tmp_path / "test.xyz"), {"REF_energy": "graph", "REF_forces": "node"},
+                                      dtype=torch.float64)
+    bare = load_model(tmp_path / "last.pt", wrap=False)
+    whole = metrics(bare, test[:3], 3, (1.0, 1.0), (0.1, 1.0), "REF_energy", "REF_forces")
+    for row in (out["global, published pruning"]["bare"], ecse_variants.evaluate(bare, test[:3], 1)):
+        assert row["E_meV_atom"] == pytest.approx(1e3 * whole["energy_mae_per_atom"], rel=1e-9)
+        assert row["F_meV_A"] == pytest.approx(1e3 * whole["forces_mae"], rel=1e-9)
+    assert all(row["frames"] > 0 for row in out.values())
+    assert json.loads((tmp_path / "v.json").read_text()).keys() == out.keys()
