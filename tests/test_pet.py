@@ -268,3 +268,26 @@ def test_published_defaults_run_in_float32():
     assert energy.shape == (1,) and energy.dtype == torch.float32 and torch.isfinite(energy).all()
     model.level = "node"
     assert torch.allclose(model(data).sum(), energy[0], rtol=1e-5)
+
+
+def test_zero_init_heads_start_at_the_baseline_and_learn():
+    data = Batch.from_data_list([methane(0), box(1)])
+    model = small_pet(cutoff=3.0, zero_init_heads=True)
+    model.set_composition_offsets({"C": -10.0, "H": -0.5, "O": -4.0})
+    model.set_output_scale(2.0)
+    energy, forces = energy_and_forces(model, data)
+    torch.testing.assert_close(energy, torch.tensor([-12.0, -9.0], dtype=F64), rtol=0, atol=0)
+    assert forces.abs().max() == 0
+    # the heads' last layers get gradients, so training leaves the baseline
+    target = torch.randn(forces.shape, generator=torch.Generator().manual_seed(0), dtype=F64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(2):
+        optimizer.zero_grad()
+        energy_and_forces(model, data, create_graph=True)[1].sub(target).pow(2).sum().backward()
+        optimizer.step()
+    assert energy_and_forces(model, data)[1].abs().max() > 1e-4
+    # the default initialisation is unchanged (same seed, same parameters but the heads')
+    default = small_pet(cutoff=3.0)
+    assert default.gnn_layers[0].bond_head[-1].weight.abs().sum() > 0
+    torch.testing.assert_close(small_pet(cutoff=3.0, zero_init_heads=True).gnn_layers[0].r_embed.weight,
+                               default.gnn_layers[0].r_embed.weight)
