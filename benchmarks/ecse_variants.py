@@ -56,7 +56,7 @@ def main(argv=None) -> dict:
     parser.add_argument("checkpoint")
     parser.add_argument("test_file")
     parser.add_argument("--n-test", type=int, default=None, help="test structures (default: all)")
-    parser.add_argument("--n-global", type=int, default=None, help="structures for the global rows (default: all)")
+    parser.add_argument("--n-global", type=int, default=None, help="structures for the global rows (default: all; 0: no global rows)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-no-pruning", action="store_true", help="skip the global row without pruning")
@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
     test = load_dataset(args.test_file, {KEYS[0]: "graph", KEYS[1]: "node"}, dtype=dtype)[:args.n_test]
     out = {}
     for label, options in VARIANTS.items():
-        if args.skip_no_pruning and label == "global, no pruning":
+        if label.startswith("global") and args.n_global == 0 or args.skip_no_pruning and label == "global, no pruning":
             continue
         data = test[:args.n_global] if label.startswith("global") else test
         wrapped = ECSE(bare, cutoff=5.0, chunk_size=4096, **options).eval()

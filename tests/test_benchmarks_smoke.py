@@ -294,3 +294,6 @@ def test_ecse_variants_rows_compare_like_with_like(tmp_path):
         assert row["F_meV_A"] == pytest.approx(1e3 * whole["forces_mae"], rel=1e-9)
     assert all(row["frames"] > 0 for row in out.values())
     assert json.loads((tmp_path / "v.json").read_text()).keys() == out.keys()
+    only_local = ecse_variants.main([str(tmp_path / "last.pt"), str(tmp_path / "test.xyz"), "--n-global", "0",
+                                     "--threads", "1", "--out", str(tmp_path / "w.json")])
+    assert list(only_local) == ["local"] and only_local["local"]["F_meV_A"] == out["local"]["F_meV_A"]
