@@ -1,7 +1,8 @@
 """Test accuracy of PET, ECSE-wrapped PET, SchNet and MACE at equal CPU wall-clock budgets.
 
     python benchmarks/accuracy.py [--minutes 30] [--threads 2] [--datasets methane water]
-                                  [--models pet schnet mace] [--out runs/accuracy/accuracy.json]
+                                  [--models pet schnet mace] [--energy-weight 0.1]
+                                  [--out runs/accuracy/accuracy.json]
 
 Run by hand (30 minutes per model and data set by default: about 3 hours for everything
 on 2 cores); prints a table and writes JSON. MACE needs ``bash benchmarks/setup_peers.sh``
@@ -142,7 +143,7 @@ def run_pet(dataset: str, paths: dict, sets: dict, ctx: dict) -> list[dict]:
                    model=PET_HYPER, ecse=ECSE_OPTIONS, epochs=epochs, batch_size=spec["batch_size"],
                    val_batch_size=spec["val_batch_size"], lr=COMMON["lr"], decay="cosine",
                    grad_clip=COMMON["grad_clip"], warmup_epochs=COMMON["warmup_epochs"],
-                   energy_weight=COMMON["energy_weight"], forces_weight=COMMON["forces_weight"], seed=COMMON["seed"],
+                   energy_weight=ctx["weights"][0], forces_weight=ctx["weights"][1], seed=COMMON["seed"],
                    augment_rotations=True, dtype="float32", num_threads=ctx["threads"], max_time=budget,
                    output_dir=str(ctx["workdir"] / f"pet_{dataset}"), progress=False)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -258,6 +259,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--workdir", type=Path, default=None, help="split files and checkpoints (default: a tmp dir)")
     parser.add_argument("--ecse-test", type=int, default=None,
                         help="test structures evaluated with ECSE-PET (default: all; water: 5)")
+    parser.add_argument("--energy-weight", type=float, default=COMMON["energy_weight"],
+                        help="weight of the energy term of the loss (forces: 1.0), for every model")
     parser.add_argument("--mace-python", type=Path, default=ROOT / ".venv-mace" / "bin" / "python")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
@@ -273,7 +276,7 @@ def main(argv=None) -> dict:
         sets = {k: load_dataset(p, TARGETS, dtype=torch.float32) for k, p in paths.items()}
         baseline = fit_composition_baseline(sets["train"], key=ENERGY_KEY)
         ctx = dict(baseline=baseline, scales=residual_scales(sets["train"], baseline, *KEYS),
-                   weights=(COMMON["energy_weight"], COMMON["forces_weight"]), budget=60.0 * args.minutes,
+                   weights=(args.energy_weight, COMMON["forces_weight"]), budget=60.0 * args.minutes,
                    threads=args.threads, workdir=workdir, mace_python=args.mace_python, ecse_test=args.ecse_test)
         print(f"{dataset}: {', '.join(f'{k} {len(v)}' for k, v in sets.items())}; sE {ctx['scales'][0]:.4g} eV/atom, "
               f"sF {ctx['scales'][1]:.4g} eV/A", flush=True)
@@ -291,8 +294,9 @@ def main(argv=None) -> dict:
     table = format_table(rows)
     print("\n" + table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    common = {**COMMON, "energy_weight": args.energy_weight}
     result = {"settings": {"minutes": args.minutes, "threads": args.threads, "torch": torch.__version__,
-                           "common": COMMON, "pet": PET_HYPER, "schnet": SCHNET_HYPER, "mace": MACE_HYPER,
+                           "common": common, "pet": PET_HYPER, "schnet": SCHNET_HYPER, "mace": MACE_HYPER,
                            "ecse": ECSE_OPTIONS, "datasets": {k: DATASETS[k] for k in args.datasets}},
               "results": rows}
     args.out.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")

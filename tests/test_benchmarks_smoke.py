@@ -297,3 +297,27 @@ def test_ecse_variants_rows_compare_like_with_like(tmp_path):
     only_local = ecse_variants.main([str(tmp_path / "last.pt"), str(tmp_path / "test.xyz"), "--n-global", "0",
                                      "--threads", "1", "--out", str(tmp_path / "w.json")])
     assert list(only_local) == ["local"] and only_local["local"]["F_meV_A"] == out["local"]["F_meV_A"]
+
+
+def test_energy_weight_option_reaches_training_and_the_report(shared_data, tmp_path, monkeypatch):
+    import accuracy
+    import ecse.atomistic.training as training
+
+    seen = {}
+
+    class Captured(Exception):
+        pass
+
+    def fake_train(options, log=None):
+        seen.update(options)
+        raise Captured("options captured")
+
+    monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setattr(accuracy, "probe_epochs", lambda *args, **kwargs: (1, 0.1))
+    out = tmp_path / "accuracy.json"
+    result = accuracy.main(["--datasets", "methane", "--models", "pet", "--minutes", "1", "--threads", "1",
+                            "--energy-weight", "0.0123", "--data", str(shared_data), "--workdir", str(tmp_path),
+                            "--out", str(out)])
+    assert seen["energy_weight"] == 0.0123 and seen["forces_weight"] == 1.0
+    assert result["results"][0]["error"].startswith("Captured")  # one failing model is reported, not fatal
+    assert json.loads(out.read_text())["settings"]["common"]["energy_weight"] == 0.0123
