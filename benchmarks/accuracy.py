@@ -266,6 +266,7 @@ def main(argv=None) -> dict:
     if args.minutes <= 0:
         parser.error("--minutes must be positive")
     torch.set_num_threads(args.threads)
+    common = {**COMMON, "energy_weight": args.energy_weight}  # the protocol of this run
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ecse-accuracy-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.minutes:g} min per model, work dir {workdir}",
@@ -276,7 +277,7 @@ def main(argv=None) -> dict:
         sets = {k: load_dataset(p, TARGETS, dtype=torch.float32) for k, p in paths.items()}
         baseline = fit_composition_baseline(sets["train"], key=ENERGY_KEY)
         ctx = dict(baseline=baseline, scales=residual_scales(sets["train"], baseline, *KEYS),
-                   weights=(args.energy_weight, COMMON["forces_weight"]), budget=60.0 * args.minutes,
+                   weights=(common["energy_weight"], common["forces_weight"]), budget=60.0 * args.minutes,
                    threads=args.threads, workdir=workdir, mace_python=args.mace_python, ecse_test=args.ecse_test)
         print(f"{dataset}: {', '.join(f'{k} {len(v)}' for k, v in sets.items())}; sE {ctx['scales'][0]:.4g} eV/atom, "
               f"sF {ctx['scales'][1]:.4g} eV/A", flush=True)
@@ -294,7 +295,6 @@ def main(argv=None) -> dict:
     table = format_table(rows)
     print("\n" + table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    common = {**COMMON, "energy_weight": args.energy_weight}
     result = {"settings": {"minutes": args.minutes, "threads": args.threads, "torch": torch.__version__,
                            "common": common, "pet": PET_HYPER, "schnet": SCHNET_HYPER, "mace": MACE_HYPER,
                            "ecse": ECSE_OPTIONS, "datasets": {k: DATASETS[k] for k in args.datasets}},
