@@ -7,7 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["cutoff_switch", "reverse_edges", "pad_edges", "CutoffAttention", "TransformerLayer", "mlp"]
+__all__ = ["cutoff_switch", "reverse_edges", "pad_edges", "GaussianBasis", "CutoffAttention", "TransformerLayer",
+           "mlp"]
 
 MAX_Z = 118
 
@@ -61,6 +62,34 @@ def pad_edges(center: Tensor, num_nodes: int) -> tuple[Tensor, int]:
     start = torch.cumsum(counts, 0) - counts
     slot = torch.arange(center.numel(), device=center.device) - start[center] + 1
     return slot, int(counts.max()) if center.numel() else 0
+
+
+class GaussianBasis(nn.Module):
+    r"""Gaussian expansion of distances, as SchNet's:
+    :math:`g_k(r) = \exp(-(r - \mu_k)^2 / (2 \delta^2))` with ``num`` centres
+    :math:`\mu_k` evenly spaced on :math:`[0, r_c]` and width :math:`\delta` equal to
+    their spacing.
+
+    Shapes: ``r`` ``[E]`` -> ``[E, num]``.
+
+    Examples
+    --------
+    >>> GaussianBasis(5.0, 6)(torch.tensor([0.0, 2.5])).shape
+    torch.Size([2, 6])
+    """
+
+    def __init__(self, cutoff: float, num: int):
+        super().__init__()
+        if num < 2:
+            raise ValueError(f"a Gaussian basis needs at least 2 functions, got {num}")
+        self.register_buffer("centers", torch.linspace(0.0, float(cutoff), num), persistent=False)
+        self.coeff = -0.5 / (float(cutoff) / (num - 1)) ** 2
+
+    def forward(self, r: Tensor) -> Tensor:
+        return torch.exp(self.coeff * (r[:, None] - self.centers.to(r.dtype)) ** 2)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(cutoff={float(self.centers[-1]):g}, num={self.centers.numel()})"
 
 
 def mlp(d_in: int, hidden: int, d_out: int, depth: int = 2) -> nn.Sequential:

@@ -8,7 +8,7 @@ Per message-passing (GNN) layer :math:`l` and atom :math:`i` with neighbours :ma
 
 .. math::
 
-    t_{ij} = \mathrm{MLP}\big([\,W_r (\mathbf r_{ij}, |\mathbf r_{ij}|),\; m_{ij}\,]\big),
+    t_{ij} = \mathrm{MLP}\big([\,W_r (\mathbf r_{ij}, |\mathbf r_{ij}|, g(|\mathbf r_{ij}|)),\; m_{ij}\,]\big),
     \qquad t_{i0} = \mathrm{Emb}_l(z_i),
 
     (o_{i0}, o_{ij}) = \mathrm{Transformer}_l(t_{i0}, t_{ij}) \text{ with attention }
@@ -17,7 +17,8 @@ Per message-passing (GNN) layer :math:`l` and atom :math:`i` with neighbours :ma
     E_i^{(l)} = H_l(o_{i0}) + \textstyle\sum_j f_c(r_{ij})\, B_l(o_{ij}),
     \qquad m_{ij} \leftarrow (m_{ij} + o_{ji}) / 2,
 
-with :math:`m^{(0)}_{ij} = \mathrm{Emb}(z_j)`, :math:`f_c` the cosine switch from 1 at
+with :math:`m^{(0)}_{ij} = \mathrm{Emb}(z_j)`, :math:`g` an optional Gaussian expansion of the
+distance (``num_radial`` functions; none in the published PET), :math:`f_c` the cosine switch from 1 at
 :math:`r_c - w` to 0 at :math:`r_c`, and :math:`E = \sum_i (b_{z_i} + \sum_l E_i^{(l)})`
 (:math:`b` = composition offsets).
 """
@@ -33,7 +34,7 @@ from torch_geometric.data import Batch
 
 from ecse.neighbors import neighbor_list
 
-from ._pet_utils import MAX_Z, TransformerLayer, cutoff_switch, mlp, pad_edges, reverse_edges
+from ._pet_utils import MAX_Z, GaussianBasis, TransformerLayer, cutoff_switch, mlp, pad_edges, reverse_edges
 
 __all__ = ["PET", "energy_and_forces", "energy_forces_stress"]
 
@@ -42,9 +43,10 @@ class _GNNLayer(nn.Module):
     """One PET message-passing layer: edge tokens + central token -> transformer -> heads."""
 
     def __init__(self, d: int, n_tf: int, heads: int, d_ff: int, head_hidden: int, pre_ln: bool,
-                 fused: bool, out_dim: int = 1):
+                 fused: bool, out_dim: int = 1, radial: Optional[GaussianBasis] = None):
         super().__init__()
-        self.r_embed = nn.Linear(4, d)
+        self.radial = radial  # shared by the layers (no parameters)
+        self.r_embed = nn.Linear(4 + (0 if radial is None else radial.centers.numel()), d)
         self.compress = nn.Sequential(nn.Linear(2 * d, d), nn.SiLU(), nn.Linear(d, d))
         self.central = nn.Embedding(MAX_Z + 1, d)
         self.layers = nn.ModuleList(TransformerLayer(d, heads, d_ff, pre_ln, fused) for _ in range(n_tf))
@@ -52,7 +54,8 @@ class _GNNLayer(nn.Module):
 
     def forward(self, z, center, slot, max_nb, vec, r, fc, message):
         N = z.shape[0]
-        edge = self.compress(torch.cat([self.r_embed(torch.cat([vec, r[:, None]], 1)), message], 1))
+        geometry = [vec, r[:, None]] + ([] if self.radial is None else [self.radial(r)])
+        edge = self.compress(torch.cat([self.r_embed(torch.cat(geometry, 1)), message], 1))
         # sequence per atom: central token (slot 0, weight 1), then its edges, then padding
         x = self.central(z)[:, None, :].repeat(1, max_nb + 1, 1).index_put((center, slot), edge)
         weight = torch.cat([fc.new_ones(N, 1), fc.new_zeros(N, max_nb)], 1).index_put((center, slot), fc)
@@ -101,6 +104,15 @@ class PET(nn.Module):
             5 Å, output scale 0.8 eV) a new PET is 3.6 eV per atom off, about 1000
             times the per-atom energy spread, and a short training spends its budget
             removing that offset.
+        num_radial: number of Gaussian functions of :math:`|r_{ij}|` (evenly spaced on
+            :math:`[0, r_c]`, as SchNet's) added to the edge embedding's input; 0
+            (default) is the published PET, whose edge embedding is linear in
+            :math:`(\mathbf r_{ij}, |r_{ij}|)`.  A linear embedding resolves distances
+            only through the MLPs that follow it, which learn slowly where the forces
+            hinge on a narrow range of distances. On bulk water (O-H bonds 0.9-1.1 Å),
+            trained on forces alone for 150 steps (``benchmarks/water_forces.py``), PET's
+            force loss stayed at the zero-force level (1.00) without a basis and fell to
+            0.12 with 32 functions (SchNet: 0.07).
 
     Shapes:
         input: ``data.pos`` ``[N, 3]``, ``data.z`` ``[N]`` (atomic numbers 1..118),
@@ -129,7 +141,7 @@ class PET(nn.Module):
                  num_gnn_layers: int = 3, num_transformer_layers: int = 3, num_heads: int = 4,
                  dim_feedforward: int = 512, head_hidden: int = 128, pre_ln: bool = False,
                  fused_attention: bool = False, level: str = "graph", output: str = "scalar",
-                 chunk_tokens: Optional[int] = None, zero_init_heads: bool = False):
+                 chunk_tokens: Optional[int] = None, zero_init_heads: bool = False, num_radial: int = 0):
         super().__init__()
         from ecse.covariant import OutputSpec
 
@@ -137,6 +149,8 @@ class PET(nn.Module):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
         if not 0 < cutoff_width <= cutoff:
             raise ValueError(f"need 0 < cutoff_width <= cutoff, got {cutoff_width}, {cutoff}")
+        if num_radial < 0 or num_radial == 1:
+            raise ValueError(f"num_radial must be 0 (no radial basis) or at least 2, got {num_radial}")
         if chunk_tokens is not None and chunk_tokens < 1:
             raise ValueError(f"chunk_tokens must be positive or None, got {chunk_tokens}")
         self.cutoff, self.cutoff_width, self.level = float(cutoff), float(cutoff_width), level
@@ -145,9 +159,10 @@ class PET(nn.Module):
             self.spec.kind, self.spec.component_shape[0] if self.spec.component_shape else 1)
         self.out_dim = out_dim
         self.neighbor_embedding = nn.Embedding(MAX_Z + 1, d_model)
+        radial = GaussianBasis(cutoff, num_radial) if num_radial else None
         self.gnn_layers = nn.ModuleList(
             _GNNLayer(d_model, num_transformer_layers, num_heads, dim_feedforward, head_hidden, pre_ln,
-                      fused_attention, out_dim)
+                      fused_attention, out_dim, radial)
             for _ in range(num_gnn_layers))
         self.register_buffer("composition_offsets", torch.zeros(MAX_Z + 1))
         self.register_buffer("output_scale", torch.ones(()))

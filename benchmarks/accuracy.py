@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy.py [--minutes 30] [--threads 2] [--datasets methane water]
                                   [--models pet schnet mace] [--energy-weight 0.1]
+                                  [--pet-radial 0]
                                   [--out runs/accuracy/accuracy.json]
 
 Run by hand (30 minutes per model and data set by default: about 3 hours for everything
@@ -132,15 +133,17 @@ def run_pet(dataset: str, paths: dict, sets: dict, ctx: dict) -> list[dict]:
 
     spec, budget = DATASETS[dataset], ctx["budget"]
 
+    hyper = ctx.get("pet_hyper", PET_HYPER)
+
     def make():
-        pet = PET(**PET_HYPER)
+        pet = PET(**hyper)
         pet.set_composition_offsets(ctx["baseline"])
         return pet
 
     epochs, t_step = probe_epochs(make, sets["train"], sets["val"], spec["batch_size"], spec["val_batch_size"],
                                   COMMON["lr"], budget, ctx["scales"], ctx["weights"], KEYS)
     options = dict(train_file=paths["train"], val_file=paths["val"], energy_key=ENERGY_KEY, forces_key=FORCES_KEY,
-                   model=PET_HYPER, ecse=ECSE_OPTIONS, epochs=epochs, batch_size=spec["batch_size"],
+                   model=hyper, ecse=ECSE_OPTIONS, epochs=epochs, batch_size=spec["batch_size"],
                    val_batch_size=spec["val_batch_size"], lr=COMMON["lr"], decay="cosine",
                    grad_clip=COMMON["grad_clip"], warmup_epochs=COMMON["warmup_epochs"],
                    energy_weight=ctx["weights"][0], forces_weight=ctx["weights"][1], seed=COMMON["seed"],
@@ -261,12 +264,15 @@ def main(argv=None) -> dict:
                         help="test structures evaluated with ECSE-PET (default: all; water: 5)")
     parser.add_argument("--energy-weight", type=float, default=COMMON["energy_weight"],
                         help="weight of the energy term of the loss (forces: 1.0), for every model")
+    parser.add_argument("--pet-radial", type=int, default=PET_HYPER.get("num_radial", 0),
+                        help="PET's num_radial: Gaussian distance functions in its edge embedding (0: published)")
     parser.add_argument("--mace-python", type=Path, default=ROOT / ".venv-mace" / "bin" / "python")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be positive")
     torch.set_num_threads(args.threads)
     common = {**COMMON, "energy_weight": args.energy_weight}  # the protocol of this run
+    pet_hyper = {**PET_HYPER, "num_radial": args.pet_radial}
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ecse-accuracy-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.minutes:g} min per model, work dir {workdir}",
@@ -278,7 +284,8 @@ def main(argv=None) -> dict:
         baseline = fit_composition_baseline(sets["train"], key=ENERGY_KEY)
         ctx = dict(baseline=baseline, scales=residual_scales(sets["train"], baseline, *KEYS),
                    weights=(common["energy_weight"], common["forces_weight"]), budget=60.0 * args.minutes,
-                   threads=args.threads, workdir=workdir, mace_python=args.mace_python, ecse_test=args.ecse_test)
+                   threads=args.threads, workdir=workdir, mace_python=args.mace_python, ecse_test=args.ecse_test,
+                   pet_hyper=pet_hyper)
         print(f"{dataset}: {', '.join(f'{k} {len(v)}' for k, v in sets.items())}; sE {ctx['scales'][0]:.4g} eV/atom, "
               f"sF {ctx['scales'][1]:.4g} eV/A", flush=True)
         for model in args.models:
@@ -296,7 +303,7 @@ def main(argv=None) -> dict:
     print("\n" + table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {"settings": {"minutes": args.minutes, "threads": args.threads, "torch": torch.__version__,
-                           "common": common, "pet": PET_HYPER, "schnet": SCHNET_HYPER, "mace": MACE_HYPER,
+                           "common": common, "pet": pet_hyper, "schnet": SCHNET_HYPER, "mace": MACE_HYPER,
                            "ecse": ECSE_OPTIONS, "datasets": {k: DATASETS[k] for k in args.datasets}},
               "results": rows}
     args.out.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")

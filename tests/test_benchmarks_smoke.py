@@ -316,8 +316,48 @@ def test_energy_weight_option_reaches_training_and_the_report(shared_data, tmp_p
     monkeypatch.setattr(accuracy, "probe_epochs", lambda *args, **kwargs: (1, 0.1))
     out = tmp_path / "accuracy.json"
     result = accuracy.main(["--datasets", "methane", "--models", "pet", "--minutes", "1", "--threads", "1",
-                            "--energy-weight", "0.0123", "--data", str(shared_data), "--workdir", str(tmp_path),
-                            "--out", str(out)])
+                            "--energy-weight", "0.0123", "--pet-radial", "7", "--data", str(shared_data),
+                            "--workdir", str(tmp_path), "--out", str(out)])
     assert seen["energy_weight"] == 0.0123 and seen["forces_weight"] == 1.0
+    assert seen["model"]["num_radial"] == 7 and json.loads(out.read_text())["settings"]["pet"]["num_radial"] == 7
     assert result["results"][0]["error"].startswith("Captured")  # one failing model is reported, not fatal
     assert json.loads(out.read_text())["settings"]["common"]["energy_weight"] == 0.0123
+
+
+def test_water_forces_diagnostic_runs_each_model(shared_data, tmp_path):
+    from accuracy import write_splits
+    from water_forces import KEYS, make_model, run
+
+    from ecse.atomistic import fit_composition_baseline, load_dataset
+
+    data = load_dataset(write_splits("water", shared_data, tmp_path)["train"], KEYS, index=":2", dtype=torch.float32)
+    baseline = fit_composition_baseline(data, "REF_energy")
+    s_e, s_f = residual_scales(data, baseline, "REF_energy", "REF_forces")
+    assert make_model("pet", baseline, s_e, s_f).gnn_layers[0].r_embed.in_features == 4
+    assert make_model("pet-basis", baseline, s_e, s_f).gnn_layers[0].r_embed.in_features == 4 + 32
+    zero_forces = float(data[0].REF_forces.pow(2).mean()) / s_f ** 2  # the first step sees box 0
+    for name in ("pet", "pet-basis", "schnet"):
+        out = run(name, data, baseline, s_e, s_f, steps=1, energy_weight=0.1, lr=1e-3)
+        # one step: the force term is that of the fresh model (zero forces for PET's zero heads)
+        assert out["steps"] == 1 and math.isfinite(out["grad_norm_median"]) and out["grad_norm_median"] > 0
+        if name != "schnet":
+            assert out["force_first"] == pytest.approx(zero_forces, rel=1e-4) and out["abs_force_last"] == 0
+
+
+def test_water_protocol_runs_the_harness_settings(shared_data, tmp_path, monkeypatch):
+    import ecse.atomistic.training as training
+    import water_protocol
+
+    seen = {}
+
+    def fake_train(options, log=None):
+        seen.update(options)
+        return {"global_step": 3, "epochs_completed": 1, "test_model": "last",
+                "test": {"energy_mae_per_atom": 0.001, "forces_mae": 0.2}}
+
+    monkeypatch.setattr(water_protocol, "train", fake_train)
+    water_protocol.main(["--num-radial", "5", "--energy-weight", "0.001", "--device", "cpu", "--max-time", "7",
+                         "--data", str(shared_data), "--output-dir", str(tmp_path / "out")])
+    assert seen["model"]["num_radial"] == 5 and seen["energy_weight"] == 0.001 and seen["max_time"] == 7
+    assert seen["model"]["d_model"] == water_protocol.PET_HYPER["d_model"] and seen["augment_rotations"]
+    training.TrainConfig(**seen)  # every option is one the trainer knows

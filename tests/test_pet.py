@@ -291,3 +291,75 @@ def test_zero_init_heads_start_at_the_baseline_and_learn():
     assert default.gnn_layers[0].bond_head[-1].weight.abs().sum() > 0
     torch.testing.assert_close(small_pet(cutoff=3.0, zero_init_heads=True).gnn_layers[0].r_embed.weight,
                                default.gnn_layers[0].r_embed.weight)
+
+
+def test_radial_basis_option():
+    published, with_basis = small_pet(cutoff=3.0), small_pet(cutoff=3.0, num_radial=8)
+    assert published.gnn_layers[0].r_embed.in_features == 4  # (r_ij, |r_ij|), as published
+    assert with_basis.gnn_layers[1].r_embed.in_features == 4 + 8
+    # the basis is a fixed expansion: no parameters, no checkpoint entries of its own
+    extra = set(with_basis.state_dict()) - set(published.state_dict())
+    assert not extra and len(with_basis.state_dict()) == len(published.state_dict())
+    # SchNet's Gaussians: centres 0..cutoff, width = spacing, 1 at a centre
+    basis = with_basis.gnn_layers[0].radial
+    r = torch.tensor([0.0, 3.0 / 7, 1.0], dtype=F64)
+    g = basis(r)
+    torch.testing.assert_close(g[0, 0], torch.tensor(1.0, dtype=F64))
+    torch.testing.assert_close(g[1, 1], torch.tensor(1.0, dtype=F64))
+    torch.testing.assert_close(g[2], torch.exp(-0.5 * ((1.0 - torch.linspace(0, 3, 8, dtype=F64)) / (3 / 7)) ** 2))
+    for bad in (-1, 1):
+        with pytest.raises(ValueError, match="num_radial"):
+            PET(num_radial=bad)
+
+
+@pytest.mark.parametrize("make, cutoff", [(methane, 5.0), (box, 3.0)])
+def test_radial_basis_forces_and_ecse_exactness(make, cutoff):
+    model, data = small_pet(cutoff=cutoff, num_radial=6), make()
+    energy, forces = energy_and_forces(model, data)
+    h, fd = 1e-5, torch.zeros_like(data.pos)
+    for i in range(data.pos.shape[0]):
+        for a in range(3):
+            plus, minus = data.clone(), data.clone()
+            plus.pos[i, a] += h
+            minus.pos[i, a] -= h
+            fd[i, a] = -(model(plus) - model(minus)).item() / (2 * h)
+    assert rel(forces, fd) < 1e-7
+    R = random_rotation(generator=torch.Generator().manual_seed(3), dtype=F64)
+    _check_ecse(ECSE(model, cutoff=cutoff, output="scalar", aux="default").double(), data, R)
+
+
+def _stretched_waters(count, seed):
+    """Water molecules with O-H bonds of 0.97 +- 0.05 Å and harmonic bond forces (k = 40 eV/Å²):
+    forces that hinge on a narrow range of distances, as in liquid water."""
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for _ in range(count):
+        lengths = 0.97 + 0.05 * (2 * torch.rand(2, generator=g, dtype=F64) - 1)
+        angle = torch.deg2rad(104.5 + 10 * (2 * torch.rand((), generator=g, dtype=F64) - 1))
+        pos = torch.stack([torch.zeros(3, dtype=F64),
+                           lengths[0] * torch.tensor([1.0, 0, 0], dtype=F64),
+                           lengths[1] * torch.stack([torch.cos(angle), torch.sin(angle), torch.zeros((), dtype=F64)])])
+        bond = pos[1:] - pos[0]
+        r = bond.norm(dim=1, keepdim=True)
+        f_h = -40.0 * (r - 0.97) * bond / r
+        items.append(Data(pos=pos, z=torch.tensor([8, 1, 1]), forces=torch.cat([-f_h.sum(0, keepdim=True), f_h])))
+    return Batch.from_data_list(items)
+
+
+def test_radial_basis_learns_bond_forces_the_linear_embedding_does_not():
+    train, test = _stretched_waters(32, 0), _stretched_waters(32, 1)
+    scale = float(train.forces.std())
+
+    def test_error(num_radial):
+        model = small_pet(cutoff=2.0, num_radial=num_radial, zero_init_heads=True)
+        model.set_output_scale(scale)
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(60):
+            optimizer.zero_grad()
+            loss = energy_and_forces(model, train, create_graph=True)[1].sub(train.forces).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+        return float(energy_and_forces(model, test)[1].sub(test.forces).pow(2).mean() / test.forces.pow(2).mean())
+
+    linear, basis = test_error(0), test_error(16)
+    assert basis < 0.05 and basis < 0.1 * linear, (basis, linear)
