@@ -46,6 +46,9 @@ Models (CPU-scale versions of the published settings)
     feed-forward 512); heads' last layers start at zero (``zero_init_heads``: with random
     heads a new PET starts 3.6 eV/atom off on the water box, about 1000 energy stds, and
     spent its whole 30-minute budget removing that offset, never learning the forces).
+    ``--pet-radial N`` adds N Gaussians of the distance to PET's edge embedding
+    (``PET(num_radial=N)``; default 0, the published linear embedding, which does not
+    learn bulk-water forces: ``benchmarks/water_forces.py``).
     SchNet (``torch_geometric.nn.models.SchNet``): 128 features and filters, 3 interaction
     blocks, 50 Gaussians, cosine cutoff 5 Å, shifted-softplus head (published: 64-128
     features, 3-6 blocks); ecse's neighbour list (periodic images, no neighbour cap).
