@@ -44,17 +44,23 @@ def rel(a, b):
     return float((a - b).detach().norm() / b.detach().norm())
 
 
-@pytest.mark.parametrize("make, cutoff", [(methane, 5.0), (box, 3.0)])
-def test_forces_match_finite_differences(make, cutoff):
-    model, data = small_pet(cutoff=cutoff), make()
-    _, forces = energy_and_forces(model, data)
-    h, fd = 1e-5, torch.zeros_like(data.pos)
+def finite_difference_forces(model, data, h=1e-5):
+    """Central differences of the energy, one coordinate at a time."""
+    fd = torch.zeros_like(data.pos)
     for i in range(data.pos.shape[0]):
         for a in range(3):
             plus, minus = data.clone(), data.clone()
             plus.pos[i, a] += h
             minus.pos[i, a] -= h
             fd[i, a] = -(model(plus) - model(minus)).item() / (2 * h)
+    return fd
+
+
+@pytest.mark.parametrize("make, cutoff", [(methane, 5.0), (box, 3.0)])
+def test_forces_match_finite_differences(make, cutoff):
+    model, data = small_pet(cutoff=cutoff), make()
+    _, forces = energy_and_forces(model, data)
+    fd = finite_difference_forces(model, data)
     assert rel(forces, fd) < 1e-7
 
 
@@ -315,14 +321,8 @@ def test_radial_basis_option():
 @pytest.mark.parametrize("make, cutoff", [(methane, 5.0), (box, 3.0)])
 def test_radial_basis_forces_and_ecse_exactness(make, cutoff):
     model, data = small_pet(cutoff=cutoff, num_radial=6), make()
-    energy, forces = energy_and_forces(model, data)
-    h, fd = 1e-5, torch.zeros_like(data.pos)
-    for i in range(data.pos.shape[0]):
-        for a in range(3):
-            plus, minus = data.clone(), data.clone()
-            plus.pos[i, a] += h
-            minus.pos[i, a] -= h
-            fd[i, a] = -(model(plus) - model(minus)).item() / (2 * h)
+    _, forces = energy_and_forces(model, data)
+    fd = finite_difference_forces(model, data)
     assert rel(forces, fd) < 1e-7
     R = random_rotation(generator=torch.Generator().manual_seed(3), dtype=F64)
     _check_ecse(ECSE(model, cutoff=cutoff, output="scalar", aux="default").double(), data, R)
