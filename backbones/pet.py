@@ -43,19 +43,18 @@ class _GNNLayer(nn.Module):
     """One PET message-passing layer: edge tokens + central token -> transformer -> heads."""
 
     def __init__(self, d: int, n_tf: int, heads: int, d_ff: int, head_hidden: int, pre_ln: bool,
-                 fused: bool, out_dim: int = 1, radial: Optional[GaussianBasis] = None):
+                 fused: bool, out_dim: int = 1, num_radial: int = 0):
         super().__init__()
-        self.radial = radial  # shared by the layers (no parameters)
-        self.r_embed = nn.Linear(4 + (0 if radial is None else radial.centers.numel()), d)
+        self.r_embed = nn.Linear(4 + num_radial, d)
         self.compress = nn.Sequential(nn.Linear(2 * d, d), nn.SiLU(), nn.Linear(d, d))
         self.central = nn.Embedding(MAX_Z + 1, d)
         self.layers = nn.ModuleList(TransformerLayer(d, heads, d_ff, pre_ln, fused) for _ in range(n_tf))
         self.head, self.bond_head = mlp(d, head_hidden, out_dim), mlp(d, head_hidden, out_dim)
 
-    def forward(self, z, center, slot, max_nb, vec, r, fc, message):
+    def forward(self, z, center, slot, max_nb, geometry, fc, message):
+        """``geometry`` ``[E, 4 + num_radial]``: (r_ij, |r_ij|, basis of |r_ij|) per edge."""
         N = z.shape[0]
-        geometry = [vec, r[:, None]] + ([] if self.radial is None else [self.radial(r)])
-        edge = self.compress(torch.cat([self.r_embed(torch.cat(geometry, 1)), message], 1))
+        edge = self.compress(torch.cat([self.r_embed(geometry), message], 1))
         # sequence per atom: central token (slot 0, weight 1), then its edges, then padding
         x = self.central(z)[:, None, :].repeat(1, max_nb + 1, 1).index_put((center, slot), edge)
         weight = torch.cat([fc.new_ones(N, 1), fc.new_zeros(N, max_nb)], 1).index_put((center, slot), fc)
@@ -159,10 +158,10 @@ class PET(nn.Module):
             self.spec.kind, self.spec.component_shape[0] if self.spec.component_shape else 1)
         self.out_dim = out_dim
         self.neighbor_embedding = nn.Embedding(MAX_Z + 1, d_model)
-        radial = GaussianBasis(cutoff, num_radial) if num_radial else None
+        self.radial = GaussianBasis(cutoff, num_radial) if num_radial else None
         self.gnn_layers = nn.ModuleList(
             _GNNLayer(d_model, num_transformer_layers, num_heads, dim_feedforward, head_hidden, pre_ln,
-                      fused_attention, out_dim, radial)
+                      fused_attention, out_dim, num_radial)
             for _ in range(num_gnn_layers))
         self.register_buffer("composition_offsets", torch.zeros(MAX_Z + 1))
         self.register_buffer("output_scale", torch.ones(()))
@@ -229,13 +228,15 @@ class PET(nn.Module):
             unit_z, unit_vec = z[lf.atom], lf.rotate(vec[edge], unit_of_edge)
             r, fc = r[edge], fc[edge]
         slot, max_nb = pad_edges(unit_of_edge, unit_z.shape[0])
+        radial = [] if self.radial is None else [self.radial(r)]  # once, for every layer
+        geometry = torch.cat([unit_vec, r[:, None]] + radial, 1)
         # covariant outputs: the edge readouts of direction-free (auxiliary) copies are
         # kept per edge and placed along the edges (ecse.axial) instead of being dropped
         aux_edge = lf.invariant[unit_of_edge] if lf is not None and self.spec.kind != "scalar" else None
         total, aux_bonds = None, None
         for layer in self.gnn_layers:
             msg = message if edge is None else message[edge]
-            unit_out, bond, edge_out = self._run_layer(layer, unit_z, unit_of_edge, slot, max_nb, unit_vec, r, fc,
+            unit_out, bond, edge_out = self._run_layer(layer, unit_z, unit_of_edge, slot, max_nb, geometry, fc,
                                                        msg)
             if aux_edge is not None:
                 aux_bonds = bond[aux_edge] if aux_bonds is None else aux_bonds + bond[aux_edge]
@@ -267,11 +268,11 @@ class PET(nn.Module):
     def _add_offsets(self, values: Tensor, z: Tensor, dtype: torch.dtype) -> Tensor:
         return values + self.spec.isotropic(self.composition_offsets.to(dtype)[z])
 
-    def _run_layer(self, layer, z, unit_of_edge, slot, max_nb, vec, r, fc, message) -> tuple[Tensor, Tensor, Tensor]:
+    def _run_layer(self, layer, z, unit_of_edge, slot, max_nb, geometry, fc, message) -> tuple[Tensor, Tensor, Tensor]:
         """One GNN layer over all units (atom readouts, edge readouts, edge tokens), in
         token-bounded, checkpointed chunks if asked."""
         if self.chunk_tokens is None or z.numel() == 0:
-            return layer(z, unit_of_edge, slot, max_nb, vec, r, fc, message)
+            return layer(z, unit_of_edge, slot, max_nb, geometry, fc, message)
         degree = torch.bincount(unit_of_edge, minlength=z.numel())
         tokens = torch.cumsum(degree + 1, 0)
         chunk = torch.div(tokens - degree - 1, self.chunk_tokens, rounding_mode="floor")
@@ -283,7 +284,7 @@ class PET(nn.Module):
             e0 = int(edge_end[u0 - 1]) if u0 else 0
             e1 = int(edge_end[u1 - 1])
             nb = int(degree[u0:u1].max())
-            args = (z[u0:u1], unit_of_edge[e0:e1] - u0, slot[e0:e1], nb, vec[e0:e1], r[e0:e1], fc[e0:e1],
+            args = (z[u0:u1], unit_of_edge[e0:e1] - u0, slot[e0:e1], nb, geometry[e0:e1], fc[e0:e1],
                     message[e0:e1])
             if torch.is_grad_enabled():
                 out, bond, edge_out = checkpoint(layer, *args, use_reentrant=False)

@@ -307,7 +307,7 @@ def test_radial_basis_option():
     extra = set(with_basis.state_dict()) - set(published.state_dict())
     assert not extra and len(with_basis.state_dict()) == len(published.state_dict())
     # SchNet's Gaussians: centres 0..cutoff, width = spacing, 1 at a centre
-    basis = with_basis.gnn_layers[0].radial
+    basis = with_basis.radial
     r = torch.tensor([0.0, 3.0 / 7, 1.0], dtype=F64)
     g = basis(r)
     torch.testing.assert_close(g[0, 0], torch.tensor(1.0, dtype=F64))
