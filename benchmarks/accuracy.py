@@ -24,14 +24,17 @@ Protocol (the same for every model on a data set)
     the residual per-atom energy and of the force components); forces by autograd; Adam,
     lr 1e-3 with a 1-epoch linear warm-up, gradient-norm clipping at 1.0 (as the demo
     and metatrain's PET; without it PET diverged repeatedly at lr 1e-3), cosine decay to
-    0 over the number of epochs that fit the budget (estimated
+    0 over the number of epochs that fit the budget, rounded up (estimated
     from the median of 5 timed steps after 3 warm-up steps, and one validation batch, of a
     throw-away model); batch size 8
     (methane) or 1 (water), validation batches 50 / 5; float32, seed 0; the budget
     (``--minutes``) stops training after the step that exceeds it (PET: ``max_time`` of
-    ``ecse.atomistic.train``, which also counts its data loading); validation after every
-    completed epoch; the test metrics are those of the best-validation state (the last
-    state when no epoch completed). PET trains with random rotations (it is not
+    ``ecse.atomistic.train``, which also counts its data loading), part-way through the
+    last planned epoch; validation after every completed epoch and at that stop; the test
+    metrics are those of the best-validation state (the last state when no epoch
+    completed). Until commit 2cc0e7d the plan was rounded down and the stopped state was
+    not validated, which left up to an epoch of the budget unused; the methane rows in the
+    README were measured that way. PET trains with random rotations (it is not
     invariant); SchNet and MACE are invariant by construction and train without them.
     ECSE-PET is the same PET checkpoint wrapped by ``ECSE(PET, cutoff=5)`` (global
     ensemble) at evaluation only. The global ensemble evaluates PET once per frame (about

@@ -13,9 +13,9 @@ scales ``[sE, sF]`` and weights, the optimiser settings, the wall-clock budget
 ``max_time`` (s) and the model hyper-parameters. Protocol, shared with PET and SchNet in
 ``accuracy.py``: loss ``we * MSE(E/N) / sE**2 + wf * MSE(F) / sF**2``; Adam with a linear
 warm-up (``warmup_epochs``), gradient-norm clipping (``grad_clip``) and a cosine
-schedule over the epochs that fit the budget (estimated from timed probe steps on a
-throw-away model); validation after every completed epoch; a mid-epoch stop when the
-budget is spent; the test MAEs are those of the best-validation state (the last state
+schedule over the epochs that fit the budget, rounded up (estimated from timed probe
+steps on a throw-away model); validation after every completed epoch; a mid-epoch stop
+when the budget is spent, whose state is validated too; the test MAEs are those of the best-validation state (the last state
 when no epoch completed).
 
 ``time``: median wall time of one energy + forces evaluation of a published-default
@@ -161,7 +161,7 @@ def train(spec: dict) -> dict:
     t_eval = time.perf_counter() - t0
     steps_per_epoch = len(train_loader)
     t_epoch = steps_per_epoch * t_step + len(val_loader) * t_eval
-    epochs = max(1, int(spec["max_time"] // t_epoch))
+    epochs = max(1, math.ceil(spec["max_time"] / t_epoch))  # rounded up, as _peers.epochs_for_budget
     del probe, probe_opt
 
     torch.manual_seed(int(spec.get("seed", 0)))
@@ -181,15 +181,19 @@ def train(spec: dict) -> dict:
             late = time.perf_counter() - start > spec["max_time"]
             if late:
                 break
-        if late and done < steps_per_epoch:  # mid-epoch stop: no validation, as ecse.atomistic.train
+        partial = late and done < steps_per_epoch
+        if partial:
             print(f"mace: stopped by the budget in epoch {epoch + 1}/{epochs} (step {done}/{steps_per_epoch})",
                   file=sys.stderr, flush=True)
+        if partial and best_state is None:  # no epoch completed: the last state, as ecse.atomistic.train
             break
-        model.eval()
+        model.eval()  # a mid-epoch stop's state is validated too, as ecse.atomistic.train
         val = _evaluate(model, val_loader, spec)
-        history.append({"epoch": epoch + 1, "steps": steps, "time": time.perf_counter() - start, **val})
-        print(f"mace epoch {epoch + 1}/{epochs}  val E/atom MAE {val['energy_mae_per_atom'] * 1e3:.3f} meV  "
-              f"F MAE {val['forces_mae'] * 1e3:.1f} meV/A  {history[-1]['time']:.0f}s", file=sys.stderr, flush=True)
+        history.append({"epoch": epoch + 1, "steps": steps, "time": time.perf_counter() - start,
+                        "partial": partial, **val})
+        print(f"mace {'stop in ' if partial else ''}epoch {epoch + 1}/{epochs}  val E/atom MAE "
+              f"{val['energy_mae_per_atom'] * 1e3:.3f} meV  F MAE {val['forces_mae'] * 1e3:.1f} meV/A  "
+              f"{history[-1]['time']:.0f}s", file=sys.stderr, flush=True)
         if val["loss"] < best:
             best, best_state = val["loss"], copy.deepcopy(model.state_dict())
         if late:
@@ -202,7 +206,7 @@ def train(spec: dict) -> dict:
     test = _evaluate(model, test_loader, spec)
     eval_time = time.perf_counter() - t0
     return {"model": "mace", "params": n_params, "hyper": hyper, "avg_num_neighbors": avg_nb,
-            "epochs_planned": epochs, "epochs_run": len(history), "steps": steps, "train_time": train_time,
+            "epochs_planned": epochs, "epochs_run": sum(not row["partial"] for row in history), "steps": steps, "train_time": train_time,
             "probe_step_time": t_step, "eval_time": eval_time, "best_val_loss": best, "history": history,
             "test_energy_mae_per_atom": test["energy_mae_per_atom"], "test_forces_mae": test["forces_mae"]}
 

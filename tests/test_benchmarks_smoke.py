@@ -155,10 +155,42 @@ def test_budgeted_training_stops_and_keeps_the_best_state():
                              scales=(0.1, 0.1), log=None)
     assert out["steps"] >= 1 and out["epochs_planned"] >= 1
     assert out["train_time"] < 1.0 + 5 * out["probe_step_time"] + 5.0
-    assert len(out["history"]) == out["epochs_run"] <= out["epochs_planned"]
+    whole = [row for row in out["history"] if not row["partial"]]
+    assert len(whole) == out["epochs_run"] <= out["epochs_planned"]
+    assert all(row["partial"] for row in out["history"][len(whole):])  # only the stop can be partial
     if out["history"]:
         best = min(row["loss"] for row in out["history"])
         assert metrics(out["model"], data[6:], 2, (0.1, 0.1))["loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_budgeted_training_validates_the_state_it_stopped_mid_epoch(monkeypatch):
+    class Clock:  # one "second" per training step
+        now = 0.0
+
+        def perf_counter(self):
+            return self.now
+
+    clock, real_step = Clock(), _peers._step
+
+    def step(*args, **kwargs):
+        clock.now += 1.0
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(_peers, "time", clock)
+    monkeypatch.setattr(_peers, "_step", step)
+    monkeypatch.setattr(_peers, "probe_epochs", lambda *args, **kwargs: (3, 1.0))
+    data = [_box(torch.float32, seed=s) for s in range(8)]
+    for k, d in enumerate(data):
+        d.energy = torch.tensor([-6.0 + 0.1 * k])
+        d.forces = 0.1 * torch.randn(6, 3, generator=torch.Generator().manual_seed(k))
+    make = lambda: SchNetEnergy(BASELINE, std=0.1, cutoff=3.0, **TINY)  # noqa: E731
+    out = train_energy_model(make, data[:6], data[6:], batch_size=2, val_batch_size=2, lr=1e-2, max_time=4.5,
+                             scales=(0.1, 0.1), log=None)
+    # 3 steps per epoch: epoch 1 ends at t=3; epoch 2 stops after its 2nd step (t=5 > 4.5) and is validated
+    assert out["steps"] == 5 and out["epochs_run"] == 1
+    assert [(row["steps"], row["partial"]) for row in out["history"]] == [(3, False), (5, True)]
+    best = min(row["loss"] for row in out["history"])
+    assert metrics(out["model"], data[6:], 2, (0.1, 0.1))["loss"] == pytest.approx(best, rel=1e-5)
 
 
 def test_water_split_files(shared_data, tmp_path):

@@ -351,6 +351,42 @@ def test_max_time_stops_and_tests_the_best_model(tmp_path, monkeypatch):
     assert abs(last_mae - mae) > 1e-8  # the last model differs: the test really used best.pt
 
 
+@pytest.mark.parametrize("stop_loss, kept", [(0.5, "stop"), (2.0, "epoch")])
+def test_max_time_validates_the_state_it_stopped_mid_epoch(tmp_path, monkeypatch, stop_loss, kept):
+    import ecse.atomistic.training as training
+
+    class Clock:  # one "second" per optimisation step
+        now = 0.0
+
+        def perf_counter(self):
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(training, "time", clock)
+    real, calls = training.evaluate, []
+
+    def scripted(model, data, *args):  # validation losses: epoch 1 -> 1.0, the stop -> stop_loss
+        out = real(model, data, *args)
+        calls.append(len(data))
+        if len(calls) <= 2:
+            out["loss"] = 1.0 if len(calls) == 1 else stop_loss
+        return out
+
+    monkeypatch.setattr(training, "evaluate", scripted)
+    result = train(tiny(tmp_path, epochs=10, max_time=4.5), log=None,
+                   step_hook=lambda epoch, step: setattr(clock, "now", clock.now + 1.0))
+    assert calls[:2] == [8, 8] and len(calls) == 3  # epoch 1, the stop (both validation), then the test set
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["progress"]["global_step"] == 5 and last["progress"]["best_epoch"] == 1
+    if kept == "stop":
+        assert result["test_model"] == "best (the stop in epoch 2, step 2)"
+        assert best["progress"]["global_step"] == 5
+        assert all(torch.equal(best["model"][k], v) for k, v in last["model"].items())
+    else:
+        assert result["test_model"] == "best (epoch 1)" and best["progress"]["global_step"] == 3
+
+
 def test_max_time_wall_clock(tmp_path):
     result = train(tiny(tmp_path, epochs=50, max_time=1e-3), log=None)
     assert result["stopped"] == "max_time" and result["global_step"] == 1 and result["test_model"] == "last"

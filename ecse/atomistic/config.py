@@ -115,9 +115,10 @@ class TrainConfig:
     this many optimisation steps, for exact resumption of a killed run),
     max_steps (None: stop, after checkpointing, at this global step count),
     max_time (None: wall-clock budget in seconds of one ``train`` call, data loading
-    included; the run stops cleanly after the step that exceeds it, checkpoints, and
-    computes the test metrics with the best-validation model, or the last one when no
-    epoch has finished; a resumed run gets a new budget; the learning-rate schedule
+    included; the run stops cleanly after the step that exceeds it, checkpoints,
+    validates the stopped state when it stopped mid-epoch (and writes it to ``best.pt``
+    when it beats the best epoch), and computes the test metrics with the best-validation
+    model, or the last one when no epoch has finished; a resumed run gets a new budget; the learning-rate schedule
     still spans ``epochs``), progress (None: a
     tqdm bar per epoch when stderr is a terminal; True/False force it on/off),
     backend (None: ``"nccl"`` on CUDA, else ``"gloo"``; used only when launched by

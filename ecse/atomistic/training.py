@@ -10,7 +10,8 @@ parameters on the same machine) with ``train(config, resume=True)`` from the las
 checkpoint, which is written at every epoch end and, with ``checkpoint_every``, every that
 many steps. Shuffling and augmentation draw from generators seeded by
 ``(seed, epoch, step)``, so they do not depend on how often a run was interrupted.
-``max_time`` stops a run cleanly after a wall-clock budget.
+``max_time`` stops a run cleanly after a wall-clock budget; a state it stops mid-epoch
+is validated and kept as ``best.pt`` when it beats the best epoch.
 
 Data-parallel training (``torch.distributed``), e.g. two processes on one machine::
 
@@ -184,8 +185,9 @@ def train(config: Union[TrainConfig, dict], resume: bool = False,
     -------
     dict
         ``model`` (unwrapped from DDP), ``history``, ``test`` (metrics of the final model,
-        or of the best-validation model after a ``max_time`` stop: ``test_model`` says
-        which), ``stopped`` (``None``, ``"max_steps"`` or ``"max_time"``), ``finished``,
+        or of the best-validation model after a ``max_time`` stop, counting the state at a
+        mid-epoch stop, which is validated then: ``test_model`` says which), ``stopped``
+        (``None``, ``"max_steps"`` or ``"max_time"``), ``finished``,
         ``scales`` (``{key: std}``), ``targets``, ``rank``/``world_size``, paths.
     """
     t_start = time.perf_counter()
@@ -326,9 +328,14 @@ def _train(config: TrainConfig, ctx, resume: bool, log: Callable[[str], None],
     if stopped == "max_time":
         test_model, eval_model = "last", model
         if st["best_epoch"] and os.path.isfile(best_path):
-            eval_model = copy.deepcopy(model)
-            eval_model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
-            test_model = f"best (epoch {st['best_epoch']})"
+            if st["step"] > 0 and val_set and _stop_state_is_best(st, model, val_set, types, weights, scales,
+                                                                  val_size, ctx, device, log):
+                checkpoint(best_path)  # the partial epoch's state: validated, and better than the best epoch
+                test_model = f"best (the stop in epoch {st['epoch'] + 1}, step {st['step']})"
+            else:
+                eval_model = copy.deepcopy(model)
+                eval_model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True)["model"])
+                test_model = f"best (epoch {st['best_epoch']})"
         test = evaluate(eval_model, test_set, types, weights, scales, val_size, ctx, device)
     elif finished:
         test_model = "last"
@@ -342,3 +349,21 @@ def _train(config: TrainConfig, ctx, resume: bool, log: Callable[[str], None],
             "best_epoch": st["best_epoch"], "test": test, "test_model": test_model, "rank": ctx.rank,
             "world_size": ctx.world_size, "last_checkpoint": last_path, "best_checkpoint": best_path,
             "log": log_path}
+
+
+def _stop_state_is_best(st: dict, model, val_set, types, weights, scales, val_size, ctx, device,
+                        log: Callable[[str], None]) -> bool:
+    """Validate the state a ``max_time`` stop left mid-epoch (never validated: validation
+    runs at epoch ends) and say whether it beats the best epoch's validation loss.
+
+    Without this, a budget that ends late in an epoch, where the decayed learning rate
+    makes the most progress per step, would throw that partial epoch's work away. The
+    training state (``st``, ``last.pt``) is not changed, so a resumed run continues
+    exactly as an uninterrupted one; only ``best.pt`` may be replaced by the caller.
+    """
+    val = evaluate(model, val_set, types, weights, scales, val_size, ctx, device)
+    better = val["loss"] < st["best_val_loss"]
+    log(f"validation at the stop (epoch {st['epoch'] + 1}, step {st['step']}): loss {val['loss']:.5g} "
+        f"against the best epoch's {st['best_val_loss']:.5g} (epoch {st['best_epoch']})"
+        + (": kept as best.pt" if better else ""))
+    return better
