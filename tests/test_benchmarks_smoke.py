@@ -145,12 +145,20 @@ def test_residual_scales_are_population_stds():
     assert s_f == pytest.approx(np.std(np.concatenate([d.forces.numpy().ravel() for d in data])), rel=1e-12)
 
 
-def test_budgeted_training_stops_and_keeps_the_best_state():
-    data = [_box(torch.float32, seed=s) for s in range(8)]
+def _labelled_boxes(n: int) -> list:
+    data = [_box(torch.float32, seed=s) for s in range(n)]
     for k, d in enumerate(data):
         d.energy = torch.tensor([-6.0 + 0.1 * k])
         d.forces = 0.1 * torch.randn(6, 3, generator=torch.Generator().manual_seed(k))
-    make = lambda: SchNetEnergy(BASELINE, std=0.1, cutoff=3.0, **TINY)  # noqa: E731
+    return data
+
+
+def _tiny_schnet() -> SchNetEnergy:
+    return SchNetEnergy(BASELINE, std=0.1, cutoff=3.0, **TINY)
+
+
+def test_budgeted_training_stops_and_keeps_the_best_state():
+    data, make = _labelled_boxes(8), _tiny_schnet
     out = train_energy_model(make, data[:6], data[6:], batch_size=2, val_batch_size=2, lr=1e-3, max_time=1.0,
                              scales=(0.1, 0.1), log=None)
     assert out["steps"] >= 1 and out["epochs_planned"] >= 1
@@ -179,11 +187,7 @@ def test_budgeted_training_validates_the_state_it_stopped_mid_epoch(monkeypatch)
     monkeypatch.setattr(_peers, "time", clock)
     monkeypatch.setattr(_peers, "_step", step)
     monkeypatch.setattr(_peers, "probe_epochs", lambda *args, **kwargs: (3, 1.0))
-    data = [_box(torch.float32, seed=s) for s in range(8)]
-    for k, d in enumerate(data):
-        d.energy = torch.tensor([-6.0 + 0.1 * k])
-        d.forces = 0.1 * torch.randn(6, 3, generator=torch.Generator().manual_seed(k))
-    make = lambda: SchNetEnergy(BASELINE, std=0.1, cutoff=3.0, **TINY)  # noqa: E731
+    data, make = _labelled_boxes(8), _tiny_schnet
     out = train_energy_model(make, data[:6], data[6:], batch_size=2, val_batch_size=2, lr=1e-2, max_time=4.5,
                              scales=(0.1, 0.1), log=None)
     # 3 steps per epoch: epoch 1 ends at t=3; epoch 2 stops after its 2nd step (t=5 > 4.5) and is validated

@@ -319,25 +319,27 @@ def test_target_errors(tmp_path, shared_data):
             train(water(shared_data, tmp_path, {"polar": "rank2"}), log=None)
 
 
+class StepClock:
+    """Stands in for the ``time`` module: one "second" per optimisation step (``tick``)."""
+    now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def tick(self, *args) -> None:
+        self.now += 1.0
+
+
 def test_max_time_stops_and_tests_the_best_model(tmp_path, monkeypatch):
     import ecse.atomistic.training as training
     from backbones import energy_and_forces
 
     from ecse.atomistic import load_dataset, split_dataset
 
-    class Clock:  # one "second" per optimisation step
-        now = 0.0
-
-        def perf_counter(self):
-            return self.now
-
-    clock = Clock()
+    clock = StepClock()
     monkeypatch.setattr(training, "time", clock)
 
-    def tick(epoch, step):
-        clock.now += 1.0
-
-    result = train(tiny(tmp_path, epochs=10, max_time=4.5), log=None, step_hook=tick)
+    result = train(tiny(tmp_path, epochs=10, max_time=4.5), log=None, step_hook=clock.tick)
     # 3 steps per epoch: epoch 1 ends at t=3, epoch 2 stops after its 2nd step (t=5 > 4.5)
     assert result["stopped"] == "max_time" and not result["finished"]
     assert result["global_step"] == 5 and result["epochs_completed"] == 1
@@ -355,13 +357,7 @@ def test_max_time_stops_and_tests_the_best_model(tmp_path, monkeypatch):
 def test_max_time_validates_the_state_it_stopped_mid_epoch(tmp_path, monkeypatch, stop_loss, kept):
     import ecse.atomistic.training as training
 
-    class Clock:  # one "second" per optimisation step
-        now = 0.0
-
-        def perf_counter(self):
-            return self.now
-
-    clock = Clock()
+    clock = StepClock()
     monkeypatch.setattr(training, "time", clock)
     real, calls = training.evaluate, []
 
@@ -373,8 +369,7 @@ def test_max_time_validates_the_state_it_stopped_mid_epoch(tmp_path, monkeypatch
         return out
 
     monkeypatch.setattr(training, "evaluate", scripted)
-    result = train(tiny(tmp_path, epochs=10, max_time=4.5), log=None,
-                   step_hook=lambda epoch, step: setattr(clock, "now", clock.now + 1.0))
+    result = train(tiny(tmp_path, epochs=10, max_time=4.5), log=None, step_hook=clock.tick)
     assert calls[:2] == [8, 8] and len(calls) == 3  # epoch 1, the stop (both validation), then the test set
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     last = torch.load(tmp_path / "last.pt", weights_only=True)
