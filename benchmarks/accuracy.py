@@ -32,7 +32,7 @@ Protocol (the same for every model on a data set)
     ``ecse.atomistic.train``, which also counts its data loading), part-way through the
     last planned epoch; validation after every completed epoch and at that stop; the test
     metrics are those of the best-validation state (the last state when no epoch
-    completed). Until commit 2cc0e7d the plan was rounded down and the stopped state was
+    completed). Before commit 45abd9c the plan was rounded down and the stopped state was
     not validated, which left up to an epoch of the budget unused; the methane rows in the
     README were measured that way. PET trains with random rotations (it is not
     invariant); SchNet and MACE are invariant by construction and train without them.
@@ -132,6 +132,19 @@ def _row(dataset: str, model: str, test: dict, **extra) -> dict:
             "forces_mae_meV_per_A": 1e3 * test["forces_mae"], **extra}
 
 
+def pet_train_options(dataset: str, paths: dict, hyper: dict, *, epochs: int, weights: tuple[float, float],
+                      max_time: float, output_dir) -> dict:
+    """``ecse.atomistic.train`` options of the protocol above for PET with ``hyper`` on
+    ``dataset`` (``paths``: its ``train``/``val`` split files); ``weights``: (energy, forces)."""
+    spec = DATASETS[dataset]
+    return dict(train_file=paths["train"], val_file=paths["val"], energy_key=ENERGY_KEY, forces_key=FORCES_KEY,
+                model=hyper, ecse=ECSE_OPTIONS, epochs=epochs, batch_size=spec["batch_size"],
+                val_batch_size=spec["val_batch_size"], lr=COMMON["lr"], decay="cosine",
+                grad_clip=COMMON["grad_clip"], warmup_epochs=COMMON["warmup_epochs"], energy_weight=weights[0],
+                forces_weight=weights[1], seed=COMMON["seed"], augment_rotations=True, dtype="float32",
+                max_time=max_time, output_dir=str(output_dir), progress=False)
+
+
 def run_pet(dataset: str, paths: dict, sets: dict, ctx: dict) -> list[dict]:
     from backbones import PET
     from ecse.atomistic.config import TrainConfig
@@ -148,13 +161,8 @@ def run_pet(dataset: str, paths: dict, sets: dict, ctx: dict) -> list[dict]:
 
     epochs, t_step = probe_epochs(make, sets["train"], sets["val"], spec["batch_size"], spec["val_batch_size"],
                                   COMMON["lr"], budget, ctx["scales"], ctx["weights"], KEYS)
-    options = dict(train_file=paths["train"], val_file=paths["val"], energy_key=ENERGY_KEY, forces_key=FORCES_KEY,
-                   model=hyper, ecse=ECSE_OPTIONS, epochs=epochs, batch_size=spec["batch_size"],
-                   val_batch_size=spec["val_batch_size"], lr=COMMON["lr"], decay="cosine",
-                   grad_clip=COMMON["grad_clip"], warmup_epochs=COMMON["warmup_epochs"],
-                   energy_weight=ctx["weights"][0], forces_weight=ctx["weights"][1], seed=COMMON["seed"],
-                   augment_rotations=True, dtype="float32", num_threads=ctx["threads"], max_time=budget,
-                   output_dir=str(ctx["workdir"] / f"pet_{dataset}"), progress=False)
+    options = {**pet_train_options(dataset, paths, hyper, epochs=epochs, weights=ctx["weights"], max_time=budget,
+                                   output_dir=ctx["workdir"] / f"pet_{dataset}"), "num_threads": ctx["threads"]}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     if "max_time" not in known:
         raise RuntimeError("ecse.atomistic.TrainConfig has no 'max_time' option (wall-clock budget)")

@@ -15,8 +15,8 @@ scales ``[sE, sF]`` and weights, the optimiser settings, the wall-clock budget
 warm-up (``warmup_epochs``), gradient-norm clipping (``grad_clip``) and a cosine
 schedule over the epochs that fit the budget, rounded up (estimated from timed probe
 steps on a throw-away model); validation after every completed epoch; a mid-epoch stop
-when the budget is spent, whose state is validated too; the test MAEs are those of the best-validation state (the last state
-when no epoch completed).
+when the budget is spent, whose state is validated too; the test MAEs are those of the
+best-validation state (the last state when no epoch completed).
 
 ``time``: median wall time of one energy + forces evaluation of a published-default
 ``ScaleShiftMACE`` (128x0e+128x1o, max_ell 3, correlation 3, r_max 5, 2 interactions) on

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from accuracy import COMMON, ECSE_OPTIONS, ENERGY_KEY, FORCES_KEY, PET_HYPER, write_splits  # noqa: E402
+from accuracy import COMMON, PET_HYPER, pet_train_options, write_splits  # noqa: E402
 from ecse.atomistic.training import train  # noqa: E402
 
 
@@ -42,14 +42,11 @@ def main(argv=None) -> dict:
     split_dir = args.split_dir or Path(tempfile.mkdtemp(prefix="ecse-water-"))
     if args.split_dir is None:
         write_splits("water", args.data, split_dir, COMMON["seed"])
-    options = dict(train_file=str(split_dir / "water_train.xyz"), val_file=str(split_dir / "water_val.xyz"),
-                   test_file=str(split_dir / "water_test.xyz"), energy_key=ENERGY_KEY, forces_key=FORCES_KEY,
-                   model={**PET_HYPER, "num_radial": args.num_radial}, ecse=ECSE_OPTIONS, epochs=args.epochs,
-                   batch_size=1, val_batch_size=5, lr=args.lr, decay="cosine", grad_clip=COMMON["grad_clip"],
-                   warmup_epochs=COMMON["warmup_epochs"], energy_weight=args.energy_weight,
-                   forces_weight=COMMON["forces_weight"], seed=COMMON["seed"], augment_rotations=True,
-                   dtype="float32", device=args.device, max_time=args.max_time, progress=False,
-                   output_dir=str(args.output_dir or Path(tempfile.mkdtemp(prefix="ecse-water-pet-"))))
+    paths = {part: str(split_dir / f"water_{part}.xyz") for part in ("train", "val", "test")}
+    options = {**pet_train_options("water", paths, {**PET_HYPER, "num_radial": args.num_radial}, epochs=args.epochs,
+                                   weights=(args.energy_weight, COMMON["forces_weight"]), max_time=args.max_time,
+                                   output_dir=args.output_dir or Path(tempfile.mkdtemp(prefix="ecse-water-pet-"))),
+               "test_file": paths["test"], "lr": args.lr, "device": args.device}
     start = time.perf_counter()
     out = train(options, log=lambda m: print(f"[{time.perf_counter() - start:.0f}s] {m}", flush=True))
     test = out["test"]

@@ -118,8 +118,8 @@ class TrainConfig:
     included; the run stops cleanly after the step that exceeds it, checkpoints,
     validates the stopped state when it stopped mid-epoch (and writes it to ``best.pt``
     when it beats the best epoch), and computes the test metrics with the best-validation
-    model, or the last one when no epoch has finished; a resumed run gets a new budget; the learning-rate schedule
-    still spans ``epochs``), progress (None: a
+    model, or the last one when no epoch has finished; a resumed run gets a new budget;
+    the learning-rate schedule still spans ``epochs``), progress (None: a
     tqdm bar per epoch when stderr is a terminal; True/False force it on/off),
     backend (None: ``"nccl"`` on CUDA, else ``"gloo"``; used only when launched by
     ``torchrun`` with several processes, see :mod:`ecse.atomistic.training`).
