@@ -8,16 +8,19 @@ run with or without torch-cluster; wrap them with ECSE to make them rotation equ
 
 ``PET`` (Point Edge Transformer, Pozdnyakov & Ceriotti 2023) is the atomistic backbone: it
 reads ``pos``, atomic numbers ``z`` and optional periodic ``cell``/``pbc``, builds its own
-neighbour list and returns energies; ``energy_and_forces`` and ``energy_forces_stress``
-differentiate any energy model (bare or ECSE-wrapped) by autograd.
+neighbour list and returns energies; :mod:`ecse.atomistic.derivatives` differentiates any
+energy model (bare or ECSE-wrapped) by autograd.
+
+Installed and imported as ``ecse.backbones`` (the repository folder ``backbones/`` is mapped
+onto that package name); nothing installs a top-level ``backbones``.
 
 Supported torch-geometric versions: 2.5-2.7 (2.7.0 is pinned and tested).
 """
 from .dgcnn import DGCNN
 from .e3nn_tensor import E3nnTensor, irreps_to_symmetric, symmetric_to_irreps
 from .point_transformer import PointTransformer
-from .pet import PET, energy_and_forces, energy_forces_stress
+from .pet import PET
 from .pointnet2 import PointNet2
 
-__all__ = ["PointNet2", "DGCNN", "PointTransformer", "PET", "energy_and_forces", "energy_forces_stress", "E3nnTensor",
+__all__ = ["PointNet2", "DGCNN", "PointTransformer", "PET", "E3nnTensor",
            "irreps_to_symmetric", "symmetric_to_irreps"]

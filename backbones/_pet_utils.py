@@ -1,4 +1,4 @@
-"""Building blocks of :class:`backbones.pet.PET`: cutoff switch, reverse edges, padding,
+"""Building blocks of :class:`ecse.backbones.pet.PET`: cutoff switch, reverse edges, padding,
 cutoff-modulated multi-head attention and the transformer layer."""
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ output irreps per atom, summed per structure (or per atom with ``level="node"``)
 
 Outputs: ``"vector"`` (``1x1o``, ``[B, 3]``), ``"rank2-symmetric"`` (``1x0e+1x2e``
 converted to a Cartesian ``[B, 3, 3]`` with e3nn's ``CartesianTensor("ij=ji")``, plus
-per-species isotropic offsets :math:`b_z I` like :class:`backbones.PET`) or any e3nn
+per-species isotropic offsets :math:`b_z I` like :class:`ecse.backbones.PET`) or any e3nn
 Irreps string (``[B, irreps.dim]``, e3nn's layout). :func:`symmetric_to_irreps` and
 :func:`irreps_to_symmetric` convert between a symmetric Cartesian tensor and its
 ``(l=0, l=2)`` parts (``l=0`` is :math:`\mathrm{tr}(T)/\sqrt 3`).

@@ -36,7 +36,7 @@ from ecse.neighbors import neighbor_list
 
 from ._pet_utils import MAX_Z, GaussianBasis, TransformerLayer, cutoff_switch, mlp, pad_edges, reverse_edges
 
-__all__ = ["PET", "energy_and_forces", "energy_forces_stress"]
+__all__ = ["PET"]
 
 
 class _GNNLayer(nn.Module):
@@ -295,34 +295,3 @@ class PET(nn.Module):
             edge_outs.append(edge_out)
             u0 = u1
         return torch.cat(outs), torch.cat(bonds), torch.cat(edge_outs)
-
-
-def energy_and_forces(model: nn.Module, data, create_graph: bool = False) -> tuple[Tensor, Tensor]:
-    """Energies ``[B]`` and forces ``F = -dE/dpos`` ``[N, 3]`` by autograd
-    (``create_graph=True`` to train on forces)."""
-    data = data.clone()
-    data.pos = data.pos.detach().requires_grad_(True)
-    energy = model(data)
-    (grad,) = torch.autograd.grad(energy.sum(), data.pos, create_graph=create_graph)
-    return energy, -grad
-
-
-def energy_forces_stress(model: nn.Module, data, create_graph: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Energies ``[B]``, forces ``[N, 3]`` and stress ``[B, 3, 3]`` of periodic structures.
-
-    Positions and cell are strained by :math:`(I + \varepsilon)` with symmetric
-    :math:`\varepsilon`; :math:`\sigma = \frac{1}{V} \partial E / \partial \varepsilon`
-    at :math:`\varepsilon = 0` (ASE's sign convention).
-    """
-    data = data.clone()
-    pos, cell = data.pos.detach().requires_grad_(True), data.cell.detach().reshape(-1, 3, 3)
-    batch = getattr(data, "batch", None)
-    batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device) if batch is None else batch
-    eps = torch.zeros_like(cell).requires_grad_(True)
-    deform = torch.eye(3, dtype=pos.dtype, device=pos.device) + 0.5 * (eps + eps.transpose(1, 2))
-    data.pos = torch.einsum("ni,nij->nj", pos, deform[batch])
-    data.cell = cell @ deform
-    energy = model(data)
-    grad_pos, grad_eps = torch.autograd.grad(energy.sum(), (pos, eps), create_graph=create_graph)
-    volume = torch.linalg.det(cell).abs()
-    return energy, -grad_pos, grad_eps / volume[:, None, None]

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
-from backbones import energy_and_forces
+from ecse.atomistic.derivatives import energy_and_forces
 from ecse.neighbors import neighbor_list
 
 __all__ = ["SchNetEnergy", "residual_scales", "metrics", "energy_force_loss", "epochs_for_budget",

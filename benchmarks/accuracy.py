@@ -146,7 +146,7 @@ def pet_train_options(dataset: str, paths: dict, hyper: dict, *, epochs: int, we
 
 
 def run_pet(dataset: str, paths: dict, sets: dict, ctx: dict) -> list[dict]:
-    from backbones import PET
+    from ecse.backbones import PET
     from ecse.atomistic.config import TrainConfig
     from ecse.atomistic.training import load_model, train
 

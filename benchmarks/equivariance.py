@@ -15,7 +15,7 @@ import statistics
 import torch
 from torch_geometric.data import Batch, Data
 
-from backbones import DGCNN, PointNet2, PointTransformer
+from ecse.backbones import DGCNN, PointNet2, PointTransformer
 from ecse import ECSE
 from ecse.testing import random_orthogonal, random_rotation, relative_error, transform_output
 

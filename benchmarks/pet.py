@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Batch, Data
 
-from backbones import PET, energy_and_forces
+from ecse.backbones import PET
+from ecse.atomistic.derivatives import energy_and_forces
 from ecse import ECSE
 
 ROOT = Path(__file__).resolve().parents[1]

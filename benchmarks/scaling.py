@@ -53,7 +53,8 @@ def _rss_mib() -> float:
 def worker(args) -> None:
     import torch
 
-    from backbones import PET, energy_and_forces
+    from ecse.backbones import PET
+    from ecse.atomistic.derivatives import energy_and_forces
     from ecse import ECSE, global_frames
 
     torch.set_num_threads(args.threads)

@@ -5,7 +5,7 @@ For every data set and tensor target, trains
 * ``PET(output=T)`` with rotation augmentation through :func:`ecse.atomistic.train`
   (``targets: {key: T}``), evaluated bare and as ``ECSE(PET, output=T)`` (exactly
   covariant), and
-* :class:`backbones.e3nn_tensor.E3nnTensor` (intrinsically equivariant baseline) with the
+* :class:`ecse.backbones.e3nn_tensor.E3nnTensor` (intrinsically equivariant baseline) with the
   same loss (MSE of the Cartesian components over their training std, after the same
   per-species isotropic baseline for rank-2 targets), optimiser, batch size, split and
   wall-clock budget,
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from torch_geometric.data import Batch  # noqa: E402
 
-from backbones.e3nn_tensor import E3nnTensor  # noqa: E402
+from ecse.backbones.e3nn_tensor import E3nnTensor  # noqa: E402
 from ecse.atomistic import evaluate_models  # noqa: E402
 from ecse.atomistic.data import fit_composition_baseline, load_dataset, split_dataset  # noqa: E402
 from ecse.atomistic.targets import prepare_targets  # noqa: E402

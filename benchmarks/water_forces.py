@@ -36,8 +36,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from _peers import SchNetEnergy, residual_scales  # noqa: E402
 from accuracy import PET_HYPER, SCHNET_HYPER, write_splits  # noqa: E402
-from backbones import PET  # noqa: E402
-from backbones.pet import energy_and_forces  # noqa: E402
+from ecse.backbones import PET  # noqa: E402
+from ecse.atomistic.derivatives import energy_and_forces  # noqa: E402
 from ecse.atomistic import fit_composition_baseline, load_dataset  # noqa: E402
 
 KEYS = {"REF_energy": "graph", "REF_forces": "node"}

@@ -10,26 +10,34 @@ reflections), translation and permutation invariant, and smooth in the positions
 
 Conventions (row vectors): a rotation ``R`` acts on positions as ``x @ R.T``; a frame
 ``F`` has its axes as columns and frame coordinates are ``x @ F``; vectors go back as
-``v @ F.T`` and rank-2 tensors as ``F @ T @ F.T``.  See ``ecse.covariant``.
+``v @ F.T`` and rank-2 tensors as ``F @ T @ F.T``.  See :mod:`ecse.covariant`.
 
-Public modules: ``switching`` (smooth functions), ``neighbors``, ``cutoff`` (adaptive
-inner cutoff), ``frames``, ``pruning``, ``frameset`` (the whole frame pipeline),
-``covariant`` (output types, Wigner matrices, Cartesian <-> ``1x0e+1x2e``),
-``auxiliary``, ``ensemble``, ``local`` (per-atom ensembles for message-passing
-backbones), ``axial`` (covariant readout of direction-free per-edge outputs), ``point_ops`` (knn/radius/fps with or
-without torch-cluster) and ``testing`` (hypothesis strategies, ``assert_equivariant``).
+The package is layered; each layer imports only from the layers before it:
+
+* geometry: :mod:`ecse.neighbors` (open and periodic neighbour lists),
+  :mod:`ecse.point_ops` (knn / radius / fps with or without torch-cluster),
+  :mod:`ecse.rotations` (random rotations);
+* frames: :mod:`ecse.switching` (smooth functions), :mod:`ecse.cutoff` (adaptive inner
+  cutoff), :mod:`ecse.frames`, :mod:`ecse.pruning`, :mod:`ecse.frameset` (the whole
+  global pipeline), :mod:`ecse.local` (per-atom frames), :mod:`ecse.frame_views`;
+* outputs: :mod:`ecse.covariant` (output kinds, Wigner matrices, Cartesian <->
+  ``1x0e+1x2e``), :mod:`ecse.axial`;
+* ensembles: :mod:`ecse.ensemble` (:class:`ECSE`), :mod:`ecse.replicate`,
+  :mod:`ecse.auxiliary`;
+* :mod:`ecse.testing` (hypothesis strategies, ``assert_equivariant``; core only);
+* :mod:`ecse.backbones` (PET, PointNet++, DGCNN, Point Transformer, an e3nn baseline);
+* :mod:`ecse.atomistic` (ASE data, derivatives, training, evaluation, MD, calculator);
+* :mod:`ecse.demos` and :mod:`ecse.cli`.
+
+This namespace exports what a user calls; the building blocks stay in their modules.
 """
 from .auxiliary import DistanceAux
-from .covariant import OutputSpec, irreps_to_symmetric, symmetric_to_irreps, wigner_D
-from .cutoff import adaptive_inner_cutoff
+from .covariant import OutputSpec, wigner_D
 from .ensemble import ECSE
 from .frame_views import FrameViewSampler
-from .frames import Frames, add_mirror_frames, build_frames
-from .frameset import FrameParams, FrameSet, global_frames
+from .frameset import FrameParams, global_frames
 from .local import LocalFrames, local_frames
 from .neighbors import NeighborList, neighbor_list
-from .pruning import auxiliary_weight, prune_weights, smooth_max_weight
-from .switching import cutoff_function, segment_smooth_max, smooth_max_pair, step_up, step_up_linear, stitch
 
 __version__ = "0.1.0"
 
@@ -37,28 +45,12 @@ __all__ = [
     "ECSE",
     "DistanceAux",
     "FrameParams",
-    "FrameSet",
     "FrameViewSampler",
-    "Frames",
     "LocalFrames",
     "NeighborList",
     "OutputSpec",
-    "adaptive_inner_cutoff",
-    "add_mirror_frames",
-    "auxiliary_weight",
-    "build_frames",
-    "cutoff_function",
     "global_frames",
-    "irreps_to_symmetric",
     "local_frames",
     "neighbor_list",
-    "prune_weights",
-    "segment_smooth_max",
-    "smooth_max_pair",
-    "smooth_max_weight",
-    "step_up",
-    "step_up_linear",
-    "stitch",
-    "symmetric_to_irreps",
     "wigner_D",
 ]

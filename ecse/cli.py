@@ -3,13 +3,13 @@
 Commands
 --------
 demo
-    The main job: train ``backbones.PET`` on the bundled methane data, then compare the
-    bare and the ECSE-wrapped model on the test split (see :mod:`ecse.atomistic.methane_demo`).
+    The main job: train ``ecse.backbones.PET`` on the bundled methane data, then compare the
+    bare and the ECSE-wrapped model on the test split (see :mod:`ecse.demos.methane`).
 shapes
     Train a DGCNN on unrotated synthetic shapes and compare it with its
-    ECSE-wrapped version on rotated test shapes (see :mod:`ecse.demo`).
+    ECSE-wrapped version on rotated test shapes (see :mod:`ecse.demos.shape_demo`).
 train
-    Train ``backbones.PET`` on energies and forces from a YAML configuration
+    Train ``ecse.backbones.PET`` on energies and forces from a YAML configuration
     (see :mod:`ecse.atomistic.training` and :class:`ecse.atomistic.config.TrainConfig`).
 eval
     Evaluate a training checkpoint on an ASE-readable file, bare and ECSE-wrapped
@@ -36,7 +36,7 @@ def _fail(command: str, err: Exception) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .atomistic.methane_demo import run_methane_demo
+    from .demos.methane import run_methane_demo
 
     run_methane_demo(args.output, fast=args.fast, epochs=args.epochs, threads=args.threads, seed=args.seed,
                      max_time=args.max_time, log=_say)
@@ -62,7 +62,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_shapes(args: argparse.Namespace) -> int:
     import torch
 
-    from .demo import run_shape_demo
+    from .demos.shape_demo import run_shape_demo
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     trainer = sub.add_parser(
         "train", help="train a PET energy/force model from a YAML configuration",
-        description="Train backbones.PET (optionally through ECSE) on energies and forces; "
+        description="Train ecse.backbones.PET (optionally through ECSE) on energies and forces; "
                     "writes last.pt, best.pt and log.csv to the configuration's output_dir.")
     trainer.add_argument("config", metavar="CONFIG.yaml", help="YAML file of TrainConfig options")
     trainer.add_argument("--resume", action="store_true",

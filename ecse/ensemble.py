@@ -69,7 +69,7 @@ class ECSE(nn.Module):
             message-passing backbone is evaluated in that atom's own frames and averaged
             (:mod:`ecse.local`); cost about (frames per atom) x the bare model, linear in
             system size.  Needs a backbone with ``forward(data, local_frames=...)`` such
-            as ``backbones.PET``; the auxiliary path is then the backbone's own
+            as ``ecse.backbones.PET``; the auxiliary path is then the backbone's own
             direction-free evaluation, and ``aux``/``chunk_size`` are not used.
         length_scale: the length-valued settings (``1/beta``, ``radial_width``,
             ``max_outer_cutoff``) are in units of ``length_scale``.  The published
@@ -110,7 +110,7 @@ class ECSE(nn.Module):
             raise ValueError(f"mode must be 'global' or 'local', got {mode!r}")
         if mode == "local" and not getattr(backbone, "supports_local_frames", False):
             raise ValueError(f"mode='local' needs a backbone that takes forward(data, local_frames=...) "
-                             f"(see ecse.local), e.g. backbones.PET; {type(backbone).__name__} does not; "
+                             f"(see ecse.local), e.g. ecse.backbones.PET; {type(backbone).__name__} does not; "
                              "use mode='global'")
         backbone_output = getattr(getattr(backbone, "spec", None), "name", None)
         if mode == "local" and backbone_output is not None and backbone_output != output:

@@ -24,7 +24,7 @@ unchanged, so invariant features stay exactly invariant layer after layer, and c
 outputs rotate exactly.  The cost is about (mean frames per atom) times the bare model,
 independent of the system size.
 
-Interface for a backbone (see :class:`backbones.PET` for a complete example): accept
+Interface for a backbone (see :class:`ecse.backbones.PET` for a complete example): accept
 ``forward(data, local_frames=None)``; when given a :class:`LocalFrames`, evaluate each
 per-atom update on the *copies* ``lf.atom`` (one per frame, plus auxiliary copies), with
 the edges of ``lf.edge_copies(center)``, directions ``lf.rotate(vectors, copy)``, and

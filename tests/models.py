@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
-from backbones import PET, DGCNN, PointNet2, PointTransformer
+from ecse.backbones import PET, DGCNN, PointNet2, PointTransformer
 
 #: output type -> number of flat channels the backbone must produce
 OUTPUT_CHANNELS = {"scalar": 2, "vector": 3, "rank2": 9, "rank2-symmetric": 6, "1x0e+1x1o+1x2e": 9}

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from backbones import DGCNN, PointNet2, PointTransformer
+from ecse.backbones import DGCNN, PointNet2, PointTransformer
 from ecse import point_ops as P
 
 SMALL = {  # small but complete configurations: every code path, fast on CPU

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import _peers  # noqa: E402
 from _peers import SchNetEnergy, metrics, residual_scales, train_energy_model  # noqa: E402
 
-from backbones import energy_and_forces  # noqa: E402
+from ecse.atomistic.derivatives import energy_and_forces  # noqa: E402
 from ecse.testing import random_rotation  # noqa: E402
 
 TINY = dict(hidden_channels=8, num_filters=8, num_interactions=2, num_gaussians=6)

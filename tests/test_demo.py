@@ -1,4 +1,4 @@
-"""Tests for the shape demo (:mod:`ecse.demo`), the CLI (``ecse demo``/``shapes``/``eval``) and the
+"""Tests for the shape demo (:mod:`ecse.demos.shape_demo`), the CLI (``ecse demo``/``shapes``/``eval``) and the
 tutorial notebook."""
 
 import math
@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from ecse import FrameViewSampler, demo
+from ecse import FrameViewSampler
+from ecse.demos import shape_demo as demo
 from ecse.cli import build_parser, main
-from ecse.shapes import SHAPE_CLASSES, make_shapes
+from ecse.demos.shapes import SHAPE_CLASSES, make_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_wrap_any_pyg_model.ipynb"

@@ -97,7 +97,7 @@ def test_deterministic_batched_and_chunked_results_agree():
 
 
 def test_chunks_recomputed_in_backward_give_the_same_forces_and_second_derivatives():
-    from backbones import energy_and_forces
+    from ecse.atomistic.derivatives import energy_and_forces
 
     from .models import small_pet
 

@@ -185,7 +185,7 @@ def test_stress_of_periodic_data_is_added_and_symmetric(tmp_path):
     assert targets == {**EF, "stress": "stress"} and structures[0].stress.shape == (1, 3, 3)
     pet = small_pet(seed=0, num_gnn_layers=1, cutoff=3.0)
     rep = evaluate_models(pet, ECSE(pet, cutoff=3.0).double(), structures, targets, rotations=2)
-    from backbones import energy_forces_stress
+    from ecse.atomistic.derivatives import energy_forces_stress
     _, _, s = energy_forces_stress(pet, Batch.from_data_list(structures))
     true = torch.cat([d.stress for d in structures])
     assert rep["models"]["bare"]["metrics"]["stress"]["mae"] == pytest.approx(float((s - true).abs().mean()))
@@ -283,7 +283,7 @@ def test_cli_eval_clear_errors(checkpoint, tmp_path, capsys):
 
 def test_methane_demo_config_overrides():
     from ecse.atomistic.config import config_from_dict
-    from ecse.atomistic.methane_demo import methane_demo_config
+    from ecse.demos.methane import methane_demo_config
 
     full, fast = methane_demo_config(), methane_demo_config(fast=True)
     assert full["max_time"] > 0 and fast["max_time"] is None and fast["epochs"] < full["epochs"]

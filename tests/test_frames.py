@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from ecse import adaptive_inner_cutoff, build_frames, global_frames, neighbor_list, prune_weights
+from ecse import global_frames, neighbor_list
+from ecse.cutoff import adaptive_inner_cutoff
+from ecse.frames import build_frames
+from ecse.pruning import prune_weights
 from ecse._pairs import pairs_within_groups
 from ecse.pruning import auxiliary_weight
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch_geometric.data import Batch, Data
 
-from backbones import DGCNN, energy_and_forces
+from ecse.backbones import DGCNN
+from ecse.atomistic.derivatives import energy_and_forces
 from ecse import ECSE, FrameParams
 from ecse.local import local_frames
 from ecse.testing import orthogonal_matrices, point_clouds, random_rotation, rotations, transform_output

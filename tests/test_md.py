@@ -17,7 +17,7 @@ from ase.build import molecule  # noqa: E402
 from ase.calculators.emt import EMT  # noqa: E402
 from ase.cluster import Icosahedron  # noqa: E402
 
-from backbones import PET  # noqa: E402
+from ecse.backbones import PET  # noqa: E402
 from ecse import ECSE  # noqa: E402
 from ecse.atomistic import ECSECalculator  # noqa: E402
 from ecse.atomistic.md import MDResult, run_nve  # noqa: E402

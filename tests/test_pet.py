@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from backbones._pet_utils import reverse_edges
-from backbones.pet import PET, energy_and_forces, energy_forces_stress
+from ecse.backbones._pet_utils import reverse_edges
+from ecse.backbones.pet import PET
+from ecse.atomistic.derivatives import energy_and_forces, energy_forces_stress
 from ecse import ECSE
 from ecse.neighbors import neighbor_list
 from ecse.testing import random_rotation

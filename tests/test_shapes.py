@@ -1,11 +1,12 @@
-"""Tests for the synthetic shape set in :mod:`ecse.shapes`."""
+"""Tests for the synthetic shape set in :mod:`ecse.demos.shapes`."""
 
 import math
 
 import pytest
 import torch
 
-from ecse.shapes import SHAPE_CLASSES, make_shapes, random_rotations, sample_shape
+from ecse.demos.shapes import SHAPE_CLASSES, make_shapes, sample_shape
+from ecse.rotations import random_rotations
 
 
 def _one(name, n_points=4000, seed=0, noise=0.0):

@@ -13,7 +13,7 @@ from ase.build import molecule  # noqa: E402
 from ase.calculators.calculator import PropertyNotImplementedError  # noqa: E402
 from torch_geometric.data import Batch  # noqa: E402
 
-from backbones.e3nn_tensor import E3nnTensor, irreps_to_symmetric, symmetric_to_irreps  # noqa: E402
+from ecse.backbones.e3nn_tensor import E3nnTensor, irreps_to_symmetric, symmetric_to_irreps  # noqa: E402
 from ecse import ECSE  # noqa: E402
 from ecse.atomistic import ECSECalculator, atoms_to_data  # noqa: E402
 from ecse.atomistic._metrics import irreducible_parts  # noqa: E402

@@ -190,7 +190,7 @@ def emt_cells(tmp_path_factory):
 
 
 def test_stress_in_the_loss_reduces_the_stress_error(emt_cells, tmp_path):
-    from backbones import energy_forces_stress
+    from ecse.atomistic.derivatives import energy_forces_stress
 
     from ecse.atomistic import load_dataset, split_dataset
     from ecse.atomistic.training import build_model
@@ -332,7 +332,7 @@ class StepClock:
 
 def test_max_time_stops_and_tests_the_best_model(tmp_path, monkeypatch):
     import ecse.atomistic.training as training
-    from backbones import energy_and_forces
+    from ecse.atomistic.derivatives import energy_and_forces
 
     from ecse.atomistic import load_dataset, split_dataset
 

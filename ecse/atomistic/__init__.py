@@ -1,5 +1,5 @@
 """Atomistic tools: ASE structures -> PyG data, data sets, composition baselines, an
-ASE calculator for (ECSE-wrapped) energy models such as ``backbones.PET``, and the
+ASE calculator for (ECSE-wrapped) energy models such as ``ecse.backbones.PET``, and the
 evaluation of trained checkpoints, bare and ECSE-wrapped (``ecse eval``).
 
 Needs ``ase`` (optional dependency: ``pip install ecse[atomistic]``); ``import ecse``
@@ -8,7 +8,7 @@ does not import this subpackage.
 Example
 -------
 >>> from ase.build import molecule
->>> from backbones import PET
+>>> from ecse.backbones import PET
 >>> from ecse import ECSE
 >>> from ecse.atomistic import ECSECalculator
 >>> atoms = molecule("CH4")

@@ -4,7 +4,7 @@ An **energy model** (``output="scalar"``) gives ``energy``/``free_energy``, forc
 :math:`-\\partial E / \\partial \\mathbf{x}` and, for fully periodic structures, the stress
 :math:`\\sigma = V^{-1} \\partial E / \\partial \\varepsilon` (ASE sign convention, energy
 unit per Å^3, Voigt order ``xx yy zz yz xz xy``), by autograd through
-:func:`backbones.energy_and_forces` / :func:`backbones.energy_forces_stress`.
+:func:`ecse.atomistic.derivatives.energy_and_forces` / :func:`ecse.atomistic.derivatives.energy_forces_stress`.
 
 A **tensor model** (``PET(output="vector" | "rank2" | "rank2-symmetric" | Irreps)``, bare
 or in ``ECSE(..., output=...)``) gives one per-structure tensor in ``results``: by default
@@ -23,7 +23,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 from torch import nn
 
-from backbones import energy_and_forces, energy_forces_stress
+from .derivatives import energy_and_forces, energy_forces_stress
 
 from .data import atoms_to_data
 
@@ -79,7 +79,7 @@ class ECSECalculator(Calculator):
     --------
     >>> import torch
     >>> from ase.build import molecule
-    >>> from backbones import PET
+    >>> from ecse.backbones import PET
     >>> atoms = molecule("CH4")
     >>> atoms.calc = ECSECalculator(PET(d_model=16, num_gnn_layers=1).double())
     >>> atoms.get_forces().shape

@@ -60,7 +60,7 @@ class TrainConfig:
     Model
     -----
     model : dict
-        Keyword arguments of ``backbones.PET`` (``cutoff``, ``d_model``, ...; unlisted
+        Keyword arguments of ``ecse.backbones.PET`` (``cutoff``, ``d_model``, ...; unlisted
         ones keep PET's defaults).
     scale_outputs : bool
         Multiply PET's learned outputs by a training-set scale (``PET.set_output_scale``):

@@ -21,7 +21,7 @@ It writes ``report.json`` and ``parity.png`` and prints a compact table
 Example
 -------
 >>> from ase.build import molecule
->>> from backbones import PET
+>>> from ecse.backbones import PET
 >>> from ecse import ECSE
 >>> from ecse.atomistic import atoms_to_data
 >>> atoms = molecule("CH4")
@@ -95,7 +95,7 @@ def _per_structure_norm2(y: Tensor, index: Tensor, n: int) -> Tensor:
 
 def _evaluate_one(model: nn.Module, data_list: Sequence[Data], targets: Mapping[str, str], level: dict,
                   rotations: int, batch_size: int, seed: int) -> tuple[dict, dict]:
-    from ..testing import random_rotation
+    from ..rotations import random_rotation
 
     model.eval()
     gen = torch.Generator().manual_seed(int(seed))

@@ -254,7 +254,7 @@ def predict(model: nn.Module, batch, types: Mapping[str, str], create_graph: boo
     --------
     >>> import torch
     >>> from ase.build import molecule
-    >>> from backbones import PET
+    >>> from ecse.backbones import PET
     >>> from torch_geometric.data import Batch
     >>> from ecse.atomistic import atoms_to_data
     >>> batch = Batch.from_data_list([atoms_to_data(molecule("H2O"))])
@@ -263,7 +263,7 @@ def predict(model: nn.Module, batch, types: Mapping[str, str], create_graph: boo
     >>> {k: tuple(v.shape) for k, v in out.items()}
     {'energy': (1,), 'forces': (3, 3)}
     """
-    from backbones import energy_and_forces, energy_forces_stress
+    from .derivatives import energy_and_forces, energy_forces_stress
 
     tensor = tensor_target(types)
     if tensor is not None:

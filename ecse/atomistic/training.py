@@ -1,4 +1,4 @@
-"""Train ``backbones.PET`` (optionally through ``ECSE``) on energies, forces and stress,
+"""Train ``ecse.backbones.PET`` (optionally through ``ECSE``) on energies, forces and stress,
 or on one tensor property (a dipole, a polarizability, any e3nn Irreps).
 
 :func:`train` runs a :class:`~ecse.atomistic.config.TrainConfig`: seeded split, composition
@@ -78,7 +78,7 @@ def build_model(config: TrainConfig, baseline: Optional[dict] = None, wrap: Opti
     """``PET(**config.model)`` (with ``output=`` the tensor target's type, if any) with
     composition offsets ``baseline``, wrapped in ``ECSE`` (same ``output``) when ``wrap``
     (default ``config.ecse_in_loop``), in ``config.dtype``."""
-    from backbones import PET
+    from ..backbones import PET
 
     options, tensor = dict(config.model), tensor_target(target_types(config))
     if tensor is not None:
@@ -127,7 +127,7 @@ def _rotations(config: TrainConfig, count: int, epoch: int, step: int) -> Option
     drawn from the generator of ``(seed, epoch, step)``; ``None`` without augmentation."""
     if not (config.augment_rotations or config.augment_inversion):
         return None
-    from ..testing import random_rotation
+    from ..rotations import random_rotation
 
     gen = torch.Generator().manual_seed(_seed(config.seed, epoch, step, 1))
     if not config.augment_rotations:  # inversion only: one sign for the batch

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import importlib
 
-from .equivariance import (OUTPUT_TYPES, assert_equivariant, random_orthogonal, random_rotation,
+from ..rotations import random_orthogonal, random_rotation
+from .equivariance import (OUTPUT_TYPES, assert_equivariant,
                            relative_error, transform_output)
 
 _STRATEGIES = (

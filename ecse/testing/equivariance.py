@@ -39,45 +39,13 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from ..rotations import random_orthogonal, random_rotation
+
 __all__ = ["OUTPUT_TYPES", "assert_equivariant", "transform_output", "relative_error",
            "random_rotation", "random_orthogonal"]
 
 OUTPUT_TYPES: tuple[str, ...] = ("scalar", "vector", "rank2", "rank2-symmetric")
 _GRAPH_KEYS = ("cell", "pbc", "ptr")  # never permuted, even if their size happens to equal N
-
-
-def _quaternion_to_matrix(q: Tensor) -> Tensor:
-    """Rotation matrix of the (not necessarily normalised) quaternion ``q = (w, x, y, z)``."""
-    w, x, y, z = (q / q.norm()).unbind(-1)
-    return torch.stack([
-        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)]),
-        torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)]),
-        torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]),
-    ])
-
-
-def random_rotation(generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64) -> Tensor:
-    """Haar-random SO(3) matrix ``[3, 3]`` from a gaussian quaternion.
-
-    >>> R = random_rotation(torch.Generator().manual_seed(0))
-    >>> bool(torch.allclose(R @ R.T, torch.eye(3, dtype=R.dtype))), round(float(torch.det(R)), 6)
-    (True, 1.0)
-    """
-    q = torch.randn(4, generator=generator, dtype=torch.float64)
-    return _quaternion_to_matrix(q).to(dtype)
-
-
-def random_orthogonal(generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
-                      improper: bool | None = None) -> Tensor:
-    """Haar-random O(3) matrix; ``improper=True`` forces ``det = -1``, ``False`` forces ``+1``.
-
-    >>> round(float(torch.det(random_orthogonal(improper=True))), 6)
-    -1.0
-    """
-    R = random_rotation(generator, torch.float64)
-    if improper is None:
-        improper = bool(torch.rand((), generator=generator) < 0.5)
-    return (-R if improper else R).to(dtype)
 
 
 def _irreps(output):

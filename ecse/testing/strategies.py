@@ -35,7 +35,7 @@ import torch
 from hypothesis import strategies as st
 from torch_geometric.data import Data
 
-from .equivariance import _quaternion_to_matrix, random_orthogonal, random_rotation
+from ..rotations import quaternion_to_matrix as _quaternion_to_matrix, random_orthogonal, random_rotation
 
 __all__ = [
     "KINDS", "SPECIES", "point_clouds", "random_clouds", "clustered_clouds", "collinear_clouds",

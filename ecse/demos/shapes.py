@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-__all__ = ["SHAPE_CLASSES", "make_shapes", "random_rotations", "sample_shape"]
+__all__ = ["SHAPE_CLASSES", "make_shapes", "sample_shape"]
 
 SHAPE_CLASSES: tuple[str, ...] = (
     "sphere",
@@ -251,33 +251,3 @@ def make_shapes(
                 pos = pos + noise * torch.randn(pos.shape, generator=g, dtype=_F64)
             out.append(Data(pos=pos.to(dtype), y=torch.tensor([label], dtype=torch.long)))
     return out
-
-
-def random_rotations(
-    n: int,
-    generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    """Haar-uniform random rotation matrices (determinant +1).
-
-    Parameters
-    ----------
-    n : int
-        Number of rotations.
-    generator : torch.Generator, optional
-        Source of randomness.
-    dtype : torch.dtype, default torch.float32
-
-    Returns
-    -------
-    Tensor
-        ``[n, 3, 3]``; apply to row-vector points as ``pos @ R.T``.
-    """
-    q = torch.randn(n, 4, generator=generator, dtype=_F64)
-    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)
-    rot = torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=1).reshape(n, 3, 3)
-    return rot.to(dtype)

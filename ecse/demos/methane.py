@@ -13,7 +13,7 @@ writes ``report.json`` and ``parity.png`` next to them and prints the table.
 
 Example
 -------
->>> from ecse.atomistic.methane_demo import run_methane_demo
+>>> from ecse.demos.methane import run_methane_demo
 >>> result = run_methane_demo("runs/demo", fast=True)  # doctest: +SKIP
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import os
 import time
 from typing import Callable, Optional
 
-from .datasets import bundled_dataset
+from ..atomistic.datasets import bundled_dataset
 
 __all__ = ["methane_demo_config", "run_methane_demo"]
 
@@ -91,8 +91,8 @@ def run_methane_demo(output: str = "runs/demo", fast: bool = False, epochs: Opti
     dict
         ``{"train": summary of train(), "report": evaluation report, "total_time_s"}``.
     """
-    from .evaluation import evaluate_checkpoint
-    from .training import train
+    from ..atomistic.evaluation import evaluate_checkpoint
+    from ..atomistic.training import train
 
     t0 = time.perf_counter()
     say = log or (lambda msg: None)

@@ -18,7 +18,7 @@ The pieces are small functions so that the notebook
 
 Examples
 --------
->>> from ecse.demo import run_shape_demo
+>>> from ecse.demos.shape_demo import run_shape_demo
 >>> results = run_shape_demo(fast=True)  # doctest: +SKIP
 """
 
@@ -33,8 +33,9 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 
 from .classifier_training import accuracy, evaluate, predict, recalibrate_batchnorm, train_classifier
-from .frame_views import FrameViewSampler
-from .shapes import SHAPE_CLASSES, make_shapes, random_rotations
+from ..frame_views import FrameViewSampler
+from ..rotations import random_rotations
+from .shapes import SHAPE_CLASSES, make_shapes
 
 __all__ = [
     "demo_config",
@@ -84,7 +85,7 @@ def demo_config(fast: bool = False) -> dict:
 
 def build_classifier(num_classes: int = len(SHAPE_CLASSES), k: int = 12, hidden: int = 32,
                      widths: Sequence[int] = (1, 1, 2), seed: int = 0) -> nn.Module:
-    """A small :class:`backbones.DGCNN` graph classifier on raw coordinates.
+    """A small :class:`ecse.backbones.DGCNN` graph classifier on raw coordinates.
 
     Parameters
     ----------
@@ -99,7 +100,7 @@ def build_classifier(num_classes: int = len(SHAPE_CLASSES), k: int = 12, hidden:
     seed : int
         Seed of the weight initialisation.
     """
-    from backbones import DGCNN
+    from ..backbones import DGCNN
 
     torch.manual_seed(seed)
     return DGCNN(num_classes, in_channels=0, level="graph", k=k, hidden=hidden,
@@ -162,7 +163,7 @@ def wrap_classifier(backbone: nn.Module, cutoff: float, num_classes: int,
         Further :class:`ecse.ECSE` arguments (default ``length_scale=cutoff / 5``:
         the published length settings are for a 5 Å cutoff).
     """
-    from .ensemble import ECSE
+    from ..ensemble import ECSE
 
     kwargs.setdefault("length_scale", cutoff / 5.0)
     return ECSE(backbone, cutoff=cutoff, output="scalar", level="graph",
@@ -182,7 +183,7 @@ def equivariance_errors(model: nn.Module, data_list: Sequence[Data], n_transform
         ``{"rotation": ..., "translation": ..., "permutation": ...}`` maximal
         relative errors of the logits.
     """
-    from .testing import assert_equivariant
+    from ..testing import assert_equivariant
 
     model64 = copy.deepcopy(model).double().eval()
     batch = Batch.from_data_list([Data(pos=d.pos.double(), y=d.y) for d in data_list])
