@@ -10,8 +10,6 @@ from torch import Tensor, nn
 __all__ = ["cutoff_switch", "reverse_edges", "pad_edges", "GaussianBasis", "CutoffAttention", "TransformerLayer",
            "mlp"]
 
-MAX_Z = 118
-
 
 def cutoff_switch(r: Tensor, cutoff: float, width: float) -> Tensor:
     r"""Smooth switch :math:`f_c(r)`: 1 for ``r <= cutoff - width``, 0 for ``r >= cutoff``,

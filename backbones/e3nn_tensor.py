@@ -35,11 +35,11 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from ecse.covariant import irreps_to_symmetric, symmetric_to_irreps
+from ecse.elements import MAX_Z
 from ecse.neighbors import neighbor_list
 
 __all__ = ["E3nnTensor", "symmetric_to_irreps", "irreps_to_symmetric"]
 
-MAX_Z = 118
 _NAMED = {"vector": "1x1o", "rank2-symmetric": "1x0e+1x2e"}
 
 

@@ -32,9 +32,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import Batch
 
+from ecse.elements import MAX_Z
 from ecse.neighbors import neighbor_list
 
-from ._pet_utils import MAX_Z, GaussianBasis, TransformerLayer, cutoff_switch, mlp, pad_edges, reverse_edges
+from ._pet_utils import GaussianBasis, TransformerLayer, cutoff_switch, mlp, pad_edges, reverse_edges
 
 __all__ = ["PET"]
 

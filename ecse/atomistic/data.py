@@ -25,6 +25,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from ..neighbors import neighbor_list
+from ..elements import MAX_Z
 
 __all__ = [
     "atoms_to_data",
@@ -35,7 +36,6 @@ __all__ = [
     "apply_composition_baseline",
 ]
 
-MAX_Z = 118
 _KINDS = ("graph", "node")
 
 
