@@ -1,10 +1,12 @@
 """Input checks with clear messages (bad input never reaches torch internals)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
-__all__ = ["check_point_cloud"]
+__all__ = ["check_point_cloud", "check_input_dtype"]
 
 
 def check_point_cloud(data) -> tuple[Tensor, Tensor, int]:
@@ -57,3 +59,56 @@ def check_point_cloud(data) -> tuple[Tensor, Tensor, int]:
         if not bool(torch.isfinite(cell).all()):
             raise ValueError("data.cell has NaN or infinite entries")
     return pos, batch, num_graphs
+
+
+_CAST = {torch.float64: "double", torch.float32: "float", torch.float16: "half", torch.bfloat16: "bfloat16"}
+
+
+def _cast(dtype: torch.dtype) -> str:
+    return f"{_CAST[dtype]}()" if dtype in _CAST else f"to({dtype})"
+
+
+def _reference(module: torch.nn.Module) -> Optional[Tensor]:
+    """The module's first floating-point parameter (or buffer, if it has no parameters)."""
+    for tensors in (module.parameters(), module.buffers()):
+        for t in tensors:
+            if t.is_floating_point():
+                return t
+    return None
+
+
+def check_input_dtype(module: torch.nn.Module, tensor: Optional[Tensor], name: str = "data.pos") -> None:
+    """Check that a floating-point input matches the dtype and device of ``module``'s parameters.
+
+    Call it at the top of a model's ``forward``, so a float64 ``data.pos`` given to a float32
+    model fails here with one clear message instead of deep inside torch ("mat1 and mat2
+    must have the same dtype").  ``None``, integer tensors and parameter-free modules pass.
+
+    Args:
+        module: the model (its first floating-point parameter, else buffer, is the reference).
+        tensor: the input to check.
+        name: how the message names the input (``"data.pos"``, ``"data.x"``).
+
+    Raises:
+        ValueError: naming the model class, both dtypes (or devices) and the conversion to apply.
+
+    Examples
+    --------
+    >>> check_input_dtype(torch.nn.Linear(3, 1), torch.zeros(2, 3))
+    >>> check_input_dtype(torch.nn.Linear(3, 1), torch.zeros(2, 3, dtype=torch.float64))
+    Traceback (most recent call last):
+        ...
+    ValueError: Linear: data.pos is torch.float64 but the model's parameters are torch.float32; convert the model (model.double()) or the data (data.pos.float())
+    """
+    if not isinstance(tensor, Tensor) or not tensor.is_floating_point():
+        return
+    ref = _reference(module)
+    if ref is None:
+        return
+    owner = type(module).__name__
+    if tensor.dtype != ref.dtype:
+        raise ValueError(f"{owner}: {name} is {tensor.dtype} but the model's parameters are {ref.dtype}; convert "
+                         f"the model (model.{_cast(tensor.dtype)}) or the data ({name}.{_cast(ref.dtype)})")
+    if tensor.device != ref.device:
+        raise ValueError(f"{owner}: {name} is on {tensor.device} but the model's parameters are on {ref.device}; "
+                         f"move the model (model.to('{tensor.device}')) or the data ({name}.to('{ref.device}'))")
