@@ -9,6 +9,18 @@ recomputed in torch, so they are differentiable with respect to ``pos`` and ``ce
 Convention: a vector points from the centre to the neighbour,
 ``vector = pos[neighbor] - pos[center] + shift @ cell`` (row vectors, rows of ``cell``
 are the lattice vectors).
+
+Bad input is refused before anything is allocated: NaN/inf positions or cells, singular
+cells (periodic lattice vectors that are linearly dependent: ``|det| < SINGULAR_TOL``
+times the product of their lengths) and periodic structures whose images would make an
+unreasonable number of pairs. The estimate for a structure with a periodic direction is
+``neighbours per atom ~ N / V_eff * 4/3 pi cutoff^3`` (``V_eff``: the volume of the cell,
+with every non-periodic direction counted as the atoms' extent along it, at least
+``2 * cutoff``), and ``neighbor_list`` raises a ``ValueError`` naming the structure, the
+estimate and the limit when it exceeds :data:`MAX_NEIGHBORS` (a 1-atom cell of 1 Å edge
+has about 524 images within 5 Å; dense solids have about 0.2 atoms/Å^3, i.e. about 430
+neighbours within 8 Å). Raise the module attribute for larger cutoffs. Open clouds are
+not limited (at most ``N (N - 1)`` pairs).
 """
 from __future__ import annotations
 
@@ -20,7 +32,13 @@ from torch import Tensor
 
 from . import point_ops
 
-__all__ = ["NeighborList", "neighbor_list", "within_radius"]
+__all__ = ["NeighborList", "neighbor_list", "within_radius", "MAX_NEIGHBORS", "SINGULAR_TOL",
+           "estimate_neighbors"]
+
+#: largest estimated mean number of neighbours per atom of a periodic structure
+MAX_NEIGHBORS = 500
+#: cells with ``|det| < SINGULAR_TOL * product of the periodic vectors' lengths`` are singular
+SINGULAR_TOL = 1e-8
 
 
 class NeighborList(NamedTuple):
@@ -58,6 +76,11 @@ def _periodic_pairs(
     positions = pos.detach().cpu().double().numpy()
     boxes = cell.detach().cpu().double().numpy()
     periodic = pbc.detach().cpu().numpy()
+    starts = np.cumsum([0] + counts)
+    for graph in range(len(counts)):  # every structure is checked before any search
+        if periodic[graph].any():
+            atoms = positions[starts[graph] : starts[graph + 1]]
+            _check_periodic(atoms, boxes[graph], periodic[graph], cutoff, graph)
     centers, neighbors, shifts = [], [], []
     offset = 0
     for graph, count in enumerate(counts):  # one vesin call per structure
@@ -72,6 +95,55 @@ def _periodic_pairs(
         offset += count
     as_tensor = lambda a: torch.from_numpy(np.concatenate(a)).to(pos.device)  # noqa: E731
     return as_tensor(centers), as_tensor(neighbors), as_tensor(shifts)
+
+
+def estimate_neighbors(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
+    """Estimated mean number of neighbours per atom within ``cutoff`` of one periodic
+    structure (``positions`` ``[N, 3]``, ``cell`` ``[3, 3]``, ``pbc`` ``[3]``), from its
+    density: ``N / V_eff * 4/3 pi cutoff^3``, where ``V_eff`` is the measure of the
+    periodic lattice vectors times the atoms' extent (at least ``2 * cutoff``) along each
+    non-periodic direction. Raises ``ValueError`` for a singular cell.
+
+    Example:
+        >>> import numpy as np
+        >>> round(estimate_neighbors(np.zeros((1, 3)), np.eye(3), np.ones(3, bool), 5.0))
+        524
+    """
+    vectors = cell[pbc]
+    lengths = np.linalg.norm(vectors, axis=1)
+    gram = float(np.linalg.det(vectors @ vectors.T)) if len(vectors) else 1.0
+    measure = np.sqrt(max(gram, 0.0))
+    if measure <= SINGULAR_TOL * float(np.prod(lengths)):
+        raise ValueError(f"singular cell: the periodic lattice vectors {vectors.tolist()} are linearly dependent "
+                         f"(|det| {measure:.3g} relative to their lengths' product {float(np.prod(lengths)):.3g})")
+    basis = np.linalg.svd(vectors, full_matrices=True)[2][len(vectors):] if len(vectors) else np.eye(3)
+    extent = np.ptp(positions @ basis.T, axis=0) if len(positions) else np.zeros(len(basis))
+    volume = measure * float(np.prod(np.maximum(extent, 2.0 * cutoff)))
+    return len(positions) / volume * 4.0 / 3.0 * np.pi * cutoff ** 3
+
+
+def _check_finite(pos: Tensor, batch: Tensor, cell: Optional[Tensor]) -> None:
+    if not bool(torch.isfinite(pos).all()):
+        atoms = torch.nonzero(~torch.isfinite(pos).all(dim=1)).reshape(-1)
+        graphs = sorted(set(batch[atoms].tolist()))
+        raise ValueError(f"NaN or infinite positions: atom(s) {atoms[:10].tolist()} of structure(s) {graphs[:10]} "
+                         "of the batch")
+    if cell is not None and not bool(torch.isfinite(cell).all()):
+        graphs = torch.nonzero(~torch.isfinite(cell.reshape(-1, 9)).all(dim=1)).reshape(-1).tolist()
+        raise ValueError(f"NaN or infinite cell of structure(s) {graphs[:10]} of the batch")
+
+
+def _check_periodic(positions: np.ndarray, box: np.ndarray, flags: np.ndarray, cutoff: float, graph: int) -> None:
+    try:
+        per_atom = estimate_neighbors(positions, box, flags, cutoff)
+    except ValueError as err:
+        raise ValueError(f"structure {graph} of the batch: {err}") from None
+    if per_atom > MAX_NEIGHBORS:
+        raise ValueError(
+            f"structure {graph} of the batch: about {per_atom:.3g} neighbours per atom within cutoff {cutoff:g} "
+            f"(estimated {per_atom * len(positions):.3g} pairs for {len(positions)} atoms), above the limit "
+            f"ecse.neighbors.MAX_NEIGHBORS = {MAX_NEIGHBORS}: the cell is tiny compared with the cutoff, so the "
+            "periodic images repeat the same atoms many times (raise the limit if this is intended)")
 
 
 def neighbor_list(
@@ -96,6 +168,11 @@ def neighbor_list(
         :class:`NeighborList`, sorted by centre.  Coincident points (zero-length
         vectors) are left out: they define no direction.
 
+    Raises:
+        ValueError: NaN/inf positions or cell, a singular cell, or a periodic structure
+            with more than :data:`MAX_NEIGHBORS` estimated neighbours per atom (checked
+            before the search; the message names the structure's index in the batch).
+
     Example:
         >>> import torch
         >>> nl = neighbor_list(torch.tensor([[0., 0, 0], [1, 0, 0], [5, 0, 0]]), 2.0)
@@ -112,6 +189,7 @@ def neighbor_list(
         if pbc is None:
             pbc = torch.ones(cell.shape[0], 3, dtype=torch.bool, device=pos.device)
         pbc = pbc.reshape(-1, 3).bool() & (cell.abs().sum(-1) > 0)
+    _check_finite(pos, batch, cell)
     if cell is None or not bool(pbc.any()):
         center, neighbor, shift = _open_pairs(pos, batch, cutoff)
     else:

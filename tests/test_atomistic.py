@@ -43,7 +43,7 @@ def rel(a, b):
 # ----------------------------------------------------------------------------- data
 def test_atoms_to_data_fields_and_batching():
     mol, cu = molecule("CH4"), copper()
-    d_mol, d_cu = atoms_to_data(mol), atoms_to_data(cu, dtype=torch.float32)
+    d_mol, d_cu = atoms_to_data(mol, dtype=torch.float64), atoms_to_data(cu, dtype=torch.float32)
     assert d_mol.z.dtype == torch.long and d_mol.z.tolist() == [6, 1, 1, 1, 1]
     assert d_mol.pos.dtype == torch.float64 and d_mol.num_nodes == 5
     assert torch.all(d_mol.cell == 0) and d_mol.cell.shape == (1, 3, 3) and not d_mol.pbc.any()
@@ -51,16 +51,37 @@ def test_atoms_to_data_fields_and_batching():
     np.testing.assert_allclose(d_cu.cell[0].numpy(), cu.cell.array, rtol=1e-6)
     batch = Batch.from_data_list([atoms_to_data(cu), atoms_to_data(cu)])
     assert batch.cell.shape == (2, 3, 3) and batch.pbc.shape == (2, 3)
-    # zero or degenerate cells are non-periodic
-    for cell in (np.zeros((3, 3)), [[1, 0, 0], [2, 0, 0], [0, 0, 1]]):
-        d = atoms_to_data(Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]], cell=cell, pbc=True))
-        assert not d.pbc.any() and torch.all(d.cell == 0)
+    # a zero cell is non-periodic; a singular one (parallel lattice vectors) is an error
+    d = atoms_to_data(Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]], cell=np.zeros((3, 3)), pbc=True))
+    assert not d.pbc.any() and torch.all(d.cell == 0)
+    with pytest.raises(ValueError, match=r"singular cell in h2\.xyz\[3\]"):
+        atoms_to_data(Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]], cell=[[1, 0, 0], [2, 0, 0], [0, 0, 1]],
+                            pbc=True), name="h2.xyz[3]")
+
+
+@pytest.mark.parametrize("default", [torch.float32, torch.float64])
+def test_atoms_to_data_follows_the_default_dtype(default):
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(default)
+    try:
+        atoms = copper()
+        atoms.calc = SinglePointCalculator(atoms, energy=1.0, forces=np.ones((len(atoms), 3)))
+        data = atoms_to_data(atoms, targets={"energy": "graph", "forces": "node"})
+        assert data.pos.dtype == data.cell.dtype == data.energy.dtype == data.forces.dtype == default
+        assert atoms_to_data(atoms, dtype=torch.float16).pos.dtype == torch.float16
+    finally:
+        torch.set_default_dtype(old)
+    # the first line a new user writes: a fresh PET and the default conversion agree
+    pet = models.small_pet(0)
+    assert torch.isfinite(pet.float()(atoms_to_data(molecule("CH4")))).all()
+    with pytest.raises(ValueError, match="dtype"):
+        atoms_to_data(molecule("CH4"), dtype=torch.int64)
 
 
 @pytest.mark.parametrize("periodic", [False, True])
 def test_edges_and_shifts(periodic):
     atoms, cutoff = (copper(), 4.0) if periodic else (molecule("CH3CH2OH"), 2.5)
-    data = atoms_to_data(atoms, cutoff=cutoff)
+    data = atoms_to_data(atoms, cutoff=cutoff, dtype=torch.float64)
     j, i = data.edge_index
     disp = data.pos[j] - data.pos[i] + data.shift.double() @ data.cell[0]
     assert torch.all(i[1:] >= i[:-1])  # sorted by centre
@@ -90,7 +111,8 @@ def test_targets_extxyz_roundtrip(tmp_path):
         frames.append(atoms)
     path = tmp_path / "set.extxyz"
     ase.io.write(path, frames, format="extxyz")
-    data = load_dataset(path, {**TARGETS, "charge_state": "graph", "charges": "node"}, cutoff=3.0)
+    data = load_dataset(path, {**TARGETS, "charge_state": "graph", "charges": "node"}, cutoff=3.0,
+                        dtype=torch.float64)
     assert len(data) == 3
     for d, atoms in zip(data, frames):
         assert d.energy.shape == (1,) and d.stress.shape == (1, 3, 3) and d.dipole.shape == (1, 3)
@@ -165,7 +187,7 @@ def test_composition_baseline_exact():
 def test_composition_baseline_methane_rank_deficient():
     if not METHANE.exists():
         pytest.skip(f"{METHANE} not found")
-    data = load_dataset(METHANE, {"energy": "graph", "forces": "node"}, index=":200")
+    data = load_dataset(METHANE, {"energy": "graph", "forces": "node"}, index=":200", dtype=torch.float64)
     energies = torch.cat([d.energy for d in data])
     fitted = fit_composition_baseline(data)
     assert set(fitted) == {1, 6}

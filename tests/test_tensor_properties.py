@@ -15,13 +15,18 @@ from torch_geometric.data import Batch  # noqa: E402
 
 from ecse.backbones.e3nn_tensor import E3nnTensor, irreps_to_symmetric, symmetric_to_irreps  # noqa: E402
 from ecse import ECSE  # noqa: E402
-from ecse.atomistic import ECSECalculator, atoms_to_data  # noqa: E402
+from ecse.atomistic import ECSECalculator  # noqa: E402
+from ecse.atomistic import atoms_to_data as _atoms_to_data  # noqa: E402
 from ecse.atomistic._metrics import irreducible_parts  # noqa: E402
 from ecse.testing import assert_equivariant, random_rotation, relative_error, transform_output  # noqa: E402
 
 from .models import small_pet  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*TorchScript.*")
+
+
+def atoms_to_data(atoms, **kw):  # these tests compare in float64 (the default follows torch's)
+    return _atoms_to_data(atoms, **{"dtype": torch.float64, **kw})
 
 OUTPUTS = ["vector", "rank2-symmetric", "rank2", "1x0e+1x1o+1x2e"]
 WATER_DIMER = "water_tensors/water_dimer_coords_1000.xyz"

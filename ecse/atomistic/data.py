@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..neighbors import neighbor_list
+from ..neighbors import SINGULAR_TOL, neighbor_list
 from ..elements import MAX_Z
 
 __all__ = [
@@ -43,19 +43,29 @@ def _where(name: Optional[str]) -> str:
     return f" in {name}" if name else ""
 
 
-def _periodicity(atoms) -> tuple[np.ndarray, np.ndarray]:
+def _periodicity(atoms, name: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
     """``(cell [3, 3], pbc [3])``; a periodic direction with a zero lattice vector is
-    dropped, and a zero or degenerate (singular) cell makes the structure non-periodic.
-    Missing vectors of partially periodic cells are completed orthogonally (ASE's
-    ``Cell.complete``)."""
+    dropped (a zero cell makes the structure non-periodic). Missing vectors of partially
+    periodic cells are completed orthogonally (ASE's ``Cell.complete``). A singular cell
+    (linearly dependent periodic vectors) or a NaN/inf cell raises ``ValueError``."""
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    if not np.isfinite(cell).all():
+        raise ValueError(f"NaN or infinite cell{_where(name)}: {cell.tolist()}")
     pbc = np.asarray(atoms.pbc, dtype=bool) & (np.abs(cell).sum(axis=1) > 0)
-    if pbc.any():
-        full = np.asarray(atoms.cell.complete(), dtype=np.float64)
-        scale = max(np.abs(full).max(), 1.0) ** 3
-        if abs(np.linalg.det(full)) > 1e-12 * scale:
-            return full, pbc
-    return np.zeros((3, 3)), np.zeros(3, dtype=bool)
+    if not pbc.any():
+        return np.zeros((3, 3)), np.zeros(3, dtype=bool)
+    vectors = cell[pbc]
+    lengths = float(np.prod(np.linalg.norm(vectors, axis=1)))
+    measure = float(np.sqrt(max(np.linalg.det(vectors @ vectors.T), 0.0)))
+    if measure <= SINGULAR_TOL * lengths:
+        raise ValueError(f"singular cell{_where(name)}: the periodic lattice vectors {vectors.tolist()} are "
+                         f"linearly dependent (volume {measure:.3g}); give independent vectors, or pbc=False "
+                         "for an open structure")
+    full = np.asarray(atoms.cell.complete(), dtype=np.float64)
+    if abs(np.linalg.det(full)) <= SINGULAR_TOL * float(np.prod(np.linalg.norm(full, axis=1))):
+        # non-periodic vectors along periodic ones: replace them by orthonormal directions
+        full[~pbc] = np.linalg.svd(vectors, full_matrices=True)[2][len(vectors):]
+    return full, pbc
 
 
 def _read_target(atoms, key: str, kind: str, name: Optional[str]) -> np.ndarray:
@@ -70,7 +80,12 @@ def _read_target(atoms, key: str, kind: str, name: Optional[str]) -> np.ndarray:
     else:
         raise KeyError(f"target {key!r} not found{_where(name)} (looked in atoms.calc.results, "
                        f"atoms.info and atoms.arrays)")
-    value = np.asarray(value, dtype=np.float64)
+    try:
+        value = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"target {key!r}{_where(name)} is not numeric: {err}") from None
+    if not np.isfinite(value).all():
+        raise ValueError(f"target {key!r}{_where(name)} has NaN or infinite values")
     if key == "stress" and value.shape == (6,):
         from ase.stress import voigt_6_to_full_3x3_stress
 
@@ -81,7 +96,7 @@ def _read_target(atoms, key: str, kind: str, name: Optional[str]) -> np.ndarray:
     return value[None] if kind == "graph" else value
 
 
-def atoms_to_data(atoms, cutoff: Optional[float] = None, dtype: torch.dtype = torch.float64,
+def atoms_to_data(atoms, cutoff: Optional[float] = None, dtype: Optional[torch.dtype] = None,
                   targets: Optional[Mapping[str, str]] = None, name: Optional[str] = None) -> Data:
     """Convert one ``ase.Atoms`` to a PyG ``Data``.
 
@@ -94,8 +109,10 @@ def atoms_to_data(atoms, cutoff: Optional[float] = None, dtype: torch.dtype = to
         and integer periodic ``shift`` ``[E, 3]`` (full list, vesin) such that
         ``pos[j] - pos[i] + shift @ cell`` is the displacement. Not needed for PET,
         which builds its own neighbour list.
-    dtype : torch.dtype
-        Floating dtype of ``pos``, ``cell`` and the targets.
+    dtype : torch.dtype, optional
+        Floating dtype of ``pos``, ``cell`` and the targets; default
+        ``torch.get_default_dtype()`` (float32 unless changed), the dtype of a freshly
+        built model such as ``PET()``. Pass ``torch.float64`` for a ``.double()`` model.
     targets : mapping, optional
         ``{key: "graph" | "node"}``, e.g. ``{"energy": "graph", "forces": "node"}``.
         Values come from ``atoms.calc.results`` (where ``ase.io.read`` puts
@@ -113,32 +130,48 @@ def atoms_to_data(atoms, cutoff: Optional[float] = None, dtype: torch.dtype = to
     Raises
     ------
     ValueError
-        Unknown element (atomic number 0, e.g. ASE's ``'X'``, or > 118), a bad target kind
-        or a node target of the wrong length.
+        Unknown element (atomic number 0, e.g. ASE's ``'X'``, or > 118), NaN/inf positions
+        or cell, a singular cell, a bad target kind, a node target of the wrong length, a
+        non-finite target value, or (with ``cutoff``) too many periodic images (see
+        :func:`ecse.neighbors.neighbor_list`). Messages name the structure (``name``).
     KeyError
         A requested target is missing.
 
     Examples
     --------
+    >>> import torch
     >>> from ase.build import molecule
     >>> data = atoms_to_data(molecule("CH4"), cutoff=2.0)
     >>> data.z.tolist(), tuple(data.cell.shape), data.edge_index.shape[1]
     ([6, 1, 1, 1, 1], (1, 3, 3), 20)
+    >>> data.pos.dtype == torch.get_default_dtype()
+    True
+    >>> atoms_to_data(molecule("CH4"), dtype=torch.float64).pos.dtype
+    torch.float64
     """
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch.dtype (torch.float32, torch.float64), got {dtype!r}")
     numbers = np.asarray(atoms.numbers, dtype=np.int64)
     bad = (numbers < 1) | (numbers > MAX_Z)
     if bad.any():
         symbols = sorted({atoms.get_chemical_symbols()[k] for k in np.flatnonzero(bad)})
         raise ValueError(f"unknown element(s) {symbols} (atomic numbers {sorted(set(numbers[bad].tolist()))})"
                          f"{_where(name)}; supported: 1..{MAX_Z}")
-    cell, pbc = _periodicity(atoms)
+    cell, pbc = _periodicity(atoms, name)
     positions = np.asarray(atoms.positions, dtype=np.float64)
+    bad = ~np.isfinite(positions).all(axis=1)
+    if bad.any():
+        raise ValueError(f"NaN or infinite positions{_where(name)}: atom(s) {np.flatnonzero(bad)[:10].tolist()}")
     data = Data(z=torch.from_numpy(numbers), pos=torch.tensor(positions, dtype=dtype),
                 cell=torch.tensor(cell, dtype=dtype)[None], pbc=torch.from_numpy(pbc)[None],
                 num_nodes=len(atoms))
     if cutoff is not None:  # float64 search, whatever the stored dtype
-        nl = neighbor_list(torch.from_numpy(positions), float(cutoff), cell=torch.from_numpy(cell)[None],
-                           pbc=torch.from_numpy(pbc)[None])
+        try:
+            nl = neighbor_list(torch.from_numpy(positions), float(cutoff), cell=torch.from_numpy(cell)[None],
+                               pbc=torch.from_numpy(pbc)[None])
+        except ValueError as err:
+            raise ValueError(f"{name or 'structure'}: {err}".replace("structure 0 of the batch: ", "")) from None
         data.edge_index = torch.stack([nl.neighbor, nl.center])
         data.shift = nl.shift
     for key, kind in (targets or {}).items():
@@ -167,7 +200,7 @@ def read_structures(path: Union[str, os.PathLike], index: Union[str, int, slice]
 
 def load_dataset(path: Union[str, os.PathLike], targets: Optional[Mapping[str, str]] = None,
                  cutoff: Optional[float] = None, index: Union[str, int, slice] = ":",
-                 dtype: torch.dtype = torch.float64) -> list[Data]:
+                 dtype: Optional[torch.dtype] = None) -> list[Data]:
     """Read any ASE-readable file (extxyz, ...) into a list of ``Data``.
 
     Parameters
@@ -175,7 +208,7 @@ def load_dataset(path: Union[str, os.PathLike], targets: Optional[Mapping[str, s
     path : str or PathLike
         File to read (format guessed by ASE from the name/content).
     targets, cutoff, dtype
-        As in :func:`atoms_to_data`.
+        As in :func:`atoms_to_data` (``dtype`` default: ``torch.get_default_dtype()``).
     index : str, int or slice
         ASE index selection (``":"`` = all frames).
 

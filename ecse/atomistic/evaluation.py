@@ -28,7 +28,8 @@ Example
 >>> atoms.info["energy"] = -1.0
 >>> pet = PET(d_model=8, num_gnn_layers=1, num_transformer_layers=1, num_heads=2,
 ...           dim_feedforward=8, head_hidden=8).double()
->>> data = [atoms_to_data(atoms, targets={"energy": "graph"})]
+>>> import torch
+>>> data = [atoms_to_data(atoms, targets={"energy": "graph"}, dtype=torch.float64)]
 >>> rep = evaluate_models(pet, ECSE(pet, cutoff=5.0).double(), data, {"energy": "energy"}, rotations=2)
 >>> rep["models"]["wrapped"]["equivariance_error"]["energy"]["max_relative"] < 1e-12
 True
