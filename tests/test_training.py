@@ -70,7 +70,7 @@ def test_load_model_matches_in_memory(straight_run):
     loaded = load_model(out / "last.pt")
     from ecse.atomistic import load_dataset
 
-    batch = Batch.from_data_list(load_dataset(DATA, index=":5"))
+    batch = Batch.from_data_list(load_dataset(DATA, index=":5", dtype=torch.float64))
     assert torch.equal(model(batch).detach(), loaded(batch).detach())
     assert not torch.equal(loaded.composition_offsets, torch.zeros_like(loaded.composition_offsets))
 
@@ -204,7 +204,8 @@ def test_stress_in_the_loss_reduces_the_stress_error(emt_cells, tmp_path):
     assert result["targets"] == {"energy": "energy", "forces": "forces", "stress": "stress"}
     losses = [row["train_loss"] for row in result["history"]]
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
-    cells = Batch.from_data_list(split_dataset(load_dataset(emt_cells, {"stress": "graph"}), [2, 1, 1])[0])
+    cells = Batch.from_data_list(
+        split_dataset(load_dataset(emt_cells, {"stress": "graph"}, dtype=torch.float64), [2, 1, 1])[0])
     torch.manual_seed(0)
     initial = build_model(config_from_dict(options), result["baseline"])
     initial.set_output_scale(float(result["model"].output_scale))
@@ -261,7 +262,7 @@ def test_tensor_checkpoint_rebuilds_an_equivariant_model(shared_data, tmp_path):
     from ecse.testing import random_rotation
 
     result = train(water(shared_data, tmp_path, {"alpha": "rank2"}, epochs=1), log=None)
-    data = load_dataset(shared_data / TENSOR_FILE, index=":3")
+    data = load_dataset(shared_data / TENSOR_FILE, index=":3", dtype=torch.float64)
     batch = Batch.from_data_list(data)
     bare, wrapped = load_model(tmp_path / "last.pt", wrap=False), load_model(tmp_path / "last.pt", wrap=True)
     assert torch.equal(bare(batch).detach(), result["model"].eval()(batch).detach())
@@ -346,7 +347,8 @@ def test_max_time_stops_and_tests_the_best_model(tmp_path, monkeypatch):
     assert result["test_model"] == "best (epoch 1)"
     assert torch.load(tmp_path / "last.pt", weights_only=True)["progress"]["global_step"] == 5
     best = load_model(tmp_path / "best.pt")
-    test = Batch.from_data_list(split_dataset(load_dataset(DATA, {"forces": "node"}, index=":40"), [24, 8, 8])[2])
+    test = Batch.from_data_list(
+        split_dataset(load_dataset(DATA, {"forces": "node"}, index=":40", dtype=torch.float64), [24, 8, 8])[2])
     mae = float((energy_and_forces(best, test)[1] - test.forces).abs().mean())
     assert result["test"]["forces_mae"] == pytest.approx(mae, rel=1e-10)
     last_mae = float((energy_and_forces(result["model"], test)[1] - test.forces).abs().mean())
