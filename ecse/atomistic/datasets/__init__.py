@@ -15,7 +15,7 @@ from pathlib import Path
 __all__ = ["bundled_dataset", "BUNDLED"]
 
 _HERE = Path(__file__).resolve().parent
-BUNDLED = ("methane",)
+BUNDLED = ("methane", "emt_metals")
 
 
 def bundled_dataset(name: str) -> dict[str, Path]:
