@@ -1,0 +1,157 @@
+r"""Local mode for an unchanged PyG point model: find its geometric layers and symmetrise them.
+
+:func:`symmetrize_layers` replaces, inside a model, every layer that reads relative
+positions by a :class:`~ecse.pyg.layers.LocalFrameLayer` (same parameters, bare
+behaviour outside a local context).  :class:`LocalPointModel` runs the model inside a
+:func:`~ecse.pyg.context.local_context`, so that
+
+* each adapted layer is evaluated in its centres' own frames and averaged (exactly
+  invariant outputs, translation invariant too);
+* raw coordinates used as point *features* are seen from the point's own frames, whose
+  origin is the point itself: a linear layer (``torch.nn.Linear`` or PyG's ``Linear``,
+  e.g. the first layer of an ``MLP``) whose input ends with the three coordinate
+  columns of a known point set (``data.pos``, or the source/centre positions handed to an
+  adapted layer, e.g. FPS centres) gets those columns as zeros;
+* everything else (neighbour search, FPS, pooling, distance interpolation, layers that
+  see only invariant features) is unchanged; it must itself be rotation invariant, as
+  radius/kNN search, deterministic FPS and distance weights are (up to exact ties).
+
+The network then sees only invariant features, and invariant (scalar) outputs are
+exact.  Covariant outputs are not produced by this mode.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn.dense.linear import Linear as PyGLinear
+
+from ..frameset import FrameParams
+from .context import current_context, local_context
+from .layers import LocalFrameLayer, layer_kind
+
+__all__ = ["LocalPointModel", "symmetrize_layers"]
+
+_LINEAR = (nn.Linear, PyGLinear)
+
+
+def symmetrize_layers(model: nn.Module) -> list[str]:
+    """Replace every layer of ``model`` that reads relative positions by a
+    :class:`~ecse.pyg.layers.LocalFrameLayer` wrapping it, in place (idempotent).
+
+    Returns:
+        the names of the adapted layers (already adapted ones included).
+
+    Example:
+        >>> from torch import nn
+        >>> from torch_geometric.nn import GCNConv, PointNetConv
+        >>> net = nn.ModuleDict({"a": PointNetConv(), "b": GCNConv(3, 3)})
+        >>> symmetrize_layers(net), type(net["b"]).__name__
+        (['a'], 'GCNConv')
+    """
+    names = []
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LocalFrameLayer):
+            names.append(name)
+            continue
+        if name == "" or layer_kind(module) is None or _inside_adapter(model, name):
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, LocalFrameLayer(module, name))
+        names.append(name)
+    return names
+
+
+def _inside_adapter(model: nn.Module, name: str) -> bool:
+    parts = name.split(".")
+    return any(isinstance(model.get_submodule(".".join(parts[:i])), LocalFrameLayer) for i in range(1, len(parts)))
+
+
+def _zero_coordinates(module: nn.Module, args: tuple):
+    """Forward pre-hook of linear layers: coordinates of a known point set -> zeros."""
+    ctx = current_context()
+    if ctx is None or not args:
+        return None
+    x = args[0]
+    if ctx.match(x) is None:
+        return None
+    return (torch.cat([x[:, :-3], x.new_zeros(x.shape[0], 3)], -1), *args[1:])
+
+
+class LocalPointModel(nn.Module):
+    """Run a PyG point model with every geometric layer in its centres' own frames.
+
+    Args:
+        model: the model, called as ``model(data)``; modified in place by
+            :func:`symmetrize_layers` (parameters shared; the modified model still
+            behaves as the bare one when called directly).
+        cutoff: edges of a layer within ``min(cutoff, params.max_outer_cutoff)`` make
+            its frames (for a radius layer, choose ``cutoff`` at most its radius for
+            frames continuous across it).
+        params: :class:`~ecse.frameset.FrameParams`.
+        o3: add mirror frames (exact under reflections too; twice the copies).
+
+    Raises:
+        ValueError: the model has no layer that reads relative positions.
+
+    Shapes:
+        as ``model``; outputs are invariant.
+
+    After each call, ``last_stats`` holds frames per centre (over all adapted calls)
+    and per-layer records.
+
+    Example:
+        >>> import torch
+        >>> from torch_geometric.data import Data
+        >>> from torch_geometric.nn import PointNetConv
+        >>> from ecse.point_ops import radius_graph
+        >>> class Net(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv = PointNetConv(torch.nn.Linear(3, 4))
+        ...     def forward(self, data):
+        ...         return self.conv(None, data.pos, radius_graph(data.pos, 2.0)).sum(0, keepdim=True)
+        >>> model = LocalPointModel(Net().double(), cutoff=2.0)
+        >>> pos = torch.tensor([[0., 0, 0], [1, 0, 0], [0, 1.2, 0], [0.3, 0.2, 1]], dtype=torch.float64)
+        >>> R = torch.tensor([[0., -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64)
+        >>> bool(torch.allclose(model(Data(pos=pos)), model(Data(pos=pos @ R.T)), atol=1e-12))
+        True
+    """
+
+    def __init__(self, model: nn.Module, cutoff: float, params: FrameParams = FrameParams(), o3: bool = False):
+        super().__init__()
+        self.model, self.cutoff, self.params, self.o3 = model, float(cutoff), params, bool(o3)
+        self.adapted = symmetrize_layers(model)
+        if not self.adapted:
+            raise ValueError(f"{type(model).__name__} has no layer that reads relative positions (a "
+                             "MessagePassing layer with forward(..., pos, edge_index), EdgeConv or DynamicEdgeConv); "
+                             "local mode has nothing to symmetrise: use mode='global'")
+        for name, module in model.named_modules():
+            if isinstance(module, _LINEAR) and not _inside_adapter(model, name) \
+                    and _zero_coordinates not in module._forward_pre_hooks.values():
+                module.register_forward_pre_hook(_zero_coordinates)
+        self.last_stats: dict = {}
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({type(self.model).__name__}, adapted={self.adapted}, cutoff={self.cutoff})"
+
+    def forward(self, data: Any, *args, **kwargs) -> Tensor:
+        with local_context(self.cutoff, self.params, self.o3) as ctx:
+            ctx.register(getattr(data, "pos", None))
+            y = self.model(data, *args, **kwargs)
+        self.last_stats = _stats(ctx.records)
+        return y
+
+
+def _stats(records: list[dict]) -> dict:
+    framed = [r for r in records if r["mode"] == "frames"]
+    centres = sum(r["centres"] for r in framed)
+    return {
+        "frames_per_centre": sum(r["frames"] for r in framed) / max(centres, 1),
+        "copies_per_centre": sum(r["copies"] for r in framed) / max(centres, 1),
+        "edge_copies_per_edge": sum(r["edge_copies"] for r in framed) / max(sum(r["edges"] for r in framed), 1),
+        "aux_centres": sum(r["aux_centres"] for r in framed),
+        "layers": records,
+    }
