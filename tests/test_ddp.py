@@ -16,7 +16,7 @@ if not (dist.is_available() and dist.is_gloo_available()):
 
 from ecse.atomistic.config import config_from_dict  # noqa: E402
 from ecse.atomistic.training import build_model, train  # noqa: E402
-from .test_training import DATA, TINY_MODEL  # noqa: E402
+from .test_training import DATA, TINY_MODEL, sections  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.isfile(DATA), reason="methane data set not available")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,11 +25,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def options(output_dir, **overrides) -> dict:
     # 8 training structures in global batches of 3: steps of 3, 3, 2 structures, so the
     # ranks get uneven slices (1 + 2, 1 + 2, 1 + 1); rotations and inversions on
-    out = {"data": DATA, "data_index": ":12", "split_sizes": [8, 3, 1], "model": TINY_MODEL, "epochs": 2,
-           "batch_size": 3, "lr": 3e-3, "dtype": "float64", "augment_inversion": True,
-           "output_dir": str(output_dir), "progress": False}
-    out.update(overrides)
-    return out
+    return sections({"data": {"files": DATA, "index": ":12", "split_sizes": [8, 3, 1], "augment_inversion": True},
+                     "model": TINY_MODEL, "optimiser": {"epochs": 2, "batch_size": 3, "lr": 3e-3},
+                     "run": {"dtype": "float64", "output_dir": str(output_dir), "progress": False}}, **overrides)
 
 
 def torchrun(config_path, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -49,7 +47,7 @@ def test_two_processes_match_one(tmp_path):
     single = train(options(tmp_path / "one"), log=None)
     # checkpoints do not depend on the number of processes: one process stops mid-epoch 2
     # (3 steps per epoch), two processes resume from its last.pt (one torchrun launch)
-    train(options(tmp_path / "two", max_steps=4), log=None)
+    train(options(tmp_path / "two", run={"max_steps": 4}), log=None)
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump(options(tmp_path / "two")))
     proc = torchrun(config, "--resume")

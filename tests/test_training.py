@@ -12,6 +12,7 @@ pytest.importorskip("yaml")
 
 from torch_geometric.data import Batch  # noqa: E402
 
+from ecse.atomistic._flat import FLAT_OPTIONS, SECTIONS  # noqa: E402
 from ecse.atomistic.config import TrainConfig, config_from_dict, load_config  # noqa: E402
 from ecse.atomistic.training import load_model, train  # noqa: E402
 
@@ -33,12 +34,23 @@ TINY_MODEL = {"cutoff": 3.0, "d_model": 16, "num_gnn_layers": 1, "num_transforme
               "num_heads": 2, "dim_feedforward": 32, "head_hidden": 16}
 
 
+def sections(base: dict, **overrides) -> dict:
+    """``base`` (nested options) with ``overrides`` applied: ``section={option: value}``,
+    or ``option=value`` by the option's flat name (``epochs=5``: ``optimiser.epochs``)."""
+    out = {name: dict(values) for name, values in base.items()}
+    for key, value in overrides.items():
+        if key in SECTIONS:
+            out[key] = {**out.get(key, {}), **value}
+        else:
+            section, name = FLAT_OPTIONS[key]
+            out.setdefault(section, {})[name] = value
+    return out
+
+
 def tiny(output_dir, **overrides) -> dict:
-    options = {"data": DATA, "data_index": ":40", "split_sizes": [24, 8, 8], "model": TINY_MODEL,
-               "epochs": 2, "batch_size": 8, "lr": 3e-3, "dtype": "float64", "warmup_epochs": 0.5,
-               "output_dir": str(output_dir)}
-    options.update(overrides)
-    return options
+    return sections({"data": {"files": DATA, "index": ":40", "split_sizes": [24, 8, 8]}, "model": TINY_MODEL,
+                     "optimiser": {"epochs": 2, "batch_size": 8, "lr": 3e-3, "warmup_epochs": 0.5},
+                     "run": {"dtype": "float64", "output_dir": str(output_dir)}}, **overrides)
 
 
 def flat_params(model: torch.nn.Module) -> torch.Tensor:
@@ -48,11 +60,11 @@ def flat_params(model: torch.nn.Module) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("straight")
-    return train(tiny(out, checkpoint_every=2), log=None), out
+    return train(tiny(out, run={"checkpoint_every": 2}), log=None), out
 
 
 def test_training_reduces_loss_and_writes_outputs(tmp_path):
-    result = train(tiny(tmp_path, epochs=4, augment_rotations=False), log=None)
+    result = train(tiny(tmp_path, optimiser={"epochs": 4}, data={"augment_rotations": False}), log=None)
     losses = [row["train_loss"] for row in result["history"]]
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert result["finished"] and result["test"]["forces_mae"] > 0
@@ -86,7 +98,7 @@ def test_training_scales_the_outputs_by_the_force_std(straight_run, tmp_path):
     train_idx = split_dataset(list(range(40)), [24, 8, 8], 0)[0]
     force_std = np.concatenate([frames[i].get_forces().reshape(-1) for i in train_idx]).std()
     assert float(result["model"].output_scale) == pytest.approx(force_std, rel=1e-6)
-    unscaled = train(tiny(tmp_path, epochs=1, scale_outputs=False), log=None)
+    unscaled = train(tiny(tmp_path, optimiser={"epochs": 1}, loss={"scale_outputs": False}), log=None)
     assert float(unscaled["model"].output_scale) == 1.0
 
 
@@ -101,9 +113,9 @@ def test_exact_resume_after_kill_mid_epoch(straight_run, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        train(tiny(tmp_path, checkpoint_every=2), log=None, step_hook=kill)
+        train(tiny(tmp_path, run={"checkpoint_every": 2}), log=None, step_hook=kill)
     assert torch.load(tmp_path / "last.pt", weights_only=True)["progress"]["global_step"] == 4
-    result_b = train(tiny(tmp_path, checkpoint_every=2), resume=True, log=None)
+    result_b = train(tiny(tmp_path, run={"checkpoint_every": 2}), resume=True, log=None)
     assert result_b["global_step"] == result_a["global_step"] == 6
     assert torch.equal(flat_params(result_a["model"]), flat_params(result_b["model"]))
     assert [r["train_loss"] for r in result_a["history"]] == [r["train_loss"] for r in result_b["history"]]
@@ -111,7 +123,7 @@ def test_exact_resume_after_kill_mid_epoch(straight_run, tmp_path):
 
 def test_max_steps_then_resume(straight_run, tmp_path):
     result_a, _ = straight_run
-    partial = train(tiny(tmp_path, max_steps=2), log=None)
+    partial = train(tiny(tmp_path, run={"max_steps": 2}), log=None)
     assert not partial["finished"] and partial["global_step"] == 2
     result_b = train(tiny(tmp_path), resume=True, log=None)
     assert torch.equal(flat_params(result_a["model"]), flat_params(result_b["model"]))
@@ -119,15 +131,15 @@ def test_max_steps_then_resume(straight_run, tmp_path):
 
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="'learning_rate'"):
-        config_from_dict({"data": DATA, "learning_rate": 1e-3})
+        config_from_dict({"data": {"files": DATA}, "optimiser": {"learning_rate": 1e-3}})
     with pytest.raises(TypeError, match="'epochs'"):
-        TrainConfig(data=DATA, epochs="ten")
-    with pytest.raises(TypeError, match="'optimizer'"):
-        TrainConfig(data=DATA, optimizer="sgd")
+        TrainConfig(data={"files": DATA}, optimiser={"epochs": "ten"})
+    with pytest.raises(TypeError, match="'name'"):
+        TrainConfig(data={"files": DATA}, optimiser={"name": "sgd"})
     with pytest.raises(ValueError, match="exactly one"):
         TrainConfig()
     path = tmp_path / "cfg.yaml"
-    path.write_text(f"data: {DATA}\nbatchsize: 4\n")
+    path.write_text(f"data: {{files: {DATA}}}\noptimiser: {{batchsize: 4}}\n")
     with pytest.raises(ValueError, match="'batchsize'"):
         load_config(path)
 
@@ -138,7 +150,7 @@ def test_cli_train(tmp_path, capsys):
     from ecse.cli import main
 
     path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(tiny(tmp_path / "run", epochs=1)))
+    path.write_text(yaml.safe_dump(tiny(tmp_path / "run", optimiser={"epochs": 1})))
     assert main(["train", str(path)]) == 0
     assert "epoch 1/1" in capsys.readouterr().out
     assert (tmp_path / "run" / "last.pt").is_file()
@@ -146,7 +158,8 @@ def test_cli_train(tmp_path, capsys):
 
 
 def test_ecse_in_loop_and_wrapping(tmp_path):
-    result = train(tiny(tmp_path, epochs=1, split_sizes=[8, 4, 0], ecse_in_loop=True), log=None)
+    result = train(tiny(tmp_path, optimiser={"epochs": 1}, data={"split_sizes": [8, 4, 0]}, ecse={"in_loop": True}),
+                   log=None)
     assert type(result["model"]).__name__ == "ECSE" and result["finished"]
     assert type(load_model(tmp_path / "last.pt")).__name__ == "ECSE"
     assert type(load_model(tmp_path / "last.pt", wrap=False)).__name__ == "PET"
@@ -158,11 +171,10 @@ TENSOR_FILE = "water_tensors/water_monomer_coords_1000.xyz"
 
 
 def water(shared_data, output_dir, targets, **overrides) -> dict:
-    options = {"data": str(shared_data / TENSOR_FILE), "data_index": ":20", "split_sizes": [12, 4, 4],
-               "targets": targets, "model": TINY_MODEL, "epochs": 3, "batch_size": 4, "lr": 3e-3,
-               "dtype": "float64", "output_dir": str(output_dir), "progress": False}
-    options.update(overrides)
-    return options
+    return sections({"data": {"files": str(shared_data / TENSOR_FILE), "index": ":20", "split_sizes": [12, 4, 4],
+                              "targets": targets}, "model": TINY_MODEL,
+                     "optimiser": {"epochs": 3, "batch_size": 4, "lr": 3e-3},
+                     "run": {"dtype": "float64", "output_dir": str(output_dir), "progress": False}}, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -197,9 +209,10 @@ def test_stress_in_the_loss_reduces_the_stress_error(emt_cells, tmp_path):
 
     # full-batch steps on 2 cells, the stress term alone in the loss: without it (or with
     # a wrong sign) the stress error would not go down
-    options = {"data": emt_cells, "split_sizes": [2, 1, 1], "model": TINY_MODEL, "epochs": 5, "batch_size": 2,
-               "lr": 1e-2, "decay": "constant", "dtype": "float64", "energy_weight": 0.0, "forces_weight": 0.0,
-               "stress_weight": 1.0, "augment_rotations": False, "output_dir": str(tmp_path), "progress": False}
+    options = {"data": {"files": emt_cells, "split_sizes": [2, 1, 1], "augment_rotations": False},
+               "model": TINY_MODEL, "optimiser": {"epochs": 5, "batch_size": 2, "lr": 1e-2, "decay": "constant"},
+               "loss": {"energy_weight": 0.0, "forces_weight": 0.0, "stress_weight": 1.0},
+               "run": {"dtype": "float64", "output_dir": str(tmp_path), "progress": False}}
     result = train(options, log=None)
     assert result["targets"] == {"energy": "energy", "forces": "forces", "stress": "stress"}
     losses = [row["train_loss"] for row in result["history"]]
@@ -228,8 +241,8 @@ def test_stress_needs_periodic_structures(tmp_path):
     atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((5, 3)), stress=np.zeros(6))
     ase.io.write(tmp_path / "molecule.xyz", [atoms, atoms], format="extxyz")
     with pytest.raises(ValueError, match=r"molecule.xyz'\[0\]: stress target 'stress' needs a periodic structure"):
-        train({"data": str(tmp_path / "molecule.xyz"), "split_sizes": [1, 1, 0], "stress_weight": 1.0,
-               "output_dir": str(tmp_path)}, log=None)
+        train({"data": {"files": str(tmp_path / "molecule.xyz"), "split_sizes": [1, 1, 0]},
+               "loss": {"stress_weight": 1.0}, "run": {"output_dir": str(tmp_path)}}, log=None)
 
 
 @pytest.mark.parametrize("kind", ["rank2-symmetric", "vector"])
@@ -237,7 +250,7 @@ def test_tensor_training_reduces_loss_and_resumes_exactly(shared_data, tmp_path,
     if not (shared_data / TENSOR_FILE).is_file():
         pytest.skip("water tensor data not available")
     key = "alpha" if kind.startswith("rank2") else "mu"
-    straight = train(water(shared_data, tmp_path / "a", {key: kind}, checkpoint_every=2), log=None)
+    straight = train(water(shared_data, tmp_path / "a", {key: kind}, run={"checkpoint_every": 2}), log=None)
     losses = [row["train_loss"] for row in straight["history"]]
     assert min(losses[1:]) < 0.8 * losses[0]  # measured: 0.77 (alpha), 0.68 (mu)
     assert set(straight["test"]) == {"loss", f"{key}_mae", f"{key}_rmse"}
@@ -249,8 +262,10 @@ def test_tensor_training_reduces_loss_and_resumes_exactly(shared_data, tmp_path,
             raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError, match="killed"):
-        train(water(shared_data, tmp_path / "b", {key: kind}, checkpoint_every=2), log=None, step_hook=kill)
-    resumed = train(water(shared_data, tmp_path / "b", {key: kind}, checkpoint_every=2), resume=True, log=None)
+        train(water(shared_data, tmp_path / "b", {key: kind}, run={"checkpoint_every": 2}), log=None,
+              step_hook=kill)
+    resumed = train(water(shared_data, tmp_path / "b", {key: kind}, run={"checkpoint_every": 2}), resume=True,
+                    log=None)
     assert torch.equal(flat_params(straight["model"]), flat_params(resumed["model"]))
     assert losses == [row["train_loss"] for row in resumed["history"]]
 
@@ -261,7 +276,7 @@ def test_tensor_checkpoint_rebuilds_an_equivariant_model(shared_data, tmp_path):
     from ecse.atomistic import load_dataset
     from ecse.testing import random_rotation
 
-    result = train(water(shared_data, tmp_path, {"alpha": "rank2"}, epochs=1), log=None)
+    result = train(water(shared_data, tmp_path, {"alpha": "rank2"}, optimiser={"epochs": 1}), log=None)
     data = load_dataset(shared_data / TENSOR_FILE, index=":3", dtype=torch.float64)
     batch = Batch.from_data_list(data)
     bare, wrapped = load_model(tmp_path / "last.pt", wrap=False), load_model(tmp_path / "last.pt", wrap=True)
@@ -304,15 +319,17 @@ def test_rotate_targets_matches_independent_formulas():
 
 def test_target_errors(tmp_path, shared_data):
     with pytest.raises(ValueError, match="'mu' has unknown type 'dipole'"):
-        TrainConfig(data=DATA, targets={"mu": "dipole"})
+        TrainConfig(data={"files": DATA, "targets": {"mu": "dipole"}})
     with pytest.raises(ValueError, match="exactly one tensor target"):
-        TrainConfig(data=DATA, targets={"mu": "vector", "alpha": "rank2"})
+        TrainConfig(data={"files": DATA, "targets": {"mu": "vector", "alpha": "rank2"}})
     with pytest.raises(ValueError, match="cannot be combined"):
-        TrainConfig(data=DATA, targets={"energy": "energy", "mu": "1x1o"})
+        TrainConfig(data={"files": DATA, "targets": {"energy": "energy", "mu": "1x1o"}})
     with pytest.raises(ValueError, match="need an 'energy' target"):
-        TrainConfig(data=DATA, targets={"forces": "forces"})
+        TrainConfig(data={"files": DATA, "targets": {"forces": "forces"}})
     with pytest.raises(ValueError, match="no stress target"):
-        TrainConfig(data=DATA, targets={"energy": "energy"}, stress_weight=1.0)
+        TrainConfig(data={"files": DATA, "targets": {"energy": "energy"}}, loss={"stress_weight": 1.0})
+    with pytest.raises(ValueError, match="leave 'output' and 'level' out of the model section"):
+        TrainConfig(data={"files": DATA, "targets": {"mu": "vector"}}, model={"output": "rank2"})
     if (shared_data / TENSOR_FILE).is_file():  # 'mu' has 3 numbers, not 9
         with pytest.raises(ValueError, match=r"water_monomer_coords_1000.xyz'\[0\]: target 'mu' \(rank2\) has 3"):
             train(water(shared_data, tmp_path, {"mu": "rank2"}), log=None)
@@ -330,17 +347,24 @@ class StepClock:
     def tick(self, *args) -> None:
         self.now += 1.0
 
+    def install(self, monkeypatch) -> None:
+        """Replace ``time`` where the training code reads the clock (start and loop)."""
+        import ecse.atomistic._loop as loop
+        import ecse.atomistic.training as training
+
+        for module in (training, loop):
+            monkeypatch.setattr(module, "time", self)
+
 
 def test_max_time_stops_and_tests_the_best_model(tmp_path, monkeypatch):
-    import ecse.atomistic.training as training
     from ecse.atomistic.derivatives import energy_and_forces
 
     from ecse.atomistic import load_dataset, split_dataset
 
     clock = StepClock()
-    monkeypatch.setattr(training, "time", clock)
+    clock.install(monkeypatch)
 
-    result = train(tiny(tmp_path, epochs=10, max_time=4.5), log=None, step_hook=clock.tick)
+    result = train(tiny(tmp_path, optimiser={"epochs": 10}, run={"max_time": 4.5}), log=None, step_hook=clock.tick)
     # 3 steps per epoch: epoch 1 ends at t=3, epoch 2 stops after its 2nd step (t=5 > 4.5)
     assert result["stopped"] == "max_time" and not result["finished"]
     assert result["global_step"] == 5 and result["epochs_completed"] == 1
@@ -357,11 +381,11 @@ def test_max_time_stops_and_tests_the_best_model(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("stop_loss, kept", [(0.5, "stop"), (2.0, "epoch")])
 def test_max_time_validates_the_state_it_stopped_mid_epoch(tmp_path, monkeypatch, stop_loss, kept):
-    import ecse.atomistic.training as training
+    import ecse.atomistic._loop as loop
 
     clock = StepClock()
-    monkeypatch.setattr(training, "time", clock)
-    real, calls = training.evaluate, []
+    clock.install(monkeypatch)
+    real, calls = loop.evaluate, []
 
     def scripted(model, data, *args):  # validation losses: epoch 1 -> 1.0, the stop -> stop_loss
         out = real(model, data, *args)
@@ -370,8 +394,8 @@ def test_max_time_validates_the_state_it_stopped_mid_epoch(tmp_path, monkeypatch
             out["loss"] = 1.0 if len(calls) == 1 else stop_loss
         return out
 
-    monkeypatch.setattr(training, "evaluate", scripted)
-    result = train(tiny(tmp_path, epochs=10, max_time=4.5), log=None, step_hook=clock.tick)
+    monkeypatch.setattr(loop, "evaluate", scripted)
+    result = train(tiny(tmp_path, optimiser={"epochs": 10}, run={"max_time": 4.5}), log=None, step_hook=clock.tick)
     assert calls[:2] == [8, 8] and len(calls) == 3  # epoch 1, the stop (both validation), then the test set
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     last = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -385,13 +409,13 @@ def test_max_time_validates_the_state_it_stopped_mid_epoch(tmp_path, monkeypatch
 
 
 def test_max_time_wall_clock(tmp_path):
-    result = train(tiny(tmp_path, epochs=50, max_time=1e-3), log=None)
+    result = train(tiny(tmp_path, optimiser={"epochs": 50}, run={"max_time": 1e-3}), log=None)
     assert result["stopped"] == "max_time" and result["global_step"] == 1 and result["test_model"] == "last"
     assert result["test"]["forces_mae"] > 0
 
 
 def test_progress_bar(tmp_path, capsys):
-    train(tiny(tmp_path / "a", epochs=1, progress=True), log=None)
+    train(tiny(tmp_path / "a", optimiser={"epochs": 1}, run={"progress": True}), log=None)
     assert "epoch 1/1" in capsys.readouterr().err
-    train(tiny(tmp_path / "b", epochs=1, progress=False), log=None)
+    train(tiny(tmp_path / "b", optimiser={"epochs": 1}, run={"progress": False}), log=None)
     assert capsys.readouterr().err == ""

@@ -77,5 +77,5 @@ def epoch_line(config, types: dict, row: dict) -> str:
         metrics = (f"val E MAE {row['val_energy_mae']:.4g} ({row['val_energy_mae_per_atom']:.4g}/atom)"
                    + "".join(f"  val {kind[0].upper()} MAE {row[f'val_{kind}_mae']:.4g}"
                              for kind in ("forces", "stress") if kind in types.values()))
-    return f"epoch {row['epoch']}/{config.epochs}  loss {row['train_loss']:.4g}  {metrics}  lr {row['lr']:.3g}  " \
+    return f"epoch {row['epoch']}/{config.optimiser.epochs}  loss {row['train_loss']:.4g}  {metrics}  lr {row['lr']:.3g}  " \
            f"{row['time']:.1f}s"

@@ -27,39 +27,43 @@ from ..atomistic.datasets import bundled_dataset
 __all__ = ["methane_demo_config", "run_methane_demo"]
 
 _FULL = dict(
+    data=dict(index=":"),
     model=dict(d_model=64, num_gnn_layers=2, num_transformer_layers=2, num_heads=4, dim_feedforward=128,
                head_hidden=64, pre_ln=True),
-    epochs=60, batch_size=8, lr=2e-3, warmup_epochs=1.0, grad_clip=1.0, data_index=":")
+    optimiser=dict(epochs=60, batch_size=8, lr=2e-3, warmup_epochs=1.0, grad_clip=1.0))
 _MAX_TIME = 270.0  # s of training in the full run: the demo stays within ~5 minutes on a busy machine
 _FAST = dict(
+    data=dict(index=":96"),
     model=dict(d_model=16, num_gnn_layers=1, num_transformer_layers=1, num_heads=2, dim_feedforward=32,
                head_hidden=16, pre_ln=True),
-    epochs=4, batch_size=8, lr=3e-3, warmup_epochs=0.0, grad_clip=1.0, data_index=":96")
+    optimiser=dict(epochs=4, batch_size=8, lr=3e-3, warmup_epochs=0.0, grad_clip=1.0))
 _EVAL = {False: dict(index=":", rotations=8), True: dict(index=":16", rotations=2)}
 
 
 def methane_demo_config(output: str = "runs/demo", fast: bool = False, epochs: Optional[int] = None,
                         threads: Optional[int] = None, seed: int = 0, max_time: Optional[float] = None) -> dict:
-    """Training options (a :class:`~ecse.atomistic.config.TrainConfig` dict) of the demo.
+    """Training options (a :class:`~ecse.atomistic.config.TrainConfig` dict, in sections)
+    of the demo.
 
     ``max_time``: training budget in seconds (default 270 for the full run, none for
     ``fast``; 0: no limit).
 
     >>> cfg = methane_demo_config(fast=True, epochs=2)
-    >>> cfg["epochs"], cfg["output_dir"], os.path.basename(cfg["train_file"])
+    >>> cfg["optimiser"]["epochs"], cfg["run"]["output_dir"], os.path.basename(cfg["data"]["train_file"])
     (2, 'runs/demo', 'methane_train.xyz')
     """
     files = bundled_dataset("methane")
-    options = dict(_FAST if fast else _FULL)
-    options.update(train_file=str(files["train"]), val_file=str(files["val"]), test_file=str(files["test"]),
-                   output_dir=os.fspath(output), seed=seed, num_threads=threads or 1, dtype="float32")
+    preset = _FAST if fast else _FULL
+    options = {section: dict(values) for section, values in preset.items()}
+    options["data"].update(train_file=str(files["train"]), val_file=str(files["val"]), test_file=str(files["test"]))
     limit = (None if fast else _MAX_TIME) if max_time is None else max_time
-    options["max_time"] = float(limit) if limit else None
+    options["run"] = dict(output_dir=os.fspath(output), seed=seed, num_threads=threads or 1, dtype="float32",
+                          max_time=float(limit) if limit else None)
     if epochs is not None:
         if epochs < 1:
             raise ValueError(f"epochs must be positive, got {epochs}")
-        options["epochs"] = epochs
-        options["warmup_epochs"] = min(options["warmup_epochs"], float(epochs))
+        optimiser = options["optimiser"]
+        optimiser.update(epochs=epochs, warmup_epochs=min(optimiser["warmup_epochs"], float(epochs)))
     return options
 
 
@@ -97,18 +101,18 @@ def run_methane_demo(output: str = "runs/demo", fast: bool = False, epochs: Opti
     t0 = time.perf_counter()
     say = log or (lambda msg: None)
     config = methane_demo_config(output, fast, epochs, threads, seed, max_time)
-    model = config["model"]
+    model, run = config["model"], config["run"]
     say(f"Training PET (d_model={model['d_model']}, {model['num_gnn_layers']} message-passing layers) on the "
-        f"bundled methane data, {config['epochs']} epochs"
-        + (f" (at most {config['max_time']:.0f} s)" if config["max_time"] else "")
-        + f", float32, random rotations as augmentation; checkpoints in {config['output_dir']}/")
+        f"bundled methane data, {config['optimiser']['epochs']} epochs"
+        + (f" (at most {run['max_time']:.0f} s)" if run["max_time"] else "")
+        + f", float32, random rotations as augmentation; checkpoints in {run['output_dir']}/")
     summary = train(config, log=say)
     summary.pop("model", None)
     say(f"training took {time.perf_counter() - t0:.0f} s; evaluating best.pt on the test split, bare and "
         "ECSE-wrapped (same weights), in float64")
     evaluation = _EVAL[bool(fast)]
-    report = evaluate_checkpoint(summary["best_checkpoint"], config["test_file"], index=evaluation["index"],
-                                 output_dir=config["output_dir"], rotations=evaluation["rotations"],
+    report = evaluate_checkpoint(summary["best_checkpoint"], config["data"]["test_file"], index=evaluation["index"],
+                                 output_dir=run["output_dir"], rotations=evaluation["rotations"],
                                  batch_size=16, dtype="float64", seed=seed, log=say)
     total = time.perf_counter() - t0
     say(f"total time {total:.0f} s")

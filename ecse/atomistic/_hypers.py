@@ -1,0 +1,143 @@
+"""The model sections of a training configuration: PET's hyperparameters (``model``) and
+the ECSE wrapper's options (``ecse``), each option documented where it is defined.
+
+>>> PETHypers(d_model=64).kwargs()["d_model"], PETHypers().kwargs()["cutoff"]
+(64, 5.0)
+>>> ECSEOptions().kwargs(cutoff=5.0)["num_prunings"]
+0
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+from ._options import Section
+
+__all__ = ["PETHypers", "ECSEOptions"]
+
+
+@dataclass(frozen=True)
+class PETHypers(Section):
+    """Hyperparameters of ``ecse.backbones.PET`` (its defaults: the published PET)."""
+
+    section = "model"
+
+    cutoff: float = 5.0
+    """Neighbour cutoff in Å."""
+    cutoff_width: float = 0.2
+    """Width in Å of the cosine switch of the attention and of the edge readout
+    (``0 < cutoff_width <= cutoff``)."""
+    d_model: int = 128
+    """Token width."""
+    num_gnn_layers: int = 3
+    """Message-passing layers."""
+    num_transformer_layers: int = 3
+    """Transformer layers per message-passing layer."""
+    num_heads: int = 4
+    """Attention heads (must divide ``d_model``)."""
+    dim_feedforward: int = 512
+    """Hidden width of the transformer feed-forward block (SiLU)."""
+    head_hidden: int = 128
+    """Hidden width of the two-hidden-layer atom and edge heads."""
+    pre_ln: bool = False
+    """Pre-LayerNorm transformer layers instead of PET's post-LayerNorm."""
+    fused_attention: bool = False
+    """Compute the (identical) cutoff-modulated attention with torch's fused
+    ``scaled_dot_product_attention`` (faster and lighter for many neighbours)."""
+    level: Literal["graph", "node"] = "graph"
+    """``graph``: one output per structure (the sum over atoms); ``node``: per atom.
+    Energies and tensor targets are per structure: leave it at ``graph``."""
+    output: Optional[str] = None
+    """What PET predicts: ``scalar``, ``vector``, ``rank2``, ``rank2-symmetric`` or an e3nn
+    Irreps string. ``null`` (default): from the targets (``scalar`` for an energy, the
+    tensor target's type otherwise); when given for a tensor target it must equal its type."""
+    chunk_tokens: Optional[int] = None
+    """Evaluate each message-passing layer on groups of atoms of about this many tokens,
+    recomputing activations in the backward pass (bounded memory for large systems);
+    ``null``: one call per layer, activations kept."""
+    zero_init_heads: bool = False
+    """Start the last layer of every head at zero, so a new model predicts exactly the
+    composition baseline."""
+    num_radial: int = 0
+    """Gaussian functions of the interatomic distance added to the edge embedding's input
+    (0: PET's linear edge embedding; else at least 2)."""
+
+    def check(self) -> None:
+        self.positive("d_model", "num_gnn_layers", "num_transformer_layers", "num_heads", "dim_feedforward",
+                      "head_hidden", "chunk_tokens")
+        self.positive("num_radial", minimum=0)
+
+    def kwargs(self, output: Optional[str] = None) -> dict[str, Any]:
+        """Keyword arguments of ``PET``; ``output`` (from the targets) fills an unset ``output``."""
+        options = self.to_dict()
+        chosen = options.pop("output") or output
+        return {**options, **({"output": chosen} if chosen is not None else {})}
+
+
+@dataclass(frozen=True)
+class ECSEOptions(Section):
+    """Options of ``ecse.ECSE`` around the trained PET: used in the loop with ``in_loop``
+    and whenever a checkpoint is loaded wrapped (``load_model(..., wrap=True)``).
+
+    The defaults are ECSE's (the published frame settings) except ``num_prunings``: 0
+    (no frame pruning). The published pruning (threshold 0.9, 4 rounds) switches frames on
+    and off over a narrow range of weights; with a backbone that is only approximately
+    invariant this makes the wrapped forces steep there, so NVE molecular dynamics with
+    pruning does not conserve energy at 0.5 fs (see the README). Without pruning
+    a structure costs more frames; ``num_prunings: 4`` restores the published settings.
+    The output type (``vector``, ...) follows the tensor target.
+    """
+
+    section = "ecse"
+
+    in_loop: bool = False
+    """Train through ``ECSE(PET)`` (fine-tuning of the symmetrised model) instead of the
+    bare PET; checkpoints then hold the wrapped model."""
+    cutoff: Optional[float] = None
+    """Radius of the neighbours that define frames, in Å (``null``: PET's cutoff)."""
+    mode: Literal["global", "local"] = "global"
+    """``global``: PET runs once per retained frame of each structure; ``local``: every
+    per-atom update runs in that atom's own frames (cost linear in system size)."""
+    o3: bool = False
+    """Also exact under reflections (adds the mirror image of every frame: twice the cost)."""
+    aux: Optional[Literal["default"]] = "default"
+    """Fallback for structures without a usable frame: ``default`` (a learned distance
+    model plus PET's composition offsets) or ``null`` (such a structure raises an error)."""
+    chunk_size: Optional[int] = 65536
+    """About this many nodes (over all frame copies) per backbone call, recomputed in the
+    backward pass when there are several chunks (bounded memory); ``null``: one call."""
+    beta: float = 5.0
+    """Sharpness of the smooth minimum in the adaptive cutoff, per length unit
+    (``FrameParams.beta``)."""
+    angle_threshold: float = 0.2
+    """sin² of the angle from which a pair of neighbours is a good frame
+    (``FrameParams.angle_threshold``)."""
+    angle_width: float = 0.15
+    """Width of the angular switch (``FrameParams.angle_width``)."""
+    radial_width: float = 0.15
+    """Width of the radial switches and margin of the inner cutoff (``FrameParams.radial_width``)."""
+    aux_threshold: float = 0.5
+    """Largest frame weight from which the auxiliary model is off (``FrameParams.aux_threshold``)."""
+    pruning_threshold: float = 0.9
+    """Frames below this fraction of the largest weight are pruned (``FrameParams.pruning_threshold``)."""
+    num_prunings: int = 0
+    """Rounds of frame pruning (0: none; the published ECSE: 4)."""
+    max_outer_cutoff: float = 10.0
+    """The outer cutoff is ``min(cutoff, max_outer_cutoff)`` (``FrameParams.max_outer_cutoff``)."""
+    length_scale: float = 1.0
+    """Unit of the length-valued settings (``1/beta``, ``radial_width``,
+    ``max_outer_cutoff``); the published values are for Å."""
+
+    def check(self) -> None:
+        self.positive("chunk_size")
+        self.positive("num_prunings", minimum=0)
+        if self.cutoff is not None and self.cutoff <= 0:
+            raise ValueError(f"config option 'cutoff' (section 'ecse') must be positive, got {self.cutoff}")
+
+    def kwargs(self, cutoff: float, output: Optional[str] = None) -> dict[str, Any]:
+        """Keyword arguments of ``ECSE`` besides the backbone; ``cutoff``: PET's (used
+        when the section's is ``null``), ``output``: the tensor target's type."""
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "in_loop"}
+        options["cutoff"] = cutoff if self.cutoff is None else self.cutoff
+        return {**options, **({"output": output} if output is not None else {})}
