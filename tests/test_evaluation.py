@@ -286,11 +286,14 @@ def test_methane_demo_config_overrides():
     from ecse.demos.methane import methane_demo_config
 
     full, fast = methane_demo_config(), methane_demo_config(fast=True)
-    assert full["max_time"] > 0 and fast["max_time"] is None and fast["epochs"] < full["epochs"]
-    assert fast["model"]["d_model"] < full["model"]["d_model"] and full["num_threads"] == 1
-    assert methane_demo_config(max_time=0)["max_time"] is None
+    run, opt = {"full": full["run"], "fast": fast["run"]}, {"full": full["optimiser"], "fast": fast["optimiser"]}
+    assert run["full"]["max_time"] > 0 and run["fast"]["max_time"] is None
+    assert opt["fast"]["epochs"] < opt["full"]["epochs"]
+    assert fast["model"]["d_model"] < full["model"]["d_model"] and run["full"]["num_threads"] == 1
+    assert methane_demo_config(max_time=0)["run"]["max_time"] is None
     cfg = methane_demo_config("out", epochs=1, threads=2, max_time=5)
-    assert (cfg["epochs"], cfg["num_threads"], cfg["max_time"], cfg["warmup_epochs"]) == (1, 2, 5.0, 1.0)
+    assert (cfg["optimiser"]["epochs"], cfg["run"]["num_threads"], cfg["run"]["max_time"],
+            cfg["optimiser"]["warmup_epochs"]) == (1, 2, 5.0, 1.0)
     config_from_dict(cfg)  # a valid TrainConfig
     with pytest.raises(ValueError, match="epochs"):
         methane_demo_config(epochs=0)
