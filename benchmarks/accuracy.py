@@ -68,7 +68,6 @@ test evaluation.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -101,7 +100,7 @@ PET_HYPER = dict(cutoff=5.0, cutoff_width=0.2, d_model=64, num_gnn_layers=2, num
 SCHNET_HYPER = dict(cutoff=5.0, hidden_channels=128, num_filters=128, num_interactions=3, num_gaussians=50)
 MACE_HYPER = dict(r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=3, num_interactions=2,
                   hidden_irreps="64x0e+64x1o", correlation=3, MLP_irreps="16x0e", radial_MLP=[64, 64, 64])
-ECSE_OPTIONS = dict(cutoff=5.0, chunk_size=4096)
+ECSE_OPTIONS = dict(cutoff=5.0, chunk_size=4096, num_prunings=4)  # the published pruning (the stack's default: 0)
 
 
 def write_splits(name: str, data_dir: Path, out_dir: Path, seed: int = 0) -> dict[str, str]:
@@ -134,20 +133,24 @@ def _row(dataset: str, model: str, test: dict, **extra) -> dict:
 
 def pet_train_options(dataset: str, paths: dict, hyper: dict, *, epochs: int, weights: tuple[float, float],
                       max_time: float, output_dir) -> dict:
-    """``ecse.atomistic.train`` options of the protocol above for PET with ``hyper`` on
-    ``dataset`` (``paths``: its ``train``/``val`` split files); ``weights``: (energy, forces)."""
+    """``ecse.atomistic.train`` options (sections) of the protocol above for PET with
+    ``hyper`` on ``dataset`` (``paths``: its ``train``/``val`` split files); ``weights``:
+    (energy, forces)."""
     spec = DATASETS[dataset]
-    return dict(train_file=paths["train"], val_file=paths["val"], energy_key=ENERGY_KEY, forces_key=FORCES_KEY,
-                model=hyper, ecse=ECSE_OPTIONS, epochs=epochs, batch_size=spec["batch_size"],
-                val_batch_size=spec["val_batch_size"], lr=COMMON["lr"], decay="cosine",
-                grad_clip=COMMON["grad_clip"], warmup_epochs=COMMON["warmup_epochs"], energy_weight=weights[0],
-                forces_weight=weights[1], seed=COMMON["seed"], augment_rotations=True, dtype="float32",
-                max_time=max_time, output_dir=str(output_dir), progress=False)
+    return dict(
+        data=dict(train_file=paths["train"], val_file=paths["val"], energy_key=ENERGY_KEY, forces_key=FORCES_KEY,
+                  augment_rotations=True),
+        model=dict(hyper), ecse=dict(ECSE_OPTIONS),
+        loss=dict(energy_weight=weights[0], forces_weight=weights[1]),
+        optimiser=dict(epochs=epochs, batch_size=spec["batch_size"], val_batch_size=spec["val_batch_size"],
+                       lr=COMMON["lr"], decay="cosine", grad_clip=COMMON["grad_clip"],
+                       warmup_epochs=COMMON["warmup_epochs"]),
+        run=dict(seed=COMMON["seed"], dtype="float32", max_time=max_time, output_dir=str(output_dir),
+                 progress=False))
 
 
 def run_pet(dataset: str, paths: dict, sets: dict, ctx: dict) -> list[dict]:
     from ecse.backbones import PET
-    from ecse.atomistic.config import TrainConfig
     from ecse.atomistic.training import load_model, train
 
     spec, budget = DATASETS[dataset], ctx["budget"]
@@ -161,13 +164,11 @@ def run_pet(dataset: str, paths: dict, sets: dict, ctx: dict) -> list[dict]:
 
     epochs, t_step = probe_epochs(make, sets["train"], sets["val"], spec["batch_size"], spec["val_batch_size"],
                                   COMMON["lr"], budget, ctx["scales"], ctx["weights"], KEYS)
-    options = {**pet_train_options(dataset, paths, hyper, epochs=epochs, weights=ctx["weights"], max_time=budget,
-                                   output_dir=ctx["workdir"] / f"pet_{dataset}"), "num_threads": ctx["threads"]}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    if "max_time" not in known:
-        raise RuntimeError("ecse.atomistic.TrainConfig has no 'max_time' option (wall-clock budget)")
+    options = pet_train_options(dataset, paths, hyper, epochs=epochs, weights=ctx["weights"], max_time=budget,
+                                output_dir=ctx["workdir"] / f"pet_{dataset}")
+    options["run"]["num_threads"] = ctx["threads"]
     start = time.perf_counter()
-    summary = train({k: v for k, v in options.items() if k in known}, log=lambda m: print("  " + m, flush=True))
+    summary = train(options, log=lambda m: print("  " + m, flush=True))
     train_time = time.perf_counter() - start
     ckpt = summary["best_checkpoint"] if summary.get("best_epoch") else summary["last_checkpoint"]
     info = dict(params=sum(p.numel() for p in summary["model"].parameters()), epochs_planned=epochs,

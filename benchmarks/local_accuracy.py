@@ -8,8 +8,8 @@ seeded split of ``water_deepmd_400.xyz``):
 1. train PET with random-rotation augmentation for ``--minutes`` (wall clock), then
    evaluate the *same weights* bare, as ``ECSE(pet, mode="global")`` and as
    ``ECSE(pet, mode="local")`` (a posteriori symmetrisation);
-2. train PET with the local ensemble in the loop (``ecse_in_loop: true,
-   ecse: {mode: local}``) for the same budget and evaluate it.
+2. train PET with the local ensemble in the loop (``ecse: {in_loop: true, mode: local,
+   num_prunings: 4}``) for the same budget and evaluate it.
 
 Reported: test energy MAE per atom (meV/atom) and force MAE (meV/Å). The global ensemble
 costs one PET pass per retained frame (72 on a water box), so water is evaluated on the
@@ -27,8 +27,8 @@ import torch
 from torch_geometric.data import Batch
 
 from ecse import ECSE
-from ecse.atomistic.targets import predict, target_types
-from ecse.atomistic.training import _load_splits, load_model, train
+from ecse.atomistic.targets import predict
+from ecse.atomistic.training import load_model, load_splits, train
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = dict(cutoff=5.0, d_model=64, num_gnn_layers=2, num_transformer_layers=2, num_heads=4,
@@ -36,16 +36,20 @@ MODEL = dict(cutoff=5.0, d_model=64, num_gnn_layers=2, num_transformer_layers=2,
 
 
 def _config(dataset: str, data: Path, minutes: float, out: Path, local_in_loop: bool) -> dict:
-    base = dict(model=MODEL, lr=1e-3, decay="constant", warmup_epochs=0.0, epochs=10_000, max_time=60 * minutes,
-                output_dir=str(out), energy_weight=0.1, forces_weight=1.0, seed=0, progress=False)
+    options = dict(model=MODEL, loss=dict(energy_weight=0.1, forces_weight=1.0),
+                   optimiser=dict(lr=1e-3, decay="constant", warmup_epochs=0.0, epochs=10_000),
+                   run=dict(max_time=60 * minutes, output_dir=str(out), seed=0, progress=False))
     if local_in_loop:
-        base.update(ecse_in_loop=True, ecse={"mode": "local"})
+        options["ecse"] = dict(in_loop=True, mode="local", num_prunings=4)  # ECSE's published pruning
     if dataset == "methane":
         d = data / "methane"
-        return {**base, "train_file": str(d / "methane_train.xyz"), "val_file": str(d / "methane_val.xyz"),
-                "test_file": str(d / "methane_test.xyz"), "batch_size": 16}
-    return {**base, "data": str(data / "water_bulk_64" / "water_deepmd_400.xyz"), "split_sizes": [300, 50, 50],
-            "batch_size": 2}
+        options["data"] = dict(train_file=str(d / "methane_train.xyz"), val_file=str(d / "methane_val.xyz"),
+                               test_file=str(d / "methane_test.xyz"))
+        options["optimiser"]["batch_size"] = 16
+    else:
+        options["data"] = dict(files=str(data / "water_bulk_64" / "water_deepmd_400.xyz"), split_sizes=[300, 50, 50])
+        options["optimiser"]["batch_size"] = 2
+    return options
 
 
 def _mae(model, test: list, batch_size: int) -> dict:
@@ -84,7 +88,7 @@ def main(argv=None) -> None:
                 cfg = _config(dataset, args.data, args.minutes, Path(tmp) / dataset / name.replace(" ", "_"), in_loop)
                 run = train(cfg, log=None)
                 ckpt = run["best_checkpoint"] if Path(run["best_checkpoint"]).is_file() else run["last_checkpoint"]
-                test = _load_splits(run["config"], target_types(run["config"]), torch.float32)[2]
+                test = load_splits(run["config"], torch.float32)[2]
                 if dataset == "water":
                     test = test[:args.water_test]
                 bs = 16 if dataset == "methane" else 1

@@ -43,10 +43,11 @@ def main(argv=None) -> dict:
     if args.split_dir is None:
         write_splits("water", args.data, split_dir, COMMON["seed"])
     paths = {part: str(split_dir / f"water_{part}.xyz") for part in ("train", "val", "test")}
-    options = {**pet_train_options("water", paths, {**PET_HYPER, "num_radial": args.num_radial}, epochs=args.epochs,
-                                   weights=(args.energy_weight, COMMON["forces_weight"]), max_time=args.max_time,
-                                   output_dir=args.output_dir or Path(tempfile.mkdtemp(prefix="ecse-water-pet-"))),
-               "test_file": paths["test"], "lr": args.lr, "device": args.device}
+    options = pet_train_options("water", paths, {**PET_HYPER, "num_radial": args.num_radial}, epochs=args.epochs,
+                                weights=(args.energy_weight, COMMON["forces_weight"]), max_time=args.max_time,
+                                output_dir=args.output_dir or Path(tempfile.mkdtemp(prefix="ecse-water-pet-")))
+    options["data"]["test_file"], options["optimiser"]["lr"], options["run"]["device"] = \
+        paths["test"], args.lr, args.device
     start = time.perf_counter()
     out = train(options, log=lambda m: print(f"[{time.perf_counter() - start:.0f}s] {m}", flush=True))
     test = out["test"]

@@ -308,8 +308,9 @@ def test_ecse_variants_rows_compare_like_with_like(tmp_path):
     files = bundled_dataset("methane")
     model = {"cutoff": 3.0, "d_model": 8, "num_gnn_layers": 1, "num_transformer_layers": 1, "num_heads": 2,
              "dim_feedforward": 16, "head_hidden": 8}
-    train({"data": str(files["train"]), "data_index": ":12", "split_sizes": [8, 2, 2], "model": model, "epochs": 1,
-           "batch_size": 4, "dtype": "float64", "output_dir": str(tmp_path)}, log=None)
+    train({"data": {"files": str(files["train"]), "index": ":12", "split_sizes": [8, 2, 2]}, "model": model,
+           "optimiser": {"epochs": 1, "batch_size": 4}, "run": {"dtype": "float64", "output_dir": str(tmp_path)}},
+          log=None)
     frames = ase.io.read(files["test"], index=":4")
     for atoms in frames:
         atoms.info["REF_energy"], atoms.arrays["REF_forces"] = atoms.get_potential_energy(), atoms.get_forces()
@@ -354,7 +355,8 @@ def test_energy_weight_option_reaches_training_and_the_report(shared_data, tmp_p
     result = accuracy.main(["--datasets", "methane", "--models", "pet", "--minutes", "1", "--threads", "1",
                             "--energy-weight", "0.0123", "--pet-radial", "7", "--data", str(shared_data),
                             "--workdir", str(tmp_path), "--out", str(out)])
-    assert seen["energy_weight"] == 0.0123 and seen["forces_weight"] == 1.0
+    assert seen["loss"]["energy_weight"] == 0.0123 and seen["loss"]["forces_weight"] == 1.0
+    assert seen["run"]["num_threads"] == 1 and seen["ecse"]["num_prunings"] == 4  # the published pruning
     assert seen["model"]["num_radial"] == 7 and json.loads(out.read_text())["settings"]["pet"]["num_radial"] == 7
     assert result["results"][0]["error"].startswith("Captured")  # one failing model is reported, not fatal
     assert json.loads(out.read_text())["settings"]["common"]["energy_weight"] == 0.0123
@@ -381,8 +383,9 @@ def test_water_forces_diagnostic_runs_each_model(shared_data, tmp_path):
 
 
 def test_water_protocol_runs_the_harness_settings(shared_data, tmp_path, monkeypatch):
-    import ecse.atomistic.training as training
     import water_protocol
+
+    from ecse.atomistic.config import config_from_dict
 
     seen = {}
 
@@ -394,6 +397,8 @@ def test_water_protocol_runs_the_harness_settings(shared_data, tmp_path, monkeyp
     monkeypatch.setattr(water_protocol, "train", fake_train)
     water_protocol.main(["--num-radial", "5", "--energy-weight", "0.001", "--device", "cpu", "--max-time", "7",
                          "--data", str(shared_data), "--output-dir", str(tmp_path / "out")])
-    assert seen["model"]["num_radial"] == 5 and seen["energy_weight"] == 0.001 and seen["max_time"] == 7
-    assert seen["model"]["d_model"] == water_protocol.PET_HYPER["d_model"] and seen["augment_rotations"]
-    training.TrainConfig(**seen)  # every option is one the trainer knows
+    assert seen["model"]["num_radial"] == 5 and seen["loss"]["energy_weight"] == 0.001
+    assert seen["run"]["max_time"] == 7 and seen["run"]["device"] == "cpu" and seen["data"]["test_file"]
+    assert seen["model"]["d_model"] == water_protocol.PET_HYPER["d_model"] and seen["data"]["augment_rotations"]
+    config = config_from_dict(seen)  # every option is one the trainer knows, in the sectioned form
+    assert config.optimiser.lr == 1e-3 and config.ecse.num_prunings == 4
