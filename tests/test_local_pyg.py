@@ -15,11 +15,13 @@ from torch_geometric.nn import (MLP, DynamicEdgeConv, EdgeConv, GCNConv, Message
 from torch_geometric.utils import scatter
 
 from ecse import point_ops
-from ecse.pyg import LocalFrameLayer, LocalPointModel, edge_local_frames, symmetrize_layers
+from ecse.pyg import LocalFrameLayer, LocalPointModel, edge_local_frames, local_context, symmetrize_layers
 from ecse.pyg.model import _zero_coordinates
+from ecse.switching import cutoff_function
 from ecse.testing import point_clouds, random_rotation, rotations
 
 from .models import make_backbone
+from .test_smoothness import _assert_continuous
 
 BACKBONES = ["pointnet2", "dgcnn", "point_transformer"]
 GENERIC = ["random", "clustered", "planar", "collinear"]
@@ -246,3 +248,113 @@ def test_edge_frames_weights_sum_to_one_and_follow_the_edges():
     frames = ~lf.invariant  # auxiliary copies keep the identity
     assert torch.equal(lf2.invariant, lf.invariant)
     assert torch.allclose(lf2.rotation[frames], R @ lf.rotation[frames], atol=1e-12)
+
+
+class SmoothRelConv(RelConv):
+    """``RelConv`` whose messages fade out smoothly at the radius of its graph."""
+
+    def message(self, x_j, pos_i, pos_j):
+        fade = cutoff_function((pos_j - pos_i).norm(dim=-1, keepdim=True), 4.0, 1.0)
+        return x_j * self.mlp(pos_j - pos_i) * fade
+
+
+def _smooth_model():
+    net = LayerNet("user", radius=4.0)
+    net.conv = SmoothRelConv(8)
+    return LocalPointModel(net.double(), cutoff=4.0)
+
+
+def _copies_along(model, x0, v, ts):
+    """Frames (and auxiliary centres) of the adapted layer along ``X(t) = X0 + t V``."""
+    out = []
+    with torch.no_grad():
+        for t in ts:
+            model(Batch.from_data_list([Data(pos=x0 + t * v)]))
+            out.append((model.last_stats["frames_per_centre"], model.last_stats["aux_centres"]))
+    return out
+
+
+def test_smooth_when_a_neighbour_crosses_the_inner_cutoff():
+    x0 = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0, 1.05, 0], [0.3, 0.4, 1.0], [3.5, 3.0, 0.5]], dtype=torch.float64)
+    v = torch.zeros_like(x0)
+    v[3] = torch.tensor([0.3, 0.4, 1.0], dtype=torch.float64) * 1.2
+    model = _smooth_model()
+    assert len(set(_copies_along(model, x0, v, torch.linspace(0, 1, 21, dtype=torch.float64)))) > 1
+    _assert_continuous(model, x0, v)
+
+
+def test_smooth_hand_over_to_the_auxiliary_copies_when_collinear():
+    x0 = torch.tensor([[0.0, 0, 0], [1.0, 0.6, 0], [2.0, 0, 0], [3.0, 0.6, 0]], dtype=torch.float64)
+    v = torch.zeros_like(x0)
+    v[1, 1] = v[3, 1] = -0.6
+    model = _smooth_model()
+    stats = _copies_along(model, x0, v, torch.tensor([0.0, 1.0], dtype=torch.float64))
+    assert stats[0][0] > 0 and stats[1] == (0.0, 4)  # frames at the start, only auxiliary copies at the end
+    _assert_continuous(model, x0, v)
+
+
+def test_smooth_when_a_point_enters_the_layer_radius():
+    x0 = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0, 1.1, 0], [0.2, 0.1, 1.3], [4.6, 0.3, 0.2]], dtype=torch.float64)
+    v = torch.zeros_like(x0)
+    v[4, 0] = -1.2  # atom 4 enters the 4.0 radius of atoms 0-3
+    _assert_continuous(_smooth_model(), x0, v)
+
+
+class NormNet(nn.Module):
+    """Reads ``[features, r]`` (``r`` the last three columns) through ``|r|`` only: invariant."""
+
+    def __init__(self, c_in: int, c_out: int, drop: int = 0):
+        super().__init__()
+        self.drop, self.lin = drop, nn.Linear(c_in - 3 - drop + 1, c_out)
+
+    def forward(self, m):
+        return torch.tanh(self.lin(torch.cat([m[:, self.drop:-3], m[:, -3:].norm(dim=-1, keepdim=True)], -1)))
+
+
+class EdgeNormNet(nn.Module):
+    """EdgeConv's ``nn`` on ``[x_i, x_j - x_i]`` with coordinates last in ``x``: reads the
+    features and ``|p_j - p_i|`` only (not the absolute ``p_i``)."""
+
+    def __init__(self, c: int, c_out: int):
+        super().__init__()
+        self.c, self.lin = c, nn.Linear(2 * c + 1, c_out)
+
+    def forward(self, m):
+        c = self.c
+        xi, d = m[:, :c], m[:, c + 3:]
+        return torch.tanh(self.lin(torch.cat([xi, d[:, :c], d[:, c:].norm(dim=-1, keepdim=True)], -1)))
+
+
+@pytest.mark.parametrize("kind", ["pointnet", "bipartite", "transformer", "user", "edge"])
+def test_a_layer_with_invariant_messages_is_unchanged(kind):
+    """All frame copies then give the same value: the bookkeeping (edges per copy, self
+    loops, features, pairs, weights summing to one) must reproduce the bare layer."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(11)
+    pos = torch.randn(14, 3, generator=g, dtype=torch.float64) * 1.3
+    x = torch.randn(14, 4, generator=g, dtype=torch.float64)
+    edges = point_ops.radius_graph(pos, 2.5)
+    centres = torch.tensor([0, 3, 5, 8, 13])
+    if kind == "pointnet":
+        layer, args = PointNetConv(NormNet(7, 6), aggr="add"), (x, pos, edges)
+    elif kind == "bipartite":  # as PointNet++ set abstraction: centres are a subset
+        row, col = point_ops.radius(pos, pos[centres], 2.5)
+        layer = PointNetConv(NormNet(7, 6), aggr="add", add_self_loops=False)
+        args = ((x, x[centres]), (pos, pos[centres]), torch.stack([col, row]))
+    elif kind == "transformer":
+        layer = PointTransformerConv(4, 4, pos_nn=NormNet(3, 4), attn_nn=nn.Sequential(nn.Linear(4, 4), nn.Tanh()))
+        args = (x, pos, edges)
+    elif kind == "user":
+        layer = RelConv(4)
+        layer.mlp = NormNet(3, 4)
+        args = (x, pos, edges)
+    else:
+        layer, args = EdgeConv(EdgeNormNet(4, 6), aggr="add"), (torch.cat([x, pos], -1), edges)
+    layer = layer.double()
+    bare = layer(*args)
+    adapted = LocalFrameLayer(layer)
+    with local_context(2.5) as ctx:
+        ctx.register(pos)
+        local = adapted(*args)
+    assert ctx.records[0]["mode"] == "frames" and ctx.records[0]["copies"] > ctx.records[0]["centres"]
+    assert torch.allclose(local, bare, atol=1e-12, rtol=0), float((local - bare).abs().max())
