@@ -4,6 +4,10 @@
   translation and permutation errors of any ``Data -> Tensor`` model;
 * :func:`transform_output`, :func:`relative_error`, :func:`random_rotation`,
   :func:`random_orthogonal` -- the conventions and helpers it is built on;
+* :func:`smoothness_profile` -- walk a model along a path (straight or user-given)
+  and profile its energy, directional force and curvature, with the worst point;
+  :func:`assert_smooth` -- assert a model is no less smooth than a reference
+  (e.g. an ECSE-wrapped model against its backbone) along the same path;
 * hypothesis strategies (need ``pip install hypothesis``, loaded on first use):
   :func:`point_clouds` and one strategy per kind of cloud, :func:`rotations`,
   :func:`orthogonal_matrices`.
@@ -27,6 +31,7 @@ import importlib
 from ..rotations import random_orthogonal, random_rotation
 from .equivariance import (OUTPUT_TYPES, assert_equivariant,
                            relative_error, transform_output)
+from .smoothness import SmoothnessProfile, assert_smooth, smoothness_profile
 
 _STRATEGIES = (
     "KINDS", "SPECIES", "point_clouds", "random_clouds", "clustered_clouds", "collinear_clouds",
@@ -35,7 +40,8 @@ _STRATEGIES = (
 )
 
 __all__ = ["OUTPUT_TYPES", "assert_equivariant", "transform_output", "relative_error",
-           "random_rotation", "random_orthogonal", *_STRATEGIES]
+           "random_rotation", "random_orthogonal", "SmoothnessProfile", "smoothness_profile",
+           "assert_smooth", *_STRATEGIES]
 
 
 def __getattr__(name: str):
