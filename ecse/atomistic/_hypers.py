@@ -83,10 +83,10 @@ class ECSEOptions(Section):
     The defaults are ECSE's (the published frame settings) except ``num_prunings``: 0
     (no frame pruning). The published pruning (threshold 0.9, 4 rounds) switches frames on
     and off over a narrow range of weights; with a backbone that is only approximately
-    invariant this makes the wrapped forces steep there, so NVE molecular dynamics with
-    pruning does not conserve energy at 0.5 fs (see the README). Without pruning
-    a structure costs more frames; ``num_prunings: 4`` restores the published settings.
-    The output type (``vector``, ...) follows the tensor target.
+    invariant this makes the wrapped forces steep there, which molecular dynamics feels
+    (see the README). Without pruning a structure costs more frames; ``num_prunings: 4``
+    restores the published settings. The output type (``vector``, ...) follows the
+    tensor target.
     """
 
     section = "ecse"

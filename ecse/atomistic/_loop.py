@@ -63,7 +63,9 @@ class Run:
     net: nn.Module  # the model, or DDP around it
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    data: tuple  # train, val, test lists of Data
+    train_set: list
+    val_set: list
+    test_set: list
     types: dict
     weights: dict
     scales: dict
@@ -76,7 +78,7 @@ class Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.data[0]) / self.config.optimiser.batch_size)
+        return math.ceil(len(self.train_set) / self.config.optimiser.batch_size)
 
     def path(self, name: str) -> str:
         """``name`` in the output folder (``last.pt``, ``best.pt``, ``log.csv``)."""
@@ -117,7 +119,7 @@ def rotations(config: TrainConfig, count: int, epoch: int, step: int) -> Optiona
 def take_step(run: Run, order: torch.Tensor) -> tuple[float, bool]:
     """One optimisation step on the global batch ``progress.step`` of ``order``; returns
     its loss (summed over the ranks) and whether the time budget is spent."""
-    config, ctx, progress, train_set = run.config, run.ctx, run.progress, run.data[0]
+    config, ctx, progress, train_set = run.config, run.ctx, run.progress, run.train_set
     epoch, step, size = progress.epoch, progress.step, config.optimiser.batch_size
     idx = order[step * size:(step + 1) * size].tolist()
     start, stop = _distributed.shard_bounds(len(idx), ctx.rank, ctx.world_size)
@@ -153,7 +155,7 @@ def train_one_epoch(run: Run, t0: float) -> Optional[str]:
     """The remaining steps of epoch ``progress.epoch`` (started at ``t0``); returns
     ``"max_steps"`` or ``"max_time"`` when a step stopped the run, else ``None``."""
     config, progress = run.config, run.progress
-    order = torch.randperm(len(run.data[0]),
+    order = torch.randperm(len(run.train_set),
                            generator=torch.Generator().manual_seed(seed_of(config.run.seed, progress.epoch)))
     bar = progress_bar(run.show_bar, run.steps_per_epoch, progress.step,
                        f"epoch {progress.epoch + 1}/{config.optimiser.epochs}")
@@ -179,7 +181,7 @@ def validate(run: Run, model: Optional[nn.Module] = None, data: Optional[list] =
     """Loss and metrics of ``model`` (default: the run's) on ``data`` (default: the
     validation split), summed over the ranks."""
     size = run.config.optimiser.val_batch_size or run.config.optimiser.batch_size
-    return evaluate(run.model if model is None else model, run.data[1] if data is None else data, run.types,
+    return evaluate(run.model if model is None else model, run.val_set if data is None else data, run.types,
                     run.weights, run.scales, size, run.ctx, run.ctx.device)
 
 
@@ -197,9 +199,9 @@ def save(run: Run, path: str) -> None:
 def end_epoch(run: Run, t0: float) -> None:
     """Validate at the end of epoch ``progress.epoch``, add its row to the history, keep
     the best model, write ``last.pt``/``best.pt``/``log.csv`` and log one line."""
-    progress, val_set = run.progress, run.data[1]
+    progress, val_set = run.progress, run.val_set
     val = validate(run)
-    row = {"epoch": progress.epoch + 1, "train_loss": progress.loss_sum / len(run.data[0]),
+    row = {"epoch": progress.epoch + 1, "train_loss": progress.loss_sum / len(run.train_set),
            **{f"val_{k}": v for k, v in val.items()}, "lr": run.optimizer.param_groups[0]["lr"],
            "time": time.perf_counter() - t0}
     progress.history = progress.history + [row]
@@ -250,7 +252,7 @@ def final_test(run: Run, stopped: Optional[str]) -> tuple[dict, Optional[str]]:
     """Test metrics and which model gave them: the last model of a finished run; after a
     ``max_time`` stop the best-validation one, counting a state stopped mid-epoch, which
     is validated now and written to ``best.pt`` when it beats the best epoch."""
-    progress, (_, val_set, test_set), best_path = run.progress, run.data, run.path("best.pt")
+    progress, val_set, test_set, best_path = run.progress, run.val_set, run.test_set, run.path("best.pt")
     if stopped == "max_time":
         test_model, eval_model = "last", run.model
         if progress.best_epoch and os.path.isfile(best_path):

@@ -228,8 +228,9 @@ def _start(config: TrainConfig, ctx: _distributed.Context, resume: bool, log: Ca
         log(f"resuming from {last_path}: epoch {progress.epoch + 1}, step {progress.step}")
     show_bar = ctx.is_main and (sys.stderr.isatty() if config.run.progress is None else config.run.progress)
     return Run(config=config, ctx=ctx, model=model, net=ctx.wrap(model), optimizer=optimizer, scheduler=scheduler,
-               data=(train_set, val_set, test_set), types=types, weights=weights, scales=scales, baseline=baseline,
-               progress=progress, t_start=t_start, log=log, step_hook=step_hook, show_bar=show_bar)
+               train_set=train_set, val_set=val_set, test_set=test_set, types=types, weights=weights,
+               scales=scales, baseline=baseline, progress=progress, t_start=t_start, log=log,
+               step_hook=step_hook, show_bar=show_bar)
 
 
 def _summary(run: Run, stopped: Optional[str], test: dict, test_model: Optional[str]) -> dict[str, Any]:
