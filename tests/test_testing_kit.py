@@ -352,3 +352,13 @@ def test_property_periodic_cell_is_rotated(data):
 def test_property_non_invariant_model_is_caught(data):
     errors = assert_equivariant(raw_x_squares, data, "scalar", n_transforms=2)
     assert errors["rotation"] > 1e-2 and errors["translation"] > 1e-2
+
+
+def test_every_public_name_of_the_kit_resolves():
+    import ecse.testing as kit
+    from ecse.testing import strategies
+    for name in kit.__all__:
+        assert getattr(kit, name) is not None, name
+    for name in ("crystals", "perfect_crystals", "thermal_crystals", "LATTICES"):
+        assert getattr(kit, name) is getattr(strategies, name), name
+    assert {"smoothness_profile", "assert_smooth", "SmoothnessProfile"} <= set(kit.__all__)

@@ -10,7 +10,9 @@
   (e.g. an ECSE-wrapped model against its backbone) along the same path;
 * hypothesis strategies (need ``pip install hypothesis``, loaded on first use):
   :func:`point_clouds` and one strategy per kind of cloud, :func:`rotations`,
-  :func:`orthogonal_matrices`.
+  :func:`orthogonal_matrices`; periodic crystals (fcc, bcc, hcp, diamond supercells
+  with a random lattice constant, optional strain, rotation and thermal noise):
+  :func:`crystals`, :func:`perfect_crystals`, :func:`thermal_crystals`.
 
 Conventions: positions are row vectors ``[N, 3]`` and ``R`` acts as ``pos @ R.T``
 (cells ``[1, 3, 3]`` as ``cell @ R.T``); see :mod:`ecse.testing.equivariance`.
@@ -36,7 +38,8 @@ from .smoothness import SmoothnessProfile, assert_smooth, smoothness_profile
 _STRATEGIES = (
     "KINDS", "SPECIES", "point_clouds", "random_clouds", "clustered_clouds", "collinear_clouds",
     "planar_clouds", "symmetric_clouds", "near_degenerate_clouds", "periodic_clouds",
-    "rotations", "orthogonal_matrices",
+    "rotations", "orthogonal_matrices", "LATTICES", "CRYSTAL_SPECIES", "crystals", "perfect_crystals",
+    "thermal_crystals",
 )
 
 __all__ = ["OUTPUT_TYPES", "assert_equivariant", "transform_output", "relative_error",

@@ -41,6 +41,7 @@ __all__ = [
     "KINDS", "SPECIES", "point_clouds", "random_clouds", "clustered_clouds", "collinear_clouds",
     "planar_clouds", "symmetric_clouds", "near_degenerate_clouds", "periodic_clouds",
     "rotations", "orthogonal_matrices", "random_rotation", "random_orthogonal",
+    "LATTICES", "CRYSTAL_SPECIES", "crystals", "perfect_crystals", "thermal_crystals",
 ]
 
 KINDS: tuple[str, ...] = ("random", "clustered", "collinear", "planar", "symmetric", "near_degenerate")
@@ -318,3 +319,6 @@ planar_clouds = _kind_strategy("planar")
 symmetric_clouds = _kind_strategy("symmetric")
 near_degenerate_clouds = _kind_strategy("near_degenerate")
 periodic_clouds = _kind_strategy("random", periodic=True)  # points filling a periodic cell
+
+# crystals (fcc, bcc, hcp, diamond; perfect or thermal) live in ._crystals
+from ._crystals import CRYSTAL_SPECIES, LATTICES, crystals, perfect_crystals, thermal_crystals  # noqa: E402
