@@ -24,7 +24,6 @@ import math
 from typing import Optional
 
 import torch
-from e3nn import o3
 from torch import Tensor, nn
 
 from .covariant import OutputSpec
@@ -60,12 +59,9 @@ class DistanceAux(nn.Module):
         ncomp = len(self.spec.component_shape)
         self.channel_shape = self.out_shape[: len(self.out_shape) - ncomp] if ncomp else self.out_shape
         self.channels = math.prod(self.channel_shape)
-        if self.spec.kind == "irreps":
-            self.blocks = [(mul, ir.l, (not o3) or ir.p == (-1) ** ir.l) for mul, ir in self.spec.irreps]
-            n_edge = sum(mul for mul, _, _ in self.blocks)
-            n_node = sum(mul for mul, l, _ in self.blocks if l == 0)
-        else:
-            n_edge, n_node = 1, 0 if self.spec.kind == "vector" else 1
+        unit = torch.zeros(1, 3)
+        n_edge = sum(mul for mul, _, _ in self.spec.direction_blocks(unit, o3))
+        n_node = self.spec.invariant_basis(o3).shape[0]
         self.n_edge, self.n_node = n_edge, n_node
         self.register_buffer("centers", torch.linspace(0.0, cutoff, num_radial), persistent=False)
         self.radial = nn.Sequential(nn.Linear(num_radial, hidden), nn.SiLU(), nn.Linear(hidden, self.channels * n_edge))
@@ -113,44 +109,22 @@ class DistanceAux(nn.Module):
         return vector.new_zeros(num_graphs, *self.out_shape).index_add(0, batch, node)
 
     def _edge_terms(self, coeff: Tensor, vector: Tensor) -> Tensor:
-        kind, r = self.spec.kind, vector / self.cutoff
-        if kind == "scalar":
-            return coeff[..., 0]
-        if kind == "vector":
-            return coeff[..., :1] * r[:, None, :]
-        if kind in ("rank2", "rank2-symmetric"):
-            outer = r[:, :, None] * r[:, None, :]
-            return coeff[..., 0, None, None] * outer[:, None]
+        """``sum_b coeff_b B_b(r)`` per edge and channel: ``[E, C, *components]``."""
         parts, start = [], 0
-        for mul, l, allowed in self.blocks:
+        for mul, width, basis in self.spec.direction_blocks(vector / self.cutoff, self.o3):
             c = coeff[..., start : start + mul]
             start += mul
-            if not allowed:
-                parts.append(vector.new_zeros(*c.shape, 2 * l + 1))
-                continue
-            sh = o3.spherical_harmonics(l, r, normalize=False, normalization="component")
-            parts.append(c[..., None] * sh[:, None, None, :])
-        return torch.cat([p.flatten(-2) for p in parts], dim=-1)
+            parts.append(vector.new_zeros(*c.shape, width) if basis is None else c[..., None] * basis[:, None, None, :])
+        edge = torch.cat([p.flatten(-2) for p in parts], dim=-1)
+        return edge.reshape(*edge.shape[:2], *self.spec.component_shape)
 
     def _node_terms(self, node_species: Optional[Tensor], num_nodes: int, vector: Tensor) -> Tensor:
-        kind = self.spec.kind
+        """The per-node invariant term ``b(z_i)`` in the type's invariant subspace."""
+        basis = self.spec.invariant_basis(self.o3, dtype=vector.dtype, device=vector.device)
+        if basis.shape[0] == 0:  # no invariant part (vectors)
+            return vector.new_zeros(num_nodes, self.channels, *self.spec.component_shape)
         bias = self.node_bias.expand(num_nodes, -1)
         if node_species is not None:
             bias = bias + node_species
         bias = bias.reshape(num_nodes, self.channels, -1)
-        if kind == "scalar":
-            return bias[..., 0]
-        if kind == "vector":
-            return vector.new_zeros(num_nodes, self.channels, 3)
-        if kind in ("rank2", "rank2-symmetric"):
-            eye = torch.eye(3, dtype=vector.dtype, device=vector.device)
-            return bias[..., 0, None, None] * eye
-        parts, start = [], 0
-        for mul, l, allowed in self.blocks:
-            if l == 0:
-                value = bias[..., start : start + mul] * float(allowed)
-                start += mul
-            else:
-                value = vector.new_zeros(num_nodes, self.channels, mul * (2 * l + 1))
-            parts.append(value)
-        return torch.cat(parts, dim=-1)
+        return (bias @ basis).reshape(num_nodes, self.channels, *self.spec.component_shape)

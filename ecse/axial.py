@@ -50,18 +50,12 @@ def axial_frames(directions: Tensor) -> Tensor:
     return torch.stack([first, second, axis], dim=-1)
 
 
-def _lmax(spec: OutputSpec) -> int:
-    if spec.kind == "irreps":
-        return max((ir.l for _, ir in spec.irreps), default=0)
-    return {"scalar": 0, "vector": 1}.get(spec.kind, 2)
-
-
 def axial_projection(values: Tensor, spec: OutputSpec) -> Tensor:
     """The part of ``values`` ``[E, *components]`` invariant under every rotation about
     the z axis and the mirror ``y -> -y`` (the group O(2) of the z axis)."""
-    if spec.kind == "scalar":
+    if spec.is_scalar:
         return values
-    k = max(3, _lmax(spec) + 1)
+    k = max(3, spec.lmax + 1)
     mirror = torch.diag(values.new_tensor([1.0, -1.0, 1.0]))
     total = torch.zeros_like(values)
     for step in range(k):
@@ -83,7 +77,7 @@ def axial_covariant(values: Tensor, directions: Tensor, spec: OutputSpec) -> Ten
         >>> out.round(decimals=6).tolist()
         [[0.0, 2.0, 0.0]]
     """
-    if values.shape[0] == 0 or spec.kind == "scalar":
+    if values.shape[0] == 0 or spec.is_scalar:
         return values
     frames = axial_frames(directions.to(values.dtype))
     return spec.act(axial_projection(values, spec), frames)

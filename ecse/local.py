@@ -130,7 +130,7 @@ class LocalFrames(NamedTuple):
         """
         geo = self.rotation.dtype
         rotated = spec.act(values.to(geo), self.rotation)
-        invariant_part = invariant_projection(values.to(geo), spec)
+        invariant_part = spec.invariant_part(values.to(geo))
         if aux_edge_values is not None and aux_edge_values.shape[0] > 0:
             if not bool(self.invariant[aux_edge_copy].all()):
                 raise ValueError("aux_edge_copy must index auxiliary (invariant) copies only")
@@ -138,23 +138,6 @@ class LocalFrames(NamedTuple):
             invariant_part = invariant_part.index_add(0, aux_edge_copy, edges)
         mask = self.invariant.reshape(-1, *([1] * (values.dim() - 1)))
         return self.combine(torch.where(mask, invariant_part, rotated)).to(values.dtype)
-
-
-def invariant_projection(values: Tensor, spec: OutputSpec) -> Tensor:
-    """The rotation-invariant part of ``values`` ``[K, *components]`` of type ``spec``."""
-    if spec.kind == "scalar":
-        return values
-    if spec.kind == "vector":
-        return torch.zeros_like(values)
-    if spec.kind in ("rank2", "rank2-symmetric"):
-        trace = values.diagonal(dim1=-2, dim2=-1).sum(-1)
-        eye = torch.eye(3, dtype=values.dtype, device=values.device)
-        return trace[..., None, None] / 3.0 * eye
-    keep = torch.zeros(values.shape[-1], dtype=values.dtype, device=values.device)
-    for (mul, ir), sl in zip(spec.irreps, spec.irreps.slices()):
-        if ir.l == 0 and ir.p == 1:
-            keep[sl] = 1.0
-    return values * keep
 
 
 def local_frames(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, cell: Optional[Tensor] = None,

@@ -78,3 +78,98 @@ def test_components_reshape_and_errors():
         OutputSpec("rank2").components(torch.zeros(2, 5))
     with pytest.raises(ValueError, match="unknown output"):
         OutputSpec("tensor-ish")
+
+
+KINDS = ["scalar", "vector", "rank2", "rank2-symmetric", "2x0e+1x0o+1x1o+1x1e+2x2e", "1x1o+1x2e"]
+
+
+def _random(spec, n, seed=5):
+    y = torch.randn(n, *spec.component_shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return 0.5 * (y + y.transpose(-1, -2)) if spec.is_symmetric else y
+
+
+def test_voigt_order_is_ases():
+    from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
+
+    from ecse.covariant import VOIGT, from_voigt, to_voigt
+
+    t = _random(OutputSpec("rank2-symmetric"), 1)[0]
+    assert torch.equal(to_voigt(t), torch.as_tensor(full_3x3_to_voigt_6_stress(t.numpy())))
+    v = torch.randn(6, dtype=torch.float64)
+    assert torch.equal(from_voigt(v), torch.as_tensor(voigt_6_to_full_3x3_stress(v.numpy())))
+    assert [f"{'xyz'[i]}{'xyz'[j]}" for i, j in VOIGT] == list(OutputSpec("rank2-symmetric").component_labels)
+
+
+@pytest.mark.parametrize("output", KINDS)
+def test_shapes_packing_and_labels(output):
+    spec = OutputSpec(output)
+    y = _random(spec, 4)
+    packed = spec.pack(y)
+    assert packed.shape == (4, spec.packed_size) and len(spec.component_labels) == spec.packed_size
+    assert torch.equal(spec.unpack(packed), y)
+    assert spec.is_scalar or torch.equal(spec.components(packed), y)
+    assert spec.flat_size == y[0].numel()
+    assert torch.equal(torch.as_tensor(spec.pack(y.numpy())), packed)  # numpy arrays too
+    expected = {"scalar": 0, "vector": 1}.get(output, 2)
+    assert spec.lmax == expected and spec.is_irreps == (output not in ("scalar", "vector", "rank2", "rank2-symmetric"))
+
+
+@pytest.mark.parametrize("improper", [False, True])
+@pytest.mark.parametrize("output", KINDS)
+def test_invariants_isotropic_baseline_and_irreducible_parts(output, improper):
+    spec = OutputSpec(output)
+    y, R = _random(spec, 5), _orthogonal(5, improper, 7)
+    inv = spec.invariant_part(y)
+    assert torch.allclose(spec.invariant_part(inv), inv, atol=1e-12)  # a projection
+    assert torch.allclose(spec.act(inv, R), inv, atol=1e-12)  # of invariant values
+    assert torch.allclose(spec.invariant_part(spec.act(y, R)), inv, atol=1e-12)
+    b = torch.randn(5, dtype=torch.float64)
+    iso = spec.isotropic(b)
+    assert torch.allclose(spec.act(iso, R), iso, atol=1e-12)
+    if spec.has_isotropic:
+        assert torch.allclose(spec.invariant(iso), b, atol=1e-12)
+        assert torch.allclose(spec.invariant(spec.act(y, R)), spec.invariant(y), atol=1e-12)
+    else:
+        assert spec.invariant(y) is None and torch.equal(iso, torch.zeros_like(iso)) and output != "scalar"
+    parts, rotated = spec.irreducible_parts(y), spec.irreducible_parts(spec.act(y, R))
+    for name in parts:  # the norm of every irreducible part is rotation invariant
+        assert torch.allclose(parts[name].norm(dim=1), rotated[name].norm(dim=1), atol=1e-12), name
+    if spec.is_rank2:  # and they add up to the tensor
+        a = parts.get("l=1", torch.zeros(5, 3, dtype=torch.float64))
+        antisym = torch.zeros(5, 3, 3, dtype=torch.float64)
+        antisym[:, 1, 2], antisym[:, 0, 2], antisym[:, 0, 1] = a[:, 0], a[:, 1], a[:, 2]
+        antisym = antisym - antisym.transpose(1, 2)
+        total = parts["l=0"][:, :, None] * torch.eye(3, dtype=torch.float64) + antisym + parts["l=2"].reshape(5, 3, 3)
+        assert torch.allclose(total, y, atol=1e-12)
+        assert torch.allclose(parts["l=0"][:, 0], spec.invariant(y), atol=1e-12)  # tr(T)/3: l=2 is traceless
+
+
+def _direction_values(spec, vectors, o3_mode):
+    """Every basis covariant of ``direction_blocks`` (one per coefficient): ``[E, n, *components]``."""
+    out, start = [], 0
+    for mul, width, basis in spec.direction_blocks(vectors, o3_mode):
+        for _ in range(mul):
+            value = torch.zeros(len(vectors), spec.flat_size, dtype=torch.float64)
+            if basis is not None:
+                value[:, start:start + width] = basis
+            out.append(value)
+            start += width
+    assert start == spec.flat_size
+    return torch.stack(out, dim=1).reshape(len(vectors), -1, *spec.component_shape)
+
+
+@pytest.mark.parametrize("o3_mode", [False, True])
+@pytest.mark.parametrize("output", KINDS)
+def test_direction_blocks_and_invariant_basis_are_covariant(output, o3_mode):
+    spec = OutputSpec(output)
+    r = torch.randn(6, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    R = _orthogonal(6, o3_mode, 8)  # with o3, reflections too
+    rotated = _direction_values(spec, torch.einsum("kij,kj->ki", R, r), o3_mode)
+    assert torch.allclose(rotated, spec.act(_direction_values(spec, r, o3_mode), R), atol=1e-12)
+    assert float(rotated.abs().max()) > 0.1
+    basis = spec.invariant_basis(o3_mode, dtype=torch.float64).reshape(-1, *spec.component_shape)
+    if basis.shape[0]:
+        rows = basis.expand(6, *basis.shape)
+        assert torch.allclose(spec.act(rows, R), rows, atol=1e-12)
+    counts = {"scalar": 1, "vector": 0, "rank2": 1, "rank2-symmetric": 1, "1x1o+1x2e": 0}
+    assert basis.shape[0] == counts.get(output, 3)  # 2x0e+1x0o: one row per l=0 copy
