@@ -7,7 +7,7 @@ from typing import Mapping, Union
 import torch
 from torch_geometric.data import Data
 
-__all__ = ["read_checkpoint", "checkpoint_targets", "target_level", "load_structures", "available_keys"]
+__all__ = ["read_checkpoint", "checkpoint_targets", "load_structures", "available_keys"]
 
 _CKPT_KEYS = ("config", "model", "baseline")
 
@@ -41,17 +41,6 @@ def checkpoint_targets(config) -> dict[str, str]:
     return target_types(config)
 
 
-def target_level(kind: str, level: str = "graph") -> str:
-    """``"graph"`` or ``"node"``: where a target of this type lives (tensors: ``level``)."""
-    if kind == "forces":
-        return "node"
-    if kind in ("energy", "stress"):
-        return "graph"
-    if level not in ("graph", "node"):
-        raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
-    return level
-
-
 def available_keys(atoms) -> list[str]:
     """Per-structure and per-atom values stored with ``atoms`` (calculator results, info, arrays)."""
     calc = getattr(atoms, "calc", None)
@@ -77,7 +66,7 @@ def load_structures(path: Union[str, os.PathLike], targets: Mapping[str, str], i
     structure) or ``KeyError`` (a target missing; the message lists the available keys).
     """
     from .data import atoms_to_data, read_structures
-    from .targets import prepare_targets
+    from .targets import prepare_targets, target_level
 
     path = os.fspath(path)
     frames = read_structures(path, index)

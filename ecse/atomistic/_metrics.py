@@ -26,37 +26,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 
-from .targets import ENERGY_TYPES, TENSOR_TYPES
+from ..covariant import irreps_to_symmetric
+from .targets import ENERGY_TYPES, TENSOR_TYPES, target_type
 
 __all__ = ["ENERGY_TYPES", "TENSOR_TYPES", "component_labels", "irreducible_parts", "error_stats",
            "energy_metrics", "tensor_metrics"]
-
-_AXES = "xyz"
-
-
-def _irreps(kind: str):
-    from e3nn import o3
-
-    try:
-        return o3.Irreps(kind)
-    except Exception as err:  # e3nn raises several types for bad strings
-        raise ValueError(f"unknown target type {kind!r}: expected one of {ENERGY_TYPES + TENSOR_TYPES} "
-                         f"or an e3nn Irreps string such as '1x0e+1x2e'") from err
-
-
-def _blocks(kind: str) -> list[tuple[str, slice]]:
-    """``(name, slice)`` of every irrep block of an Irreps string."""
-    irreps, seen, out, start = _irreps(kind), {}, [], 0
-    names = [str(ir) for mul, ir in irreps for _ in range(mul)]
-    for mul, ir in irreps:
-        for _ in range(mul):
-            name = str(ir)
-            k = seen.get(name, 0)
-            seen[name] = k + 1
-            out.append((name + (f"#{k}" if names.count(name) > 1 else ""), slice(start, start + ir.dim)))
-            start += ir.dim
-    return out
 
 
 def component_labels(kind: str) -> list[str]:
@@ -65,50 +41,25 @@ def component_labels(kind: str) -> list[str]:
     >>> component_labels("rank2-symmetric")
     ['xx', 'yy', 'zz', 'yz', 'xz', 'xy']
     """
-    if kind in ("energy",):
-        return ["E"]
-    if kind in ("forces", "vector"):
-        return list(_AXES)
-    if kind in ("stress", "rank2"):
-        return [a + b for a in _AXES for b in _AXES]
-    if kind == "rank2-symmetric":
-        return ["xx", "yy", "zz", "yz", "xz", "xy"]
-    return [f"{name}[{m}]" for name, sl in _blocks(kind) for m in range(sl.stop - sl.start)]
-
-
-_SYM = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+    return list(target_type(kind).labels)
 
 
 def _flat(y: np.ndarray, kind: str) -> np.ndarray:
-    """``[n, components]`` view of predictions or targets of type ``kind``."""
-    n = y.shape[0]
-    if kind == "rank2-symmetric":
-        y = y.reshape(n, 3, 3)
-        return np.stack([y[:, i, j] for i, j in _SYM], axis=1)
-    return y.reshape(n, -1)
+    """``[n, components]`` view of predictions or targets of type ``kind`` (Voigt order
+    for symmetric tensors, :meth:`ecse.covariant.OutputSpec.pack`)."""
+    return target_type(kind).spec.pack(y)
 
 
 def irreducible_parts(y: np.ndarray, kind: str) -> dict[str, np.ndarray]:
-    """``{part name: [n, components]}`` for a tensor type (see the module docstring).
+    """``{part name: [n, components]}`` for a tensor type (see the module docstring and
+    :meth:`ecse.covariant.OutputSpec.irreducible_parts`).
 
     >>> T = np.array([[[1.0, 2, 0], [0, 1, 0], [0, 0, 1]]])
     >>> {k: v.round(3).tolist() for k, v in irreducible_parts(T, "rank2").items()}["l=1"]
     [[0.0, 0.0, 1.0]]
     """
-    n = y.shape[0]
-    if kind == "vector":
-        return {"l=1": y.reshape(n, 3)}
-    if kind in ("rank2", "rank2-symmetric"):
-        T = y.reshape(n, 3, 3)
-        iso = np.trace(T, axis1=1, axis2=2) / 3.0
-        sym = 0.5 * (T + T.transpose(0, 2, 1)) - iso[:, None, None] * np.eye(3)
-        parts = {"l=0": iso[:, None]}
-        if kind == "rank2":
-            A = 0.5 * (T - T.transpose(0, 2, 1))
-            parts["l=1"] = np.stack([A[:, 1, 2], A[:, 0, 2], A[:, 0, 1]], axis=1)
-        parts["l=2"] = sym.reshape(n, 9)
-        return parts
-    return {name: y.reshape(n, -1)[:, sl] for name, sl in _blocks(kind)}
+    parts = target_type(kind).spec.irreducible_parts(torch.as_tensor(np.asarray(y)))
+    return {name: part.numpy() for name, part in parts.items()}
 
 
 def error_stats(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -137,7 +88,7 @@ def energy_metrics(pred: np.ndarray, true: np.ndarray, kind: str,
     1.0
     """
     out = error_stats(pred, true)
-    if kind == "energy" and atoms_per_structure is not None:
+    if target_type(kind).errors_per_atom and atoms_per_structure is not None:
         n = np.asarray(atoms_per_structure, dtype=np.float64)
         per_atom = error_stats(np.asarray(pred).reshape(-1) / n, np.asarray(true).reshape(-1) / n)
         out.update({f"{k}_per_atom": v for k, v in per_atom.items()})
@@ -155,12 +106,8 @@ def tensor_metrics(pred: np.ndarray, true: np.ndarray, kind: str) -> dict:
                          for k, label in enumerate(component_labels(kind))}
     parts_p, parts_t = irreducible_parts(pred, kind), irreducible_parts(true, kind)
     out["parts"] = {name: error_stats(parts_p[name], parts_t[name]) for name in parts_t}
-    if kind not in ("vector", "rank2", "rank2-symmetric") and str(_irreps(kind)) == "1x0e+1x2e":
+    if target_type(kind).spec.is_spherical_rank2:
         # a symmetric tensor trained in its (l=0, l=2) parts: also in Cartesian form
-        import torch
-
-        from ..covariant import irreps_to_symmetric
-
         cart = [irreps_to_symmetric(torch.as_tensor(y.reshape(len(y), 6))).numpy() for y in (pred, true)]
         out["cartesian"] = tensor_metrics(cart[0], cart[1], "rank2-symmetric")
     return out

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from .data import fit_composition_baseline
-from .targets import ENERGY_TYPES, TENSOR_TYPES, energy_keys, predict, target_shape, tensor_target
+from .targets import energy_keys, predict, target_type, tensor_target
 
 __all__ = ["fit_baseline", "fit_scales", "irreps_groups", "component_weights", "target_weights", "squared_errors",
            "global_counts", "combine",
@@ -32,26 +32,11 @@ def fit_baseline(train: Sequence[Data], types: Mapping[str, str]) -> dict[int, f
     if tensor is None:
         return fit_composition_baseline(train, key=energy_keys(types)["energy"])
     key, kind = tensor
-    index = _scalar_index(kind)
-    if kind in ("rank2", "rank2-symmetric"):
-        invariant = lambda y: torch.diagonal(y.reshape(3, 3)).mean()  # noqa: E731
-    elif index is not None:
-        invariant = lambda y: y.reshape(-1)[index]  # noqa: E731
-    else:
+    spec = target_type(kind).spec
+    if not spec.has_isotropic:
         return {}
-    iso = [Data(z=d.z, iso=invariant(d[key]).reshape(1)) for d in train]
+    iso = [Data(z=d.z, iso=spec.invariant(d[key].reshape(spec.component_shape)).reshape(1)) for d in train]
     return fit_composition_baseline(iso, key="iso")
-
-
-def _is_irreps_kind(kind: str) -> bool:
-    return kind not in ENERGY_TYPES + TENSOR_TYPES
-
-
-def _scalar_index(kind: str):
-    """Index of the first ``0e`` component of an Irreps target type, else ``None``."""
-    from ..covariant import OutputSpec
-
-    return OutputSpec(kind).scalar_index() if _is_irreps_kind(kind) else None
 
 
 def irreps_groups(key: str, kind: str) -> list[tuple[str, slice]]:
@@ -62,10 +47,8 @@ def irreps_groups(key: str, kind: str) -> list[tuple[str, slice]]:
     >>> irreps_groups("alpha", "1x0e+1x2e")
     [('alpha[1x0e]', slice(0, 1, None)), ('alpha[1x2e]', slice(1, 6, None))]
     """
-    from e3nn import o3
-
     out, seen = [], {}
-    irreps = o3.Irreps(kind)
+    irreps = target_type(kind).spec.irreps
     for (mul, ir), sl in zip(irreps, irreps.slices()):
         name = f"{key}[{mul}x{ir}]"
         count = seen.get(name, 0)
@@ -87,18 +70,16 @@ def fit_scales(train: Sequence[Data], types: Mapping[str, str], baseline: Mappin
     base = _baseline_sums(train, baseline) if baseline else np.zeros(len(train))
     scales = {}
     for key, kind in types.items():
-        if kind == "energy":
+        target = target_type(kind)
+        if target.errors_per_atom:  # energy
             values = np.array([(float(d[key].reshape(-1)[0]) - b) / d.num_nodes for d, b in zip(train, base)])
         else:
-            stacked = torch.stack([d[key].reshape(-1, *target_shape(kind)).double() for d in train]) \
-                if kind != "forces" else torch.cat([d[key].double() for d in train])
-            index = _scalar_index(kind)
-            if kind in ("rank2", "rank2-symmetric"):
-                stacked = stacked - torch.as_tensor(base)[:, None, None, None] * torch.eye(3, dtype=torch.float64)
-            elif index is not None:
-                stacked[:, 0, index] -= torch.as_tensor(base)
+            stacked = torch.cat([d[key].double() for d in train]) if target.per_atom else \
+                torch.stack([d[key].reshape(-1, *target.shape).double() for d in train])
+            if not target.energy_like and target.spec.has_isotropic:  # tensors: after the baseline
+                stacked = stacked - target.spec.isotropic(torch.as_tensor(base))[:, None]
             values = stacked.reshape(-1).numpy()
-            if _is_irreps_kind(kind):
+            if target.spec.is_irreps:
                 for name, sl in irreps_groups(key, kind):
                     block = stacked[..., sl].reshape(-1).numpy()
                     spread = float(np.std(block)) if block.size else 0.0
@@ -114,7 +95,7 @@ def component_weights(key: str, kind: str, scales: Mapping[str, float]):
     """Per-component loss weights ``(s / s_group)**2`` ``[dim]`` of an Irreps target (so
     that ``combine``'s division by ``s**2`` leaves each group divided by its own
     ``s_group**2``), or ``None`` for other types or scales without groups."""
-    if not _is_irreps_kind(kind):
+    if not target_type(kind).spec.is_irreps:
         return None
     groups = irreps_groups(key, kind)
     if not all(name in scales for name, _ in groups):
@@ -138,7 +119,7 @@ def squared_errors(pred: Mapping[str, Tensor], batch: Batch, types: Mapping[str,
     out = {}
     for key, kind in types.items():
         ref = batch[key]
-        if kind == "energy":
+        if target_type(kind).errors_per_atom:
             n_atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(pred[key].dtype)
             out[key] = ((pred[key] - ref.reshape(-1)) / n_atoms).pow(2).sum()
         else:
@@ -152,10 +133,8 @@ def global_counts(types: Mapping[str, str], num_structures: int, num_atoms: int)
     """Number of error terms per target in a set of structures."""
     counts = {}
     for key, kind in types.items():
-        if kind == "forces":
-            counts[key] = 3 * num_atoms
-        else:
-            counts[key] = num_structures * math.prod(target_shape(kind))
+        target = target_type(kind)
+        counts[key] = (num_atoms if target.per_atom else num_structures) * math.prod(target.shape)
     return counts
 
 
@@ -169,12 +148,10 @@ def metric_names(types: Mapping[str, str]) -> list[str]:
     """Names of the metrics :func:`evaluate` returns."""
     names = ["loss"]
     for key, kind in types.items():
-        if kind == "energy":
-            names += ["energy_mae", "energy_rmse", "energy_mae_per_atom", "energy_rmse_per_atom"]
-        elif kind in ("forces", "stress"):
-            names += [f"{kind}_mae", f"{kind}_rmse"]
-        else:
-            names += [f"{key}_mae", f"{key}_rmse"]
+        target, name = target_type(kind), target_type(kind).metric_name(key)
+        names += [f"{name}_mae", f"{name}_rmse"]
+        if target.errors_per_atom:
+            names += [f"{name}_mae_per_atom", f"{name}_rmse_per_atom"]
     return names
 
 
@@ -197,7 +174,7 @@ def evaluate(model: nn.Module, data: Sequence[Data], types: Mapping[str, str], w
         n_atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(batch.pos.dtype)
         for i, (key, kind) in enumerate(types.items()):
             err = pred[key] - batch[key].reshape(pred[key].shape)
-            per_atom = err / n_atoms if kind == "energy" else err
+            per_atom = err / n_atoms if target_type(kind).errors_per_atom else err
             sums[4 * i:4 * i + 4] += [float(err.pow(2).sum()), float(err.abs().sum()),
                                       float(per_atom.pow(2).sum()), float(per_atom.abs().sum())]
         weighted = squared_errors(pred, batch, types, scales)
@@ -210,8 +187,9 @@ def evaluate(model: nn.Module, data: Sequence[Data], types: Mapping[str, str], w
     out = {"loss": float(combine(sse, counts, weights, scales))}
     for i, (key, kind) in enumerate(types.items()):
         sq, ab, sq_atom, ab_atom = sums[4 * i:4 * i + 4]
-        name, n = (kind if kind in ("energy", "forces", "stress") else key), max(counts[key], 1)
+        target, n = target_type(kind), max(counts[key], 1)
+        name = target.metric_name(key)
         out[f"{name}_mae"], out[f"{name}_rmse"] = float(ab / n), float(math.sqrt(sq / n))
-        if kind == "energy":
-            out["energy_mae_per_atom"], out["energy_rmse_per_atom"] = float(ab_atom / n), float(math.sqrt(sq_atom / n))
+        if target.errors_per_atom:
+            out[f"{name}_mae_per_atom"], out[f"{name}_rmse_per_atom"] = float(ab_atom / n), float(math.sqrt(sq_atom / n))
     return {name: out[name] for name in metric_names(types)}

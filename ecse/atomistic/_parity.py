@@ -7,12 +7,12 @@ from typing import Mapping
 
 import numpy as np
 
-from ._metrics import ENERGY_TYPES, _flat, component_labels, irreducible_parts
+from ._metrics import _flat, component_labels, irreducible_parts
+from .targets import target_type
 
 __all__ = ["parity_panels", "parity_plot"]
 
 _MAX_COMPONENT_PANELS = 9
-_UNITS = {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³"}
 
 
 def parity_panels(true: np.ndarray, pred: np.ndarray, key: str, kind: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -23,8 +23,9 @@ def parity_panels(true: np.ndarray, pred: np.ndarray, key: str, kind: str) -> li
     >>> [t for t, _, _ in parity_panels(np.zeros((2, 3)), np.zeros((2, 3)), "mu", "vector")]
     ['mu x', 'mu y', 'mu z']
     """
-    if kind in ENERGY_TYPES:
-        return [(f"{key} [{_UNITS[kind]}]", true.reshape(-1), pred.reshape(-1))]
+    target = target_type(kind)
+    if target.energy_like:
+        return [(f"{key} [{target.unit}]", true.reshape(-1), pred.reshape(-1))]
     labels = component_labels(kind)
     if len(labels) <= _MAX_COMPONENT_PANELS:
         ft, fp = _flat(true, kind), _flat(pred, kind)

@@ -4,12 +4,15 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from ._metrics import ENERGY_TYPES
+from .targets import target_type
 
 __all__ = ["format_report", "format_number"]
 
-# energy-type targets are printed in meV (reports hold eV)
-_UNITS = {"energy": "meV", "forces": "meV/Å", "stress": "meV/Å³"}
+
+def _scale_unit(kind: str) -> tuple[float, str]:
+    """Energy-like targets are printed in meV (reports hold eV), tensors as they are."""
+    unit = target_type(kind).unit
+    return (1000.0, f" [m{unit}]") if unit else (1.0, "")
 
 
 def format_number(value: Optional[float]) -> str:
@@ -30,9 +33,8 @@ def format_number(value: Optional[float]) -> str:
 
 
 def _rows_for(key: str, kind: str, models: dict) -> list[tuple[str, list[str]]]:
-    rows = []
-    scale = 1000.0 if kind in ENERGY_TYPES else 1.0
-    unit = f" [{_UNITS[kind]}]" if kind in ENERGY_TYPES else ""
+    rows, target = [], target_type(kind)
+    scale, unit = _scale_unit(kind)
 
     def num(v):
         return format_number(None if v is None else v * scale)
@@ -40,10 +42,10 @@ def _rows_for(key: str, kind: str, models: dict) -> list[tuple[str, list[str]]]:
     def metric(stat: str, label: str):
         rows.append((f"{key} {label}{unit}", [num(m["metrics"][key].get(stat)) for m in models.values()]))
 
-    if kind in ENERGY_TYPES:
+    if target.energy_like:
         metric("mae", "MAE")
         metric("rmse", "RMSE")
-        if kind == "energy":
+        if target.errors_per_atom:
             metric("mae_per_atom", "MAE/atom")
             metric("rmse_per_atom", "RMSE/atom")
     else:
@@ -69,8 +71,7 @@ def format_report(report: dict) -> str:
     for key, kind in targets.items():
         rows += _rows_for(key, kind, models)
     for key, kind in targets.items():
-        scale = 1000.0 if kind in ENERGY_TYPES else 1.0
-        unit = f" [{_UNITS[kind]}]" if kind in ENERGY_TYPES else ""
+        scale, unit = _scale_unit(kind)
         rows.append((f"{key} std over rotations{unit}",
                      [format_number(None if m["rotational_std"][key] is None else m["rotational_std"][key] * scale)
                       for m in models.values()]))

@@ -23,13 +23,12 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 from torch import nn
 
-from .derivatives import energy_and_forces, energy_forces_stress
-
+from ..covariant import OutputSpec
 from .data import atoms_to_data
+from .derivatives import energy_and_forces, energy_forces_stress
 
 __all__ = ["ECSECalculator"]
 
-_DEFAULT_NAMES = {"vector": "dipole", "rank2": "polarizability", "rank2-symmetric": "polarizability"}
 _ENERGY_PROPERTIES = ["energy", "free_energy", "forces", "stress"]
 
 
@@ -38,6 +37,11 @@ def _model_output(model: nn.Module) -> str:
     spec = getattr(model, "spec", None)
     name = getattr(spec, "name", None)
     return name if isinstance(name, str) else "scalar"
+
+
+def _default_property(spec: OutputSpec) -> Optional[str]:
+    """``results`` key of a tensor model: ``"dipole"`` (vectors), ``"polarizability"`` (rank-2)."""
+    return "dipole" if spec.is_vector else "polarizability" if spec.is_rank2 else None
 
 
 class ECSECalculator(Calculator):
@@ -100,17 +104,15 @@ class ECSECalculator(Calculator):
         self.model = model.to(device).eval()
         self.dtype, self.device = dtype, torch.device(device)
         self.output = _model_output(model) if output is None else output
-        if self.output == "scalar":
+        self.spec = OutputSpec(self.output)  # validates the type
+        if self.spec.is_scalar:
             if property_name is not None:
                 raise ValueError(f"property_name={property_name!r} is for tensor models; this one predicts "
                                  "energies (output='scalar')")
             self.property_name = None
             self.implemented_properties = list(_ENERGY_PROPERTIES)
         else:
-            from ..covariant import OutputSpec
-
-            self.spec = OutputSpec(self.output)  # validates the type
-            name = property_name or _DEFAULT_NAMES.get(self.output)
+            name = property_name or _default_property(self.spec)
             if name is None:
                 raise ValueError(f"a model with output={self.output!r} needs a property_name (the key of its "
                                  "prediction in calc.results)")

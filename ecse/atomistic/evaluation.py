@@ -46,9 +46,10 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from ._eval_io import checkpoint_targets, load_structures, read_checkpoint, target_level
-from ._metrics import ENERGY_TYPES, energy_metrics, tensor_metrics
+from ._eval_io import checkpoint_targets, load_structures, read_checkpoint
+from ._metrics import energy_metrics, tensor_metrics
 from ._report import format_report
+from .targets import check_targets, predict, target_level, target_type
 
 __all__ = ["evaluate_checkpoint", "evaluate_models", "predict_targets", "format_report", "load_structures"]
 
@@ -59,9 +60,7 @@ def predict_targets(model: nn.Module, batch: Batch, targets: Mapping[str, str]) 
     """Detached predictions ``{key: tensor}`` of ``model`` on ``batch``
     (:func:`ecse.atomistic.targets.predict`: energy ``[B]``, forces ``[N, 3]`` and stress
     ``[B, 3, 3]`` by autograd, or the one tensor target ``[B, ...]``)."""
-    from .targets import predict
-
-    if any(kind in ("forces", "stress") for kind in targets.values()):
+    if any(target_type(kind).derivative for kind in targets.values()):
         out = predict(model, batch, targets)
     else:
         with torch.no_grad():
@@ -78,14 +77,8 @@ def _rotate_batch(batch: Batch, R: Tensor) -> Batch:
 
 
 def _rotate_back(y: Tensor, R: Tensor, kind: str) -> Tensor:
-    """Undo ``R`` on an output of type ``kind`` (apply ``R^T``)."""
-    from ..testing import transform_output
-
-    if kind == "energy":
-        return y
-    if kind == "forces":
-        return y @ R
-    return transform_output(y, R.T, "rank2" if kind == "stress" else kind)
+    """Undo ``R`` on an output of type ``kind`` (apply ``R^T`` to every row of ``y``)."""
+    return target_type(kind).spec.act(y, R.T.expand(y.shape[0], 3, 3))
 
 
 def _per_structure_norm2(y: Tensor, index: Tensor, n: int) -> Tensor:
@@ -192,8 +185,6 @@ def evaluate_models(bare: Optional[nn.Module], wrapped: Optional[nn.Module], dat
         raise ValueError("no structures to evaluate")
     if rotations < 0 or batch_size < 1:
         raise ValueError(f"need rotations >= 0 and batch_size >= 1, got {rotations}, {batch_size}")
-    from .targets import check_targets
-
     targets = check_targets(targets)
     levels = {k: target_level(kind, level) for k, kind in targets.items()}
     for key in targets:
@@ -210,7 +201,7 @@ def evaluate_models(bare: Optional[nn.Module], wrapped: Optional[nn.Module], dat
         result, arrays = _evaluate_one(model, data_list, targets, levels, rotations, batch_size, seed)
         result["metrics"] = {
             key: (energy_metrics(arrays[key]["pred"], arrays[key]["true"], kind, counts)
-                  if kind in ENERGY_TYPES else tensor_metrics(arrays[key]["pred"], arrays[key]["true"], kind))
+                  if target_type(kind).energy_like else tensor_metrics(arrays[key]["pred"], arrays[key]["true"], kind))
             for key, kind in targets.items()}
         report["models"][name] = result
         report["predictions"][name] = arrays

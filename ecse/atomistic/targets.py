@@ -40,28 +40,105 @@ Evaluation code can reuse :func:`target_types` and :func:`predict`:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ENERGY_TYPES", "TENSOR_TYPES", "target_types", "check_targets", "tensor_target", "energy_keys",
-           "target_shape", "prepare_targets", "rotate_targets", "predict"]
+from ..covariant import OutputSpec, from_voigt, symmetric_to_irreps
+
+__all__ = ["ENERGY_TYPES", "TENSOR_TYPES", "TargetType", "target_type", "target_types", "check_targets",
+           "tensor_target", "energy_keys", "target_shape", "target_level", "prepare_targets", "rotate_targets",
+           "predict"]
 
 #: energy-like target types (one model: energy, with forces/stress by autograd)
 ENERGY_TYPES = ("energy", "forces", "stress")
 #: named tensor target types (besides e3nn Irreps strings)
-TENSOR_TYPES = ("vector", "rank2", "rank2-symmetric")
-_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+TENSOR_TYPES = tuple(name for name in OutputSpec.NAMED if not OutputSpec(name).is_scalar)
 
 
-def _is_irreps(kind: str) -> bool:
-    from e3nn import o3
+@dataclass(frozen=True)
+class TargetType:
+    """Everything the atomistic code asks about one target type (see the table above).
 
+    Attributes
+    ----------
+    name : the type (``"energy"``, ``"forces"``, ``"stress"``, a tensor output type).
+    spec : its components and rotation (:class:`~ecse.covariant.OutputSpec`): energy a
+        scalar, forces a vector, stress a symmetric rank-2 tensor, tensors their own.
+    energy_like : predicted by an energy model (forces and stress by autograd).
+    level : ``"graph"`` / ``"node"`` for energy-like types, ``None`` for tensors (the
+        model's level).
+    unit : ``eV``, ``eV/Å``, ``eV/Å³`` for energy-like types (reports print meV), else ``None``.
+    per_atom : one value per atom (forces) instead of one per structure.
+    derivative : a derivative of the energy (forces, stress).
+    periodic : needs a periodic structure (stress).
+    errors_per_atom : errors are also divided by the atom count (energy; its loss uses them).
+    strict_symmetric : 9 Cartesian numbers must form a symmetric tensor (``rank2-symmetric``).
+    labels : names of the packed components (:meth:`OutputSpec.pack`).
+
+    >>> target_type("forces").spec, target_type("stress").level, target_type("vector").level
+    (OutputSpec('vector'), 'graph', None)
+    """
+
+    name: str
+    spec: OutputSpec = field(repr=False)
+    energy_like: bool = False
+    level: Optional[str] = None
+    unit: Optional[str] = None
+    per_atom: bool = False
+    derivative: bool = False
+    periodic: bool = False
+    errors_per_atom: bool = False
+    strict_symmetric: bool = False
+    labels: tuple = field(default=(), repr=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one structure's (forces: one atom's) value."""
+        return self.spec.component_shape
+
+    def level_for(self, level: str = "graph") -> str:
+        """``"graph"`` or ``"node"``: where a target of this type lives (tensors: ``level``)."""
+        if self.level is not None:
+            return self.level
+        if level not in ("graph", "node"):
+            raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
+        return level
+
+    def metric_name(self, key: str) -> str:
+        """Prefix of this target's metrics: the type for energy-like targets, else the key."""
+        return self.name if self.energy_like else key
+
+
+_ENERGY_LIKE = {
+    "energy": dict(output="scalar", level="graph", unit="eV", errors_per_atom=True, labels=("E",)),
+    "forces": dict(output="vector", level="node", unit="eV/Å", per_atom=True, derivative=True),
+    "stress": dict(output="rank2-symmetric", level="graph", unit="eV/Å³", derivative=True, periodic=True),
+}
+
+
+@lru_cache(maxsize=None)
+def target_type(kind: str) -> TargetType:
+    """The :class:`TargetType` of ``kind``; ``ValueError`` for an unknown type.
+
+    >>> t = target_type("1x0e+1x2e"); t.spec.is_spherical_rank2, t.shape, t.energy_like
+    (True, (6,), False)
+    """
+    if kind in _ENERGY_LIKE:
+        opts = dict(_ENERGY_LIKE[kind])
+        spec = OutputSpec(opts.pop("output"))
+        return TargetType(kind, spec, energy_like=True, **{"labels": spec.component_labels, **opts})
     try:
-        return o3.Irreps(kind).dim > 0
-    except Exception:  # e3nn raises ValueError/AssertionError for bad strings
-        return False
+        spec = OutputSpec(kind)
+    except (ValueError, TypeError):
+        spec = None
+    if spec is None or spec.is_scalar or spec.flat_size == 0:
+        raise ValueError(f"unknown type {kind!r}; use one of {', '.join(ENERGY_TYPES + TENSOR_TYPES)} or an e3nn "
+                         "Irreps string such as '1x1o' or '1x0e+1x2e'")
+    return TargetType(kind, spec, strict_symmetric=spec.is_symmetric, labels=spec.component_labels)
 
 
 def check_targets(targets: Mapping[str, str]) -> dict[str, str]:
@@ -88,13 +165,13 @@ def check_targets(targets: Mapping[str, str]) -> dict[str, str]:
     for key, kind in targets.items():
         if not isinstance(key, str) or not isinstance(kind, str):
             raise ValueError(f"targets: keys and types must be strings, got {key!r}: {kind!r}")
-        if kind not in ENERGY_TYPES + TENSOR_TYPES and not _is_irreps(kind):
-            raise ValueError(f"targets: {key!r} has unknown type {kind!r}; use one of "
-                             f"{', '.join(ENERGY_TYPES + TENSOR_TYPES)} or an e3nn Irreps string such as "
-                             "'1x1o' or '1x0e+1x2e'")
+        try:
+            target_type(kind)
+        except ValueError as err:
+            raise ValueError(f"targets: {key!r} has {err}") from None
         out[key] = kind
-    tensors = [k for k, t in out.items() if t not in ENERGY_TYPES]
-    energy_like = [k for k, t in out.items() if t in ENERGY_TYPES]
+    tensors = [k for k, t in out.items() if not target_type(t).energy_like]
+    energy_like = [k for k, t in out.items() if target_type(t).energy_like]
     if len(tensors) > 1:
         names = " and ".join(f"{k!r} ({out[k]})" for k in tensors)
         raise ValueError(f"targets: {names} are both tensor targets; a model predicts exactly one tensor "
@@ -133,7 +210,7 @@ def target_types(config: Any) -> dict[str, str]:
 
 def tensor_target(types: Mapping[str, str]) -> Optional[tuple[str, str]]:
     """``(key, type)`` of the tensor target, or ``None`` for an energy model."""
-    found = [(k, t) for k, t in types.items() if t not in ENERGY_TYPES]
+    found = [(k, t) for k, t in types.items() if not target_type(t).energy_like]
     return found[0] if found else None
 
 
@@ -148,54 +225,37 @@ def target_shape(kind: str) -> tuple[int, ...]:
     >>> target_shape("rank2-symmetric"), target_shape("1x0e+1x2e")
     ((3, 3), (6,))
     """
-    if kind in ("energy",):
-        return ()
-    if kind in ("forces", "vector"):
-        return (3,)
-    if kind in ("stress", "rank2", "rank2-symmetric"):
-        return (3, 3)
-    from e3nn import o3
-
-    return (o3.Irreps(kind).dim,)
+    return target_type(kind).shape
 
 
-def _is_symmetric_irreps(kind: str) -> bool:
-    """True for Irreps strings that are exactly ``1x0e+1x2e`` (a symmetric rank-2 tensor)."""
-    if kind in ENERGY_TYPES + TENSOR_TYPES or not _is_irreps(kind):
-        return False
-    from e3nn import o3
-
-    return str(o3.Irreps(kind)) == "1x0e+1x2e"
+def target_level(kind: str, level: str = "graph") -> str:
+    """``"graph"`` or ``"node"``: where a target of this type lives (tensors: ``level``)."""
+    return target_type(kind).level_for(level)
 
 
 def _as_tensor(value: Tensor, key: str, kind: str, where: str) -> Tensor:
-    flat = value.reshape(-1)
+    target = target_type(kind)
+    spec, flat = target.spec, value.reshape(-1)
     n = flat.numel()
-    if kind in ("stress", "rank2", "rank2-symmetric"):
-        if n == 6 and kind != "rank2":
-            t = flat.new_zeros(3, 3)
-            for c, (i, j) in enumerate(_VOIGT):
-                t[i, j] = t[j, i] = flat[c]
-            return t[None]
+    if spec.is_rank2:
+        if n == spec.packed_size != 9:  # Voigt
+            return from_voigt(flat)[None]
         if n != 9:
-            sizes = "9 (row-major)" if kind == "rank2" else "9 (row-major) or 6 (Voigt xx yy zz yz xz xy)"
+            sizes = "9 (row-major) or 6 (Voigt xx yy zz yz xz xy)" if spec.is_symmetric else "9 (row-major)"
             raise ValueError(f"{where}: target {key!r} ({kind}) has {n} numbers, expected {sizes}")
         t = flat.reshape(3, 3)
-        if kind == "rank2-symmetric":
+        if target.strict_symmetric:
             scale = float(t.abs().max()) or 1.0
             if float((t - t.T).abs().max()) > 1e-6 * scale:
-                raise ValueError(f"{where}: target {key!r} is declared rank2-symmetric but is not symmetric; "
+                raise ValueError(f"{where}: target {key!r} is declared {kind} but is not symmetric; "
                                  "use type 'rank2'")
         return t[None]
-    expected = int(torch.tensor(target_shape(kind)).prod()) if kind != "energy" else 1
-    if n == 9 and _is_symmetric_irreps(kind):  # a Cartesian symmetric tensor -> (l=0, l=2)
-        from ..covariant import symmetric_to_irreps
-
+    if n == 9 and spec.is_spherical_rank2:  # a Cartesian symmetric tensor -> (l=0, l=2)
         t = _as_tensor(value, key, "rank2-symmetric", where)
         return symmetric_to_irreps(t.to(torch.float64)).to(t.dtype)
-    if n != expected:
-        raise ValueError(f"{where}: target {key!r} ({kind}) has {n} numbers, expected {expected}")
-    return flat.reshape(1, *target_shape(kind))
+    if n != spec.flat_size:
+        raise ValueError(f"{where}: target {key!r} ({kind}) has {n} numbers, expected {spec.flat_size}")
+    return flat.reshape(1, *spec.component_shape)
 
 
 def prepare_targets(data_list: Sequence, types: Mapping[str, str], source: str = "data") -> list:
@@ -207,15 +267,15 @@ def prepare_targets(data_list: Sequence, types: Mapping[str, str], source: str =
     for index, data in enumerate(data_list):
         where = f"{source}[{index}]"
         for key, kind in types.items():
-            value = data[key]
-            if kind == "forces":
-                if tuple(value.shape) != (data.num_nodes, 3):
-                    raise ValueError(f"{where}: forces {key!r} have shape {tuple(value.shape)}, "
-                                     f"expected ({data.num_nodes}, 3)")
+            value, target = data[key], target_type(kind)
+            if target.per_atom:
+                if tuple(value.shape) != (data.num_nodes, *target.shape):
+                    raise ValueError(f"{where}: {kind} {key!r} have shape {tuple(value.shape)}, "
+                                     f"expected ({data.num_nodes}, {', '.join(map(str, target.shape))})")
                 continue
             data[key] = _as_tensor(value, key, kind, where)
-            if kind == "stress" and not bool(data.pbc.any()):
-                raise ValueError(f"{where}: stress target {key!r} needs a periodic structure (this one has no "
+            if target.periodic and not bool(data.pbc.any()):
+                raise ValueError(f"{where}: {kind} target {key!r} needs a periodic structure (this one has no "
                                  "periodic cell)")
     return list(data_list)
 
@@ -226,19 +286,13 @@ def rotate_targets(batch, types: Mapping[str, str], rotations: Tensor):
     stress and rank-2 targets ``R @ T @ R.T``, vectors ``v @ R.T``, Irreps targets
     ``f @ D(R).T`` (e3nn's parity convention). Returns the batch.
     """
-    from ..covariant import OutputSpec
-
     rot = rotations.to(dtype=batch.pos.dtype, device=batch.pos.device)
     per_node = rot[batch.batch]
     batch.pos = torch.einsum("nij,nj->ni", per_node, batch.pos)
     batch.cell = batch.cell @ rot.transpose(1, 2)
     for key, kind in types.items():
-        if kind == "forces":
-            batch[key] = torch.einsum("nij,nj->ni", per_node, batch[key])
-        elif kind in ("stress", "rank2", "rank2-symmetric"):
-            batch[key] = torch.einsum("kij,kjl,kml->kim", rot, batch[key], rot)
-        elif kind != "energy":
-            batch[key] = OutputSpec(kind).act(batch[key], rot)
+        target = target_type(kind)
+        batch[key] = target.spec.act(batch[key], per_node if target.per_atom else rot)
     return batch
 
 
@@ -257,7 +311,7 @@ def predict(model: nn.Module, batch, types: Mapping[str, str], create_graph: boo
     >>> from ecse.backbones import PET
     >>> from torch_geometric.data import Batch
     >>> from ecse.atomistic import atoms_to_data
-    >>> batch = Batch.from_data_list([atoms_to_data(molecule("H2O"))])
+    >>> batch = Batch.from_data_list([atoms_to_data(molecule("H2O"), dtype=torch.float64)])
     >>> out = predict(PET(d_model=8, num_gnn_layers=1, num_transformer_layers=1, num_heads=1,
     ...                   dim_feedforward=8, head_hidden=8).double(), batch, {"energy": "energy", "forces": "forces"})
     >>> {k: tuple(v.shape) for k, v in out.items()}
