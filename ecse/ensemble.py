@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ._validation import check_point_cloud
+from ._validation import _reference, check_point_cloud
 from .auxiliary import DistanceAux
 from .covariant import OutputSpec
 from .frameset import FrameParams, global_frames
@@ -81,8 +81,10 @@ class ECSE(nn.Module):
         input: ``data.pos`` ``[N, 3]``, optional ``batch`` ``[N]``, ``cell`` ``[B, 3, 3]``.
         output: ``[B, *out_shape]`` or ``[N, *out_shape]``.
 
-    After each call, ``last_stats`` holds frame statistics (frames per graph before
-    and after pruning, frames per centre, inner cutoffs, auxiliary weights).
+    ``forward`` raises ``ValueError`` (naming both) when ``data.pos`` and the backbone's
+    parameters differ in dtype or device.  After each call, ``last_stats`` holds frame
+    statistics (frames per graph before and after pruning, frames per centre, inner
+    cutoffs, auxiliary weights).
 
     Example:
         >>> import torch
@@ -151,6 +153,7 @@ class ECSE(nn.Module):
 
     def forward(self, data) -> Tensor:
         pos, batch, num_graphs = check_point_cloud(data)
+        self._check_input(pos)
         # geometry (frames, frame coordinates, rotating back, averaging) in float64 at
         # least; only the backbone (and aux) run in the data's precision
         geo = torch.promote_types(pos.dtype, torch.float64) if pos.device.type != "mps" else pos.dtype
@@ -205,6 +208,19 @@ class ECSE(nn.Module):
         self._record_stats(fs, num_graphs, pos.shape[0])
         return (total / norm.reshape(-1, *([1] * len(self.out_shape)))).to(pos.dtype)
 
+    def _check_input(self, pos: Tensor) -> None:
+        """One clear error when ``data.pos`` and the backbone's parameters (or buffers)
+        differ in dtype or device, instead of a failure deep inside torch."""
+        ref = _reference(self.backbone) if isinstance(self.backbone, nn.Module) else None
+        if ref is None:
+            return
+        if pos.dtype != ref.dtype:
+            raise ValueError(f"ECSE: data.pos is {pos.dtype} but the model is {ref.dtype}; convert with "
+                             f"model.to({pos.dtype}) or data.pos.to({ref.dtype})")
+        if pos.device != ref.device:
+            raise ValueError(f"ECSE: data.pos is on {pos.device} but the model is on {ref.device}; move with "
+                             f"model.to('{pos.device}') or data.to('{ref.device}')")
+
     def _forward_local(self, data, pos_geo: Tensor, batch: Tensor, num_graphs: int, cell, geo) -> Tensor:
         lf = local_frames(pos_geo, self.cutoff, batch, None if cell is None else cell.to(geo),
                           getattr(data, "pbc", None), self.params, self.o3)
@@ -228,7 +244,7 @@ class ECSE(nn.Module):
         vanish (a molecule dissociating in MD) then keeps its baseline energy instead of
         jumping to the auxiliary model's O(1) value."""
         offsets, z = getattr(self.backbone, "composition_offsets", None), getattr(data, "z", None)
-        if not self._aux_is_default or offsets is None or z is None or self.spec.kind == "vector" \
+        if not self._aux_is_default or offsets is None or z is None or not self.spec.has_isotropic \
                 or tuple(self.out_shape) != self.spec.component_shape:
             return like.new_zeros(())
         per_node = offsets.to(like)[z.long().reshape(-1)]

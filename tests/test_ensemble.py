@@ -210,6 +210,25 @@ def test_device_mix_is_reported_before_any_computation():
         ECSE(make_backbone("mlp", 1), cutoff=3.0, out_shape=(1,))(data)
 
 
+def test_dtype_or_device_mismatch_with_the_model_is_one_clear_error():
+    model = ECSE(make_backbone("mlp", 1).double(), cutoff=3.0, out_shape=(1,))
+    message = (r"ECSE: data.pos is torch.float32 but the model is torch.float64; convert with "
+               r"model.to\(torch.float32\) or data.pos.to\(torch.float64\)")
+    with pytest.raises(ValueError, match=message):
+        model(Data(pos=_cloud().float()))
+    assert model(Data(pos=_cloud())).dtype == torch.float64
+    with pytest.raises(ValueError, match="data.pos is torch.float64 but the model is torch.float32"):
+        ECSE(make_backbone("mlp", 1), cutoff=3.0, out_shape=(1,))(Data(pos=_cloud()))
+    # no GPU needed: parameters on the meta device stand in for "another device"
+    meta = ECSE(make_backbone("mlp", 1).to("meta"), cutoff=3.0, out_shape=(1,))
+    with pytest.raises(ValueError, match="ECSE: data.pos is on cpu but the model is on meta"):
+        meta(Data(pos=_cloud().float()))
+    # a parameter-free backbone (any function) takes any dtype
+    def backbone(d):
+        return scatter(d.pos[:, 0] ** 2, d.batch, dim=0, dim_size=d.num_graphs)
+
+    assert ECSE(backbone, cutoff=3.0, aux=None)(Data(pos=_cloud())).dtype == torch.float64
+
 
 def test_default_auxiliary_model_carries_the_backbone_composition_offsets():
     # a dimer has no frame: the auxiliary model carries it, and must keep PET's baseline
