@@ -330,6 +330,9 @@ def test_target_errors(tmp_path, shared_data):
         TrainConfig(data={"files": DATA, "targets": {"energy": "energy"}}, loss={"stress_weight": 1.0})
     with pytest.raises(ValueError, match="leave 'output' and 'level' out of the model section"):
         TrainConfig(data={"files": DATA, "targets": {"mu": "vector"}}, model={"output": "rank2"})
+    with pytest.raises(ValueError, match="an energy model predicts a scalar"):
+        TrainConfig(data={"files": DATA}, model={"output": "vector"})
+    assert TrainConfig(data={"files": DATA, "targets": {"mu": "vector"}}, model={"output": "vector"}).model.output
     if (shared_data / TENSOR_FILE).is_file():  # 'mu' has 3 numbers, not 9
         with pytest.raises(ValueError, match=r"water_monomer_coords_1000.xyz'\[0\]: target 'mu' \(rank2\) has 3"):
             train(water(shared_data, tmp_path, {"mu": "rank2"}), log=None)

@@ -54,7 +54,7 @@ from ._hypers import ECSEOptions, PETHypers
 from ._options import Section, unknown_keys_error
 from ._sections import DataOptions, LossOptions, OptimiserOptions, RunOptions
 
-__all__ = ["TrainConfig", "load_config", "config_from_dict", "DataOptions", "PETHypers", "ECSEOptions",
+__all__ = ["TrainConfig", "load_config", "config_from_dict", "replace", "DataOptions", "PETHypers", "ECSEOptions",
            "LossOptions", "OptimiserOptions", "RunOptions"]
 
 _CLASSES: dict[str, type] = {"data": DataOptions, "model": PETHypers, "ecse": ECSEOptions, "loss": LossOptions,
@@ -97,6 +97,9 @@ class TrainConfig:
             raise ValueError(f"tensor target {tensor[0]!r} ({tensor[1]}) is per structure: leave 'output' and "
                              f"'level' out of the model section, got output={self.model.output!r}, "
                              f"level={self.model.level!r}")
+        if tensor is None and self.model.output not in (None, "scalar"):
+            raise ValueError(f"an energy model predicts a scalar: leave 'output' out of the model section, "
+                             f"got output={self.model.output!r}")
         object.__setattr__(self, "_target_types", resolved)
 
     @property

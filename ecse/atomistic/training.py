@@ -7,10 +7,10 @@ baseline fitted on the training split and set as PET's offsets, a loss over the 
 augmentation that rotates every target, validation every epoch, ``last.pt``/``best.pt``
 checkpoints and a ``log.csv``. A run killed at any point resumes *exactly* (bit-identical
 parameters on the same machine) with ``train(config, resume=True)`` from the last
-checkpoint, which is written at every epoch end and, with ``checkpoint_every``, every that
+checkpoint, which is written at every epoch end and, with ``run.checkpoint_every``, every that
 many steps. Shuffling and augmentation draw from generators seeded by
 ``(seed, epoch, step)``, so they do not depend on how often a run was interrupted.
-``max_time`` stops a run cleanly after a wall-clock budget; a state it stops mid-epoch
+``run.max_time`` stops a run cleanly after a wall-clock budget; a state it stops mid-epoch
 is validated and kept as ``best.pt`` when it beats the best epoch.
 
 Data-parallel training (``torch.distributed``), e.g. two processes on one machine::
@@ -18,14 +18,14 @@ Data-parallel training (``torch.distributed``), e.g. two processes on one machin
     torchrun --standalone --nproc_per_node=2 -m ecse train CONFIG.yaml [--resume]
 
 (``.venv/bin/torchrun`` for the project's virtual environment). Every process reads the
-data; each step's global batch of ``batch_size`` structures (the same seeded permutation
+data; each step's global batch of ``optimiser.batch_size`` structures (the same seeded permutation
 as a single process) is split into contiguous per-rank slices, the model is wrapped in
 ``DistributedDataParallel`` (forces by ``create_graph=True`` double backward work with it),
 and each rank's loss is its share of the *global* batch loss, so the averaged gradient
 equals the single-process gradient up to rounding: results do not depend on the number
 of processes. Validation and test sums are all-reduced; rank 0 alone writes checkpoints,
 ``log.csv``, log lines and the progress bar. The backend is ``gloo`` on CPU and ``nccl``
-on CUDA (``device: cuda`` becomes ``cuda:LOCAL_RANK``), or the config's ``backend``.
+on CUDA (``device: cuda`` becomes ``cuda:LOCAL_RANK``), or the ``run`` section's ``backend``.
 """
 from __future__ import annotations
 
