@@ -32,10 +32,10 @@ as ``"1x1e"`` for an axial vector.
 
 Evaluation code can reuse :func:`target_types` and :func:`predict`:
 
->>> from ecse.atomistic.config import TrainConfig
->>> target_types(TrainConfig(data="a.xyz"))
+>>> from ecse.atomistic.config import config_from_dict
+>>> target_types(config_from_dict({"data": {"files": "a.xyz"}}))
 {'energy': 'energy', 'forces': 'forces'}
->>> target_types(TrainConfig(data="a.xyz", targets={"alpha": "rank2-symmetric"}))
+>>> target_types(config_from_dict({"data": {"files": "a.xyz", "targets": {"alpha": "rank2-symmetric"}}}))
 {'alpha': 'rank2-symmetric'}
 """
 from __future__ import annotations
