@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 
 from ecse.testing import SmoothnessProfile, assert_smooth, smoothness_profile
 
@@ -128,7 +128,10 @@ def test_batched_chunked_and_single_calls_agree():
     calls.clear()
     single = smoothness_profile(counted, data, direction, points=12, batched=False)
     assert calls == [1] * 12
-    for other in (chunked, single):
+    calls.clear()
+    from_batch = smoothness_profile(counted, Batch.from_data_list([data]), direction, points=12)
+    assert calls == [12]
+    for other in (chunked, single, from_batch):
         torch.testing.assert_close(other.energy, full.energy)
         torch.testing.assert_close(other.slope, full.slope)
 
@@ -170,11 +173,14 @@ def test_assert_smooth(dtype, periodic):
     (dict(direction=torch.zeros(5, 3)), "non-zero"),
     (dict(direction=torch.ones(4, 3)), "expected pos's"),
     (dict(path=lambda s: torch.zeros(3, 3)), "shape"),
+    (dict(data=None), "one structure"),
 ])
 def test_bad_input(kwargs, match):
     data, _ = _cloud(torch.float64)
+    if "data" in kwargs:  # a Batch of two structures
+        kwargs["data"] = Batch.from_data_list([data, data])
     with pytest.raises(ValueError, match=match):
-        smoothness_profile(harmonic, data, **kwargs)
+        smoothness_profile(harmonic, **{"data": data, **kwargs})
 
 
 def test_model_that_does_not_batch_gets_a_clear_error():

@@ -139,14 +139,15 @@ def smoothness_profile(model: Callable[[Data], Tensor], data: Data, direction: O
         Gradients must flow from the output to ``pos``; ``model`` is called as is
         (put it in ``eval()`` mode yourself).
     data : one structure (``pos [N, 3]``; other attributes such as ``z``, ``cell``,
-        ``pbc`` are copied unchanged to every point).
+        ``pbc`` are copied unchanged to every point), or a ``Batch`` of one.
     direction : ``[N, 3]`` displacement, normalised over all atoms (Frobenius norm 1),
         so that ``s`` is a length; default a random gaussian direction from ``seed``.
     span : ``stop`` (the path runs over ``s`` in ``[0, stop]``) or ``(start, stop)``.
     points : number of equally spaced values of ``s`` (at least 3).
     path : callable ``s -> positions [N, 3]`` (``s`` a 0-d tensor, differentiable in
         ``s``) used instead of the straight line; ``direction`` is then ignored.
-    batch_size : evaluate at most this many points per model call (default all at once).
+    batch_size : evaluate at most this many points per model call (default all at once;
+        memory grows with it, so lower it for large models or periodic cells).
     batched : ``False`` calls the model once per point on a plain ``Data``.
     reduce : maps the model output ``[k, C]`` to energies ``[k]``; default: sum over ``C``.
     seed : seed of the default direction.
@@ -155,8 +156,10 @@ def smoothness_profile(model: Callable[[Data], Tensor], data: Data, direction: O
     -------
     SmoothnessProfile
     """
-    if isinstance(data, Batch) and data.num_graphs != 1:
-        raise ValueError(f"data must be one structure, got a Batch of {data.num_graphs} graphs")
+    if isinstance(data, Batch):
+        if data.num_graphs != 1:
+            raise ValueError(f"data must be one structure, got a Batch of {data.num_graphs} graphs")
+        data = data.get_example(0)
     dtype = data.pos.dtype
     s_grid = _grid(span, points, dtype)
     walk = _user_path(path, data.pos.shape[0], dtype) if path is not None else _straight(data, direction, seed)
