@@ -130,7 +130,7 @@ def atoms_to_data(atoms, cutoff: Optional[float] = None, dtype: Optional[torch.d
     Raises
     ------
     ValueError
-        Unknown element (atomic number 0, e.g. ASE's ``'X'``, or > 118), NaN/inf positions
+        No atoms, unknown element (atomic number 0, e.g. ASE's ``'X'``, or > 118), NaN/inf positions
         or cell, a singular cell, a bad target kind, a node target of the wrong length, a
         non-finite target value, or (with ``cutoff``) too many periodic images (see
         :func:`ecse.neighbors.neighbor_list`). Messages name the structure (``name``).
@@ -153,9 +153,14 @@ def atoms_to_data(atoms, cutoff: Optional[float] = None, dtype: Optional[torch.d
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating torch.dtype (torch.float32, torch.float64), got {dtype!r}")
     numbers = np.asarray(atoms.numbers, dtype=np.int64)
+    if numbers.size == 0:
+        raise ValueError(f"empty structure (no atoms){_where(name)}")
     bad = (numbers < 1) | (numbers > MAX_Z)
     if bad.any():
-        symbols = sorted({atoms.get_chemical_symbols()[k] for k in np.flatnonzero(bad)})
+        from ase.data import chemical_symbols
+
+        symbols = sorted({chemical_symbols[z] if 0 <= z < len(chemical_symbols) else f"Z={z}"
+                          for z in numbers[bad].tolist()})
         raise ValueError(f"unknown element(s) {symbols} (atomic numbers {sorted(set(numbers[bad].tolist()))})"
                          f"{_where(name)}; supported: 1..{MAX_Z}")
     cell, pbc = _periodicity(atoms, name)
@@ -181,6 +186,15 @@ def atoms_to_data(atoms, cutoff: Optional[float] = None, dtype: Optional[torch.d
     return data
 
 
+def _count(path: str) -> str:
+    import ase.io
+
+    try:
+        return f"index out of range, the file has {len(ase.io.read(path, index=':'))} structure(s)"
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+
+
 def read_structures(path: Union[str, os.PathLike], index: Union[str, int, slice] = ":") -> list:
     """``ase.io.read(path, index)`` as a list of ``Atoms``, with errors naming the file.
 
@@ -193,6 +207,8 @@ def read_structures(path: Union[str, os.PathLike], index: Union[str, int, slice]
         raise FileNotFoundError(f"data file not found: {path!r}")
     try:
         frames = ase.io.read(path, index=index)
+    except (StopIteration, IndexError) as err:  # an index beyond the last structure
+        raise ValueError(f"could not read {path!r} with ASE (index {index!r}): {_count(path)}") from err
     except Exception as err:  # ASE raises many different types for unreadable files
         raise ValueError(f"could not read {path!r} with ASE (index {index!r}): {type(err).__name__}: {err}") from err
     return frames if isinstance(frames, list) else [frames]
@@ -217,7 +233,8 @@ def load_dataset(path: Union[str, os.PathLike], targets: Optional[Mapping[str, s
     FileNotFoundError
         The file does not exist.
     ValueError
-        ASE cannot read it (the message names the file), or a structure is invalid.
+        ASE cannot read it or ``index`` selects nothing (the message names the file), or a
+        structure is invalid (the message names the file and the structure's index).
 
     Examples
     --------
@@ -225,6 +242,8 @@ def load_dataset(path: Union[str, os.PathLike], targets: Optional[Mapping[str, s
     """
     path = os.fspath(path)
     frames = read_structures(path, index)
+    if not frames:
+        raise ValueError(f"no structures in {path!r} with index {index!r}")
     return [atoms_to_data(atoms, cutoff=cutoff, dtype=dtype, targets=targets, name=f"{path}[{k}]")
             for k, atoms in enumerate(frames)]
 
