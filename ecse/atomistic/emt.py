@@ -9,7 +9,8 @@ reference for tests and benchmarks of energy models on solids.
 :func:`emt_structures` builds ``n`` structures of one kind and attaches the EMT
 energy (eV), forces (eV/Å) and stress (eV/Å^3, ASE's sign convention: Voigt order
 ``xx yy zz yz xz xy``, positive under tension) through a
-:class:`~ase.calculators.singlepoint.SinglePointCalculator`.  Kinds (``size=3``):
+:class:`~ase.calculators.singlepoint.SinglePointCalculator`.  EMT's energy zero is
+the ideal crystal at equilibrium (not free atoms).  Kinds (``size=3``):
 
 * ``"perfect"`` -- ideal fcc cells (``size**3`` conventional cells) at ``n``
   lattice constants evenly spread over ``a0 * (1 -+ strain)`` (zero forces);
