@@ -84,8 +84,8 @@ def run_methane_demo(output: str = "runs/demo", fast: bool = False, epochs: Opti
         machine training stops early and the best model so far is evaluated; 0: none).
     epochs, threads, seed
         Override the number of epochs; torch CPU threads (default 1: the small molecules
-        give each operation too little work to share, and on a busy machine several
-        spinning OpenMP threads make an epoch about 18x slower); seed of initialisation,
+        give each operation too little work to share, and on a busy machine spinning
+        OpenMP threads slow every epoch down); seed of initialisation,
         shuffling, augmentation and test rotations.
     log : callable or None
         Receives the progress lines and the final table.
