@@ -9,16 +9,16 @@ classes), so a minimal file names the data, e.g.::
     optimiser: {epochs: 50, lr: 0.001}
     run: {output_dir: runs/methane}
 
-==============  ========================  =============================================
-section         class                     options
-==============  ========================  =============================================
-``data``        :class:`DataOptions`      files, splits, targets, augmentation
-``model``       :class:`PETHypers`        ``ecse.backbones.PET``'s hyperparameters
-``ecse``        :class:`ECSEOptions`      the ECSE wrapper (``in_loop``, frames)
-``loss``        :class:`LossOptions`      loss weights, output scaling
-``optimiser``   :class:`OptimiserOptions` optimiser, batches, learning-rate schedule
-``run``         :class:`RunOptions`       seed, dtype, device, outputs, budgets
-==============  ========================  =============================================
+=============  ===============================  ============================================
+section        class                            options
+=============  ===============================  ============================================
+``data``       :class:`DataOptions`             files, splits, targets, augmentation
+``model``      :class:`PETHypers`               ``ecse.backbones.PET``'s hyperparameters
+``ecse``       :class:`ECSEOptions`             the ECSE wrapper (``in_loop``, frames)
+``loss``       :class:`LossOptions`             loss weights, output scaling
+``optimiser``  :class:`OptimiserOptions`        optimiser, batches, learning-rate schedule
+``run``        :class:`RunOptions`              seed, dtype, device, outputs, budgets
+=============  ===============================  ============================================
 
 A tensor property instead of energies (one tensor per model; see
 :mod:`ecse.atomistic.targets`)::
