@@ -256,3 +256,73 @@ def test_nve_md_runs():
     dyn.run(20)
     assert len(total) == 21 and np.all(np.isfinite(total))
     assert np.all(np.isfinite(atoms.positions))
+
+
+# ----------------------------------------------------------------------------- neighbour-list guards
+def test_neighbor_estimate_matches_the_counts():
+    from ase.build import fcc111
+    from ase.neighborlist import neighbor_list as ase_neighbor_list
+
+    from ecse.neighbors import estimate_neighbors
+
+    slab = fcc111("Cu", (4, 4, 4), vacuum=10.0)
+    slab.pbc = [True, True, False]
+    wire = bulk("Cu", cubic=True)
+    wire.pbc = [True, False, False]
+    for atoms in (bulk("Cu", cubic=True).repeat(3), slab, wire, Atoms("Cu", cell=[1.0] * 3, pbc=True)):
+        true = len(ase_neighbor_list("i", atoms, 5.0)) / len(atoms)  # independent count
+        estimate = estimate_neighbors(atoms.positions, atoms.cell.array, atoms.pbc, 5.0)
+        assert 0.5 * true < estimate < 1.5 * true, (atoms, estimate, true)
+
+
+def test_neighbor_list_refuses_before_searching(monkeypatch):
+    import ecse.neighbors as nb
+
+    def pos(*rows):
+        return torch.tensor(rows, dtype=torch.float64)
+
+    tiny = torch.eye(3, dtype=torch.float64)[None]  # 1 A cell, 524 images within 5 A
+    with pytest.raises(ValueError, match=r"structure 0 of the batch: about 524 neighbours per atom within cutoff 5 "
+                                         r"\(estimated 524 pairs for 1 atoms\), above the limit "
+                                         r"ecse.neighbors.MAX_NEIGHBORS = 500"):
+        nb.neighbor_list(pos([0.0, 0, 0]), 5.0, cell=tiny)
+    monkeypatch.setattr(nb, "MAX_NEIGHBORS", 600)  # the documented knob
+    assert nb.neighbor_list(pos([0.0, 0, 0]), 5.0, cell=tiny).center.numel() > 400
+    # the second structure of a batch is named, and nothing is searched before the check
+    import vesin
+
+    searched = []
+    compute = vesin.NeighborList.compute
+    monkeypatch.setattr(vesin.NeighborList, "compute",
+                        lambda self, *args, **kw: searched.append(1) or compute(self, *args, **kw))
+    batch = torch.tensor([0, 1])
+    cells = torch.stack([4.0 * torch.eye(3, dtype=torch.float64), 0.5 * torch.eye(3, dtype=torch.float64)])
+    with pytest.raises(ValueError, match="structure 1 of the batch"):
+        nb.neighbor_list(pos([0.0, 0, 0], [0, 0, 0]), 5.0, batch=batch, cell=cells)
+    assert searched == []
+    nb.neighbor_list(pos([0.0, 0, 0], [0, 0, 0]), 5.0, batch=batch, cell=4.0 * cells)
+    assert searched == [1, 1]  # the patch sees the searches
+    with pytest.raises(ValueError, match="singular cell"):
+        nb.neighbor_list(pos([0.0, 0, 0]), 2.0, cell=torch.tensor([[1.0, 0, 0], [2, 0, 0], [0, 0, 1]]).double())
+    with pytest.raises(ValueError, match=r"NaN or infinite positions: atom\(s\) \[1\]"):
+        nb.neighbor_list(pos([0.0, 0, 0], [float("nan"), 0, 0]), 2.0)
+    with pytest.raises(ValueError, match="NaN or infinite cell"):
+        nb.neighbor_list(pos([0.0, 0, 0]), 2.0, cell=torch.full((1, 3, 3), float("inf"), dtype=torch.float64))
+    # a zero lattice vector is a non-periodic direction, not a singular cell
+    flat = torch.tensor([[[3.0, 0, 0], [0, 3, 0], [0, 0, 0]]], dtype=torch.float64)
+    assert nb.neighbor_list(pos([0.0, 0, 0], [1, 1, 0]), 2.0, cell=flat).center.tolist() == [0, 1]
+
+
+def test_left_handed_cell_gives_the_right_handed_energy():
+    atoms = copper()
+    left = atoms.copy()
+    left.set_cell(atoms.cell.array * np.array([[1.0], [1.0], [-1.0]]), scale_atoms=False)  # same lattice
+    assert np.linalg.det(left.cell.array) < 0
+    model = ECSE(small_pet(cutoff=4.0), cutoff=4.0).double()
+    for calc_model in (small_pet(cutoff=4.0), model):
+        energies = []
+        for a in (atoms, left):
+            a = a.copy()
+            a.calc = ECSECalculator(calc_model)
+            energies.append(a.get_potential_energy())
+        assert abs(energies[0] - energies[1]) <= 1e-10 * abs(energies[0])
