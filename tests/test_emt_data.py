@@ -132,7 +132,7 @@ def test_write_emt_dataset_splits(tmp_path):
 
 
 def test_bundled_set_is_what_the_generator_gives(bundled):
-    """Entry 0 of DEFAULT_RECIPE (perfect cells, seed 0) regenerated; the MD entries take minutes."""
+    """Entry 0 of DEFAULT_RECIPE (perfect cells, seed 0) regenerated (the MD entries together take about a minute)."""
     from ecse.atomistic.emt import DEFAULT_RECIPE
     kind, element, temperature, n = DEFAULT_RECIPE[0]
     perfect = emt_structures(kind, element, temperature, n, seed=0)
