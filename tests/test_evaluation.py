@@ -259,21 +259,21 @@ def test_cli_eval_clear_errors(checkpoint, tmp_path, capsys):
         return code, capsys.readouterr().err
 
     code, err = run(tmp_path / "missing.pt", METHANE["test"])
-    assert code == 1 and "checkpoint not found" in err and "missing.pt" in err
+    assert code == 2 and "checkpoint not found" in err and "missing.pt" in err
     not_ckpt = tmp_path / "weights.pt"
     torch.save({"weights": torch.zeros(2)}, not_ckpt)
     code, err = run(not_ckpt, METHANE["test"])
-    assert code == 1 and "not an ecse training checkpoint" in err
+    assert code == 2 and "not an ecse training checkpoint" in err
     garbage = tmp_path / "garbage.txt"
     garbage.write_text("this is not a structure file\n")
     code, err = run(checkpoint, garbage)
-    assert code == 1 and "could not read" in err and "garbage.txt" in err
+    assert code == 2 and "could not read" in err and "garbage.txt" in err
     code, err = run(checkpoint, tmp_path / "nothing.xyz")
-    assert code == 1 and "data file not found" in err
+    assert code == 2 and "data file not found" in err
     no_energy = tmp_path / "no_energy.xyz"
     write(no_energy, molecule("CH4"))
     code, err = run(checkpoint, no_energy)
-    assert code == 1 and "'energy'" in err and "available keys" in err
+    assert code == 2 and "'energy'" in err and "available keys" in err
     assert not os.path.exists(tmp_path / "report.json")
     with pytest.raises(ValueError, match="rotations"):
         evaluate_models(None, None, [Data(pos=torch.zeros(1, 3))], {}, rotations=-1)
