@@ -120,8 +120,11 @@ def test_batched_chunked_and_single_calls_agree():
         calls.append(batch.num_graphs if getattr(batch, "batch", None) is not None else 1)
         return morse(batch)
 
-    full = smoothness_profile(counted, data, direction, points=12)
+    full = smoothness_profile(counted, data, direction, points=12, batch_size=None)
     assert calls == [12]  # one Batch of all displaced copies
+    calls.clear()
+    default = smoothness_profile(counted, data, direction, points=12)
+    assert len(calls) == 12 and max(calls) == 1  # default: one point per call (bounded memory)
     calls.clear()
     chunked = smoothness_profile(counted, data, direction, points=12, batch_size=5)
     assert calls == [5, 5, 2]
@@ -129,9 +132,9 @@ def test_batched_chunked_and_single_calls_agree():
     single = smoothness_profile(counted, data, direction, points=12, batched=False)
     assert calls == [1] * 12
     calls.clear()
-    from_batch = smoothness_profile(counted, Batch.from_data_list([data]), direction, points=12)
+    from_batch = smoothness_profile(counted, Batch.from_data_list([data]), direction, points=12, batch_size=None)
     assert calls == [12]
-    for other in (chunked, single, from_batch):
+    for other in (default, chunked, single, from_batch):
         torch.testing.assert_close(other.energy, full.energy)
         torch.testing.assert_close(other.slope, full.slope)
 

@@ -129,7 +129,7 @@ def _energies(model, data: Data, pos: Tensor, batched: bool, reduce) -> Tensor:
 
 def smoothness_profile(model: Callable[[Data], Tensor], data: Data, direction: Optional[Tensor] = None,
                        span: Union[float, Sequence[float]] = 1.0, points: int = 41, *,
-                       path: Optional[Path] = None, batch_size: Optional[int] = None, batched: bool = True,
+                       path: Optional[Path] = None, batch_size: Optional[int] = 1, batched: bool = True,
                        reduce: Optional[Callable[[Tensor], Tensor]] = None, seed: int = 0) -> SmoothnessProfile:
     """Walk ``model`` along a path through ``data`` and profile its energy.
 
@@ -146,8 +146,9 @@ def smoothness_profile(model: Callable[[Data], Tensor], data: Data, direction: O
     points : number of equally spaced values of ``s`` (at least 3).
     path : callable ``s -> positions [N, 3]`` (``s`` a 0-d tensor, differentiable in
         ``s``) used instead of the straight line; ``direction`` is then ignored.
-    batch_size : evaluate at most this many points per model call (default all at once;
-        memory grows with it, so lower it for large models or periodic cells).
+    batch_size : evaluate at most this many points per model call; the default, one,
+        keeps peak memory at that of one model call. Raise it for small models (fewer,
+        larger calls), or pass ``None`` for all points in one call.
     batched : ``False`` calls the model once per point on a plain ``Data``.
     reduce : maps the model output ``[k, C]`` to energies ``[k]``; default: sum over ``C``.
     seed : seed of the default direction.
