@@ -1,6 +1,6 @@
 """Run every case of the bad-input corpus (``tests/corpus/cases.py``) and write
 ``tests/corpus/REPORT.md``: a table of case, input, what was done, expected and actual
-outcome (result, exit status, or the one-line error message).
+outcome (result, exit status, or the one-line error message) and time.
 
 Usage: ``python scripts/corpus_report.py [--output tests/corpus/REPORT.md]`` (about half a
 minute on one CPU core).
@@ -36,14 +36,16 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         ctx = make_context(folder)
         for case in CASES:
+            start = time.perf_counter()
             outcome = run_case(case, ctx)
+            seconds = time.perf_counter() - start
             problem = check(case, outcome)
             failures += problem is not None
             shown = outcome.kind + (f": {outcome.message}" if outcome.message else "")
             shown = shown.replace(folder, "$TMP").replace(str(ROOT) + "/", "")
             verdict = "ok" if problem is None else f"UNEXPECTED: {_cell(problem, 120)}"
             rows.append(f"| {case.name} | {_cell(case.input, 80)} | {_cell(case.action, 80)} | {case.expect} | "
-                        f"{_cell(shown)} | {verdict} |")
+                        f"{_cell(shown)} | {seconds:.2f} | {verdict} |")
     elapsed = time.perf_counter() - t0
     import resource
 
@@ -58,8 +60,8 @@ def main(argv=None) -> int:
         f"{len(CASES)} cases, {len(CASES) - failures} as expected, {failures} unexpected; this run took "
         f"{elapsed:.0f} s on one CPU thread, peak memory (RSS) {peak:.0f} MB.",
         "",
-        "| case | input | action | expected | outcome | check |",
-        "|---|---|---|---|---|---|",
+        "| case | input | action | expected | outcome | seconds | check |",
+        "|---|---|---|---|---|---|---|",
     ]
     Path(args.output).write_text("\n".join(header + rows) + "\n", encoding="utf-8")
     print(f"{len(CASES)} cases, {failures} unexpected, {elapsed:.1f} s; wrote {args.output}")
