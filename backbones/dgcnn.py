@@ -6,10 +6,10 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MLP, EdgeConv, global_max_pool, global_mean_pool
-from torch_geometric.nn.inits import reset
 
 from ecse.point_ops import knn_graph
 
+from ._init import reinitialise
 from .pointnet2 import check_level, read_data
 
 __all__ = ["DGCNN"]
@@ -51,6 +51,8 @@ class DGCNN(nn.Module):
                  k: int = 20, hidden: int = 64, widths: Sequence[int] = (1, 1, 2, 4),
                  act: str = "leaky_relu", norm: Optional[str] = None, dropout: float = 0.0):
         super().__init__()
+        self._config = dict(out_channels=out_channels, in_channels=in_channels, level=level, k=k, hidden=hidden,
+                            widths=widths, act=act, norm=norm, dropout=dropout)
         self.out_channels, self.in_channels = out_channels, in_channels
         self.level, self.k, self.hidden = check_level(level), k, hidden
         self.widths = tuple(widths)
@@ -72,12 +74,11 @@ class DGCNN(nn.Module):
                             dropout=dropout, **kw)
 
     def reset_parameters(self) -> None:
-        """Reinitialise all learnable parameters."""
-        for child in self.children():
-            reset(child)
+        """Reinitialise all learnable parameters: under the same seed, exactly as a new model."""
+        reinitialise(self, self._config)
 
     def forward(self, data: Any) -> Tensor:
-        pos, x, batch, num_graphs = read_data(data, self.in_channels)
+        pos, x, batch, num_graphs = read_data(data, self.in_channels, self)
         h = pos if x is None else torch.cat([x, pos], dim=-1)
         feats = []
         for i, conv in enumerate(self.convs):

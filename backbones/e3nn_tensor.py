@@ -34,9 +34,12 @@ from e3nn import o3
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
-from ecse.covariant import irreps_to_symmetric, symmetric_to_irreps
+from ecse._validation import check_input_dtype
+from ecse.covariant import OutputSpec, irreps_to_symmetric, symmetric_to_irreps
 from ecse.elements import MAX_Z
 from ecse.neighbors import neighbor_list
+
+from ._init import reinitialise
 
 __all__ = ["E3nnTensor", "symmetric_to_irreps", "irreps_to_symmetric"]
 
@@ -123,7 +126,7 @@ class E3nnTensor(nn.Module):
         >>> from ase.build import molecule
         >>> from ecse.atomistic import atoms_to_data
         >>> model = E3nnTensor("vector", hidden="8x0e+4x1o+2x2e", num_layers=1, dtype=torch.float64)
-        >>> tuple(model(atoms_to_data(molecule("H2O"))).shape)
+        >>> tuple(model(atoms_to_data(molecule("H2O"), dtype=torch.float64)).shape)
         (1, 3)
     """
 
@@ -131,6 +134,9 @@ class E3nnTensor(nn.Module):
                  num_layers: int = 2, lmax: int = 2, num_radial: int = 8, radial_hidden: int = 32,
                  avg_neighbors: float = 8.0, level: str = "graph", dtype: Optional[torch.dtype] = None):
         super().__init__()
+        self._config = dict(output=output, cutoff=cutoff, hidden=hidden, num_layers=num_layers, lmax=lmax,
+                             num_radial=num_radial, radial_hidden=radial_hidden, avg_neighbors=avg_neighbors,
+                             level=level)
         dtype = torch.get_default_dtype() if dtype is None else dtype
         old = torch.get_default_dtype()
         torch.set_default_dtype(torch.float64)
@@ -153,6 +159,17 @@ class E3nnTensor(nn.Module):
             self._exact[name] = exact.to(device=current.device)
         return self
 
+    def __repr__(self) -> str:
+        h = self._config
+        return (f"{type(self).__name__}(output={self.output!r}, irreps_out={str(self.irreps_out)!r}, "
+                f"hidden={h['hidden']!r}, num_layers={h['num_layers']}, lmax={h['lmax']}, cutoff={self.cutoff}, "
+                f"level={self.level!r})")
+
+    def reset_parameters(self) -> None:
+        """Reinitialise every parameter as the constructor does (under the same seed,
+        exactly as a new ``E3nnTensor``; composition offsets back to 0)."""
+        reinitialise(self, {**self._config, "dtype": self.embedding.weight.dtype})
+
     def _build(self, output, cutoff, hidden, num_layers, lmax, num_radial, radial_hidden, avg_neighbors,
                level) -> None:
         if level not in ("graph", "node"):
@@ -160,10 +177,13 @@ class E3nnTensor(nn.Module):
         if num_layers < 1 or lmax < 1 or cutoff <= 0:
             raise ValueError(f"need num_layers >= 1, lmax >= 1 and cutoff > 0, got {num_layers}, {lmax}, {cutoff}")
         try:
-            self.irreps_out = o3.Irreps(_NAMED.get(output, output))
-        except Exception as err:  # e3nn raises ValueError/AssertionError for bad strings
+            self.spec = OutputSpec(output)
+        except ValueError:
+            self.spec = None
+        if self.spec is None or not (self.spec.is_irreps or output in _NAMED):
             raise ValueError(f"unknown output {output!r}: use 'vector', 'rank2-symmetric' or an e3nn Irreps "
-                             "string such as '1x1o' or '1x0e+1x2e'") from err
+                             "string such as '1x1o' or '1x0e+1x2e'")
+        self.irreps_out = self.spec.irreps if self.spec.is_irreps else o3.Irreps(_NAMED[output])
         self.output, self.level, self.cutoff = output, level, float(cutoff)
         hidden_irreps = o3.Irreps(hidden).simplify()
         if not any(ir.l == 0 for _, ir in hidden_irreps):
@@ -200,6 +220,7 @@ class E3nnTensor(nn.Module):
         if z is None:
             raise ValueError("E3nnTensor needs atomic numbers in data.z")
         pos, z = data.pos, z.long().reshape(-1)
+        check_input_dtype(self, pos, "data.pos")
         batch = getattr(data, "batch", None)
         batch = torch.zeros_like(z) if batch is None else batch
         nl = neighbor_list(pos, self.cutoff, batch, getattr(data, "cell", None), getattr(data, "pbc", None))
@@ -212,12 +233,12 @@ class E3nnTensor(nn.Module):
         for layer in self.layers:
             h = layer(h, nl.center, nl.neighbor, sh, rbf, env)
         y = self.readout(h)
-        if self.irreps_out == o3.Irreps("1x0e+1x2e"):
+        if self.spec.is_symmetric or self.spec.is_spherical_rank2:  # b_z I: sqrt(3) b_z on l=0
             iso = self.composition_offsets.to(y.dtype)[z]
             y = torch.cat([y[:, :1] + 3 ** 0.5 * iso[:, None], y[:, 1:]], dim=1)
         if self.level == "graph":
             num_graphs = data.num_graphs if isinstance(data, Batch) else int(batch.max()) + 1 if z.numel() else 1
             y = y.new_zeros(num_graphs, y.shape[1]).index_add(0, batch, y)
-        if self.output == "rank2-symmetric":
+        if self.spec.is_symmetric:
             return irreps_to_symmetric(y)
         return y

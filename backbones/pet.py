@@ -32,12 +32,29 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import Batch
 
+from ecse._validation import check_input_dtype
+from ecse.covariant import OutputSpec
 from ecse.elements import MAX_Z
 from ecse.neighbors import neighbor_list
 
-from ._pet_utils import GaussianBasis, TransformerLayer, cutoff_switch, mlp, pad_edges, reverse_edges
+from ._init import reinitialise
+from ._pet_local import AtomSequences, FrameSequences
+from ._pet_utils import GaussianBasis, TransformerLayer, cutoff_switch, mlp, reverse_edges
 
 __all__ = ["PET"]
+
+
+def _species(data) -> Tensor:
+    """``data.z`` as ``[N]`` int64, checked against the known elements."""
+    z = getattr(data, "z", None)
+    if z is None:
+        raise ValueError("PET needs atomic numbers in data.z")
+    z = z.long().reshape(-1)
+    bad = (z < 1) | (z > MAX_Z)
+    if bool(bad.any()):
+        raise ValueError(f"PET: unknown element(s) with atomic number {sorted(set(z[bad].tolist()))}; "
+                         f"supported: 1..{MAX_Z}")
+    return z
 
 
 class _GNNLayer(nn.Module):
@@ -53,7 +70,7 @@ class _GNNLayer(nn.Module):
         self.head, self.bond_head = mlp(d, head_hidden, out_dim), mlp(d, head_hidden, out_dim)
 
     def forward(self, z, center, slot, max_nb, geometry, fc, message):
-        """``geometry`` ``[E, 4 + num_radial]``: (r_ij, |r_ij|, basis of |r_ij|) per edge."""
+        """``geometry`` ``[T, 4 + num_radial]``: (r_ij, |r_ij|, basis of |r_ij|) per edge token."""
         N = z.shape[0]
         edge = self.compress(torch.cat([self.r_embed(geometry), message], 1))
         # sequence per atom: central token (slot 0, weight 1), then its edges, then padding
@@ -100,19 +117,15 @@ class PET(nn.Module):
             new model predicts exactly the composition baseline (``False``: PyTorch's
             default initialisation).  The per-atom output sums one edge head per
             neighbour, so with random heads a dense system starts far from its
-            baseline: on the 192-atom water box (about 60 neighbours per atom within
-            5 Å, output scale 0.8 eV) a new PET is 3.6 eV per atom off, about 1000
-            times the per-atom energy spread, and a short training spends its budget
-            removing that offset.
+            baseline by an offset that grows with the number of neighbours, and a
+            short training spends its budget removing that offset.
         num_radial: number of Gaussian functions of :math:`|r_{ij}|` (evenly spaced on
             :math:`[0, r_c]`, as SchNet's) added to the edge embedding's input; 0
             (default) is the published PET, whose edge embedding is linear in
             :math:`(\mathbf r_{ij}, |r_{ij}|)`.  A linear embedding resolves distances
             only through the MLPs that follow it, which learn slowly where the forces
-            hinge on a narrow range of distances. On bulk water (O-H bonds 0.9-1.1 Å),
-            trained on forces alone for 150 steps (``benchmarks/water_forces.py``), PET's
-            force loss stayed at the zero-force level (1.00) without a basis and fell to
-            0.12 with 32 functions (SchNet: 0.07).
+            hinge on a narrow range of distances (``benchmarks/water_forces.py``
+            compares both embeddings on bulk water).
 
     Shapes:
         input: ``data.pos`` ``[N, 3]``, ``data.z`` ``[N]`` (atomic numbers 1..118),
@@ -143,8 +156,6 @@ class PET(nn.Module):
                  fused_attention: bool = False, level: str = "graph", output: str = "scalar",
                  chunk_tokens: Optional[int] = None, zero_init_heads: bool = False, num_radial: int = 0):
         super().__init__()
-        from ecse.covariant import OutputSpec
-
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
         if not 0 < cutoff_width <= cutoff:
@@ -155,9 +166,12 @@ class PET(nn.Module):
             raise ValueError(f"chunk_tokens must be positive or None, got {chunk_tokens}")
         self.cutoff, self.cutoff_width, self.level = float(cutoff), float(cutoff_width), level
         self.spec, self.output, self.chunk_tokens = OutputSpec(output), output, chunk_tokens
-        out_dim = {"scalar": 1, "vector": 3, "rank2": 9, "rank2-symmetric": 6}.get(
-            self.spec.kind, self.spec.component_shape[0] if self.spec.component_shape else 1)
-        self.out_dim = out_dim
+        self.out_dim = out_dim = self.spec.packed_size  # per-atom numbers the heads predict
+        self._config = dict(cutoff=cutoff, cutoff_width=cutoff_width, d_model=d_model, num_gnn_layers=num_gnn_layers,
+                            num_transformer_layers=num_transformer_layers, num_heads=num_heads,
+                            dim_feedforward=dim_feedforward, head_hidden=head_hidden, pre_ln=pre_ln,
+                            fused_attention=fused_attention, level=level, output=output, chunk_tokens=chunk_tokens,
+                            zero_init_heads=zero_init_heads, num_radial=num_radial)
         self.neighbor_embedding = nn.Embedding(MAX_Z + 1, d_model)
         self.radial = GaussianBasis(cutoff, num_radial) if num_radial else None
         self.gnn_layers = nn.ModuleList(
@@ -201,77 +215,52 @@ class PET(nn.Module):
         state_dict.setdefault(prefix + "output_scale", torch.ones(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def __repr__(self) -> str:
+        c = self._config
+        return (f"{type(self).__name__}(cutoff={self.cutoff}, d_model={c['d_model']}, "
+                f"num_gnn_layers={c['num_gnn_layers']}, num_transformer_layers={c['num_transformer_layers']}, "
+                f"num_heads={c['num_heads']}, num_radial={c['num_radial']}, output={self.output!r}, "
+                f"level={self.level!r})")
+
+    def reset_parameters(self) -> None:
+        """Reinitialise every parameter and buffer (composition offsets 0, output scale 1):
+        under the same seed, exactly as a new ``PET``."""
+        reinitialise(self, self._config)
+
     def forward(self, data, local_frames=None) -> Tensor:
-        pos, z = data.pos, getattr(data, "z", None)
-        if z is None:
-            raise ValueError("PET needs atomic numbers in data.z")
-        z = z.long().reshape(-1)
-        bad = (z < 1) | (z > MAX_Z)
-        if bool(bad.any()):
-            raise ValueError(f"PET: unknown element(s) with atomic number {sorted(set(z[bad].tolist()))}; "
-                             f"supported: 1..{MAX_Z}")
-        batch = getattr(data, "batch", None)
-        if batch is None:
-            batch = torch.zeros_like(z)
+        """Per-structure (or per-atom) outputs; ``local_frames``: evaluate every per-atom
+        update in each of the atom's frames (:mod:`ecse.local`), as ``ECSE(..., mode="local")`` does."""
+        pos, z, batch = data.pos, _species(data), getattr(data, "batch", None)
+        check_input_dtype(self, pos, "data.pos")
+        batch = torch.zeros_like(z) if batch is None else batch
         nl = neighbor_list(pos, self.cutoff, batch, getattr(data, "cell", None), getattr(data, "pbc", None))
-        center, vec = nl.center, nl.vector
-        r = vec.norm(dim=-1)
+        r = nl.vector.norm(dim=-1)
         fc = cutoff_switch(r, self.cutoff, self.cutoff_width)
-        rev = reverse_edges(center, nl.neighbor, vec)
-        message = self.neighbor_embedding(z[nl.neighbor])
-        lf = local_frames
-        if lf is None:  # one "unit" per atom
-            unit_z, unit_of_edge, edge, unit_vec = z, center, None, vec
-        else:  # one unit per (atom, frame) copy
-            if lf.num_atoms != z.numel():
-                raise ValueError(f"local_frames are for {lf.num_atoms} atoms, data has {z.numel()}")
-            unit_of_edge, edge = lf.edge_copies(center)
-            unit_z, unit_vec = z[lf.atom], lf.rotate(vec[edge], unit_of_edge)
-            r, fc = r[edge], fc[edge]
-        slot, max_nb = pad_edges(unit_of_edge, unit_z.shape[0])
-        radial = [] if self.radial is None else [self.radial(r)]  # once, for every layer
-        geometry = torch.cat([unit_vec, r[:, None]] + radial, 1)
-        # covariant outputs: the edge readouts of direction-free (auxiliary) copies are
-        # kept per edge and placed along the edges (ecse.axial) instead of being dropped
-        aux_edge = lf.invariant[unit_of_edge] if lf is not None and self.spec.kind != "scalar" else None
-        total, aux_bonds = None, None
+        rev = reverse_edges(nl.center, nl.neighbor, nl.vector)
+        # token sequences: one per atom, or one per (atom, frame) copy (ecse.backbones._pet_local)
+        seq = (AtomSequences(z, nl.center) if local_frames is None
+               else FrameSequences(local_frames, z, nl.center, nl.vector, self.spec))
+        d = seq.tokens(r)  # edge-token geometry: (r_ij, |r_ij|, g(|r_ij|))
+        radial = [] if self.radial is None else [self.radial(d)]
+        geometry = torch.cat([seq.directions(nl.vector), d[:, None]] + radial, 1)
+        fc_tokens = seq.tokens(fc)
+        message = self.neighbor_embedding(z[nl.neighbor])  # m_ij = Emb(z_j)
+        total = self.composition_offsets.new_zeros(seq.z.numel(), self.out_dim)  # sum_l E_i^(l)
         for layer in self.gnn_layers:
-            msg = message if edge is None else message[edge]
-            unit_out, bond, edge_out = self._run_layer(layer, unit_z, unit_of_edge, slot, max_nb, geometry, fc,
-                                                       msg)
-            if aux_edge is not None:
-                aux_bonds = bond[aux_edge] if aux_bonds is None else aux_bonds + bond[aux_edge]
-                bond = bond.masked_fill(aux_edge[:, None], 0.0)
-            unit_out = unit_out.index_add(0, unit_of_edge, bond)
-            total = unit_out if total is None else total + unit_out
-            if edge is not None:
-                edge_out = lf.combine_edges(edge_out, unit_of_edge, edge, center.numel())
-            message = 0.5 * (message + edge_out[rev])
-        values = self._components(total, z.numel() if lf is None else unit_z.numel())
-        if lf is not None and aux_edge is None:
-            values = lf.combine(values)
-        elif lf is not None:
-            aux_values = None if aux_bonds is None else self._components(aux_bonds, 0)
-            values = lf.combine_covariant(values, self.spec, aux_values, unit_of_edge[aux_edge], vec[edge[aux_edge]])
-        values = self._add_offsets(values * self.output_scale.to(values.dtype), z, pos.dtype)
+            atom, bond, edge_out = self._run_layer(layer, seq, geometry, fc_tokens, seq.tokens(message))
+            total = total + atom.index_add(0, seq.owner, seq.edge_readout(bond))  # H(o_i0) + sum_j f_c B(o_ij)
+            message = 0.5 * (message + seq.edges(edge_out)[rev])  # m_ij <- (m_ij + o_ji) / 2
+        values = seq.atoms(self.spec.unpack(total)) * self.output_scale.to(total.dtype)
+        values = values + self.spec.isotropic(self.composition_offsets.to(pos.dtype)[z])  # + b_z
         if self.level == "node":
             return values
         num_graphs = data.num_graphs if isinstance(data, Batch) else int(batch.max()) + 1 if z.numel() else 1
         return values.new_zeros(num_graphs, *values.shape[1:]).index_add(0, batch, values)
 
-    def _components(self, total: Optional[Tensor], n: int) -> Tensor:
-        if total is None:  # no message-passing layer
-            total = self.composition_offsets.new_zeros(n, self.out_dim)
-        if self.spec.kind == "scalar":
-            return total.squeeze(-1)
-        return self.spec.components(total)
-
-    def _add_offsets(self, values: Tensor, z: Tensor, dtype: torch.dtype) -> Tensor:
-        return values + self.spec.isotropic(self.composition_offsets.to(dtype)[z])
-
-    def _run_layer(self, layer, z, unit_of_edge, slot, max_nb, geometry, fc, message) -> tuple[Tensor, Tensor, Tensor]:
-        """One GNN layer over all units (atom readouts, edge readouts, edge tokens), in
-        token-bounded, checkpointed chunks if asked."""
+    def _run_layer(self, layer, seq, geometry, fc, message) -> tuple[Tensor, Tensor, Tensor]:
+        """One GNN layer over all sequences (central-token readouts, edge readouts, edge
+        tokens), in token-bounded, checkpointed chunks if asked."""
+        z, unit_of_edge, slot, max_nb = seq.z, seq.owner, seq.slot, seq.max_nb
         if self.chunk_tokens is None or z.numel() == 0:
             return layer(z, unit_of_edge, slot, max_nb, geometry, fc, message)
         degree = torch.bincount(unit_of_edge, minlength=z.numel())

@@ -6,12 +6,12 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MLP, PointTransformerConv, global_mean_pool
-from torch_geometric.nn.inits import reset
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import scatter
 
 from ecse.point_ops import fps, knn, knn_graph
 
+from ._init import reinitialise
 from .pointnet2 import check_level, knn_interpolate, read_data
 
 __all__ = ["PointTransformer"]
@@ -85,6 +85,8 @@ class PointTransformer(nn.Module):
                  ratios: Sequence[float] = (0.25, 0.25, 0.25, 0.25), act: str = "relu",
                  norm: Optional[str] = None, dropout: float = 0.0):
         super().__init__()
+        self._config = dict(out_channels=out_channels, in_channels=in_channels, level=level, k=k, hidden=hidden,
+                            ratios=ratios, act=act, norm=norm, dropout=dropout)
         self.out_channels, self.in_channels = out_channels, in_channels
         self.level, self.k, self.hidden = check_level(level), k, hidden
         self.ratios = tuple(ratios)
@@ -108,12 +110,11 @@ class PointTransformer(nn.Module):
         self.head = MLP([hidden, hidden, out_channels], dropout=dropout, **kw)
 
     def reset_parameters(self) -> None:
-        """Reinitialise all learnable parameters."""
-        for child in self.children():
-            reset(child)
+        """Reinitialise all learnable parameters: under the same seed, exactly as a new model."""
+        reinitialise(self, self._config)
 
     def forward(self, data: Any) -> Tensor:
-        pos, x, batch, num_graphs = read_data(data, self.in_channels)
+        pos, x, batch, num_graphs = read_data(data, self.in_channels, self)
         h = self.mlp_in(pos if x is None else torch.cat([x, pos], dim=-1))
         levels, graphs = [], []
         for i, block in enumerate(self.blocks):

@@ -6,18 +6,22 @@ from typing import Any, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MLP, PointNetConv, global_max_pool
-from torch_geometric.nn.inits import reset
 from torch_geometric.utils import scatter
 
+from ecse._validation import check_input_dtype
 from ecse.point_ops import fps, knn, radius
+
+from ._init import reinitialise
 
 __all__ = ["PointNet2", "knn_interpolate"]
 
 _LEVELS = ("graph", "node")
 
 
-def read_data(data: Any, in_channels: int) -> Tuple[Tensor, Optional[Tensor], Tensor, int]:
-    """Return ``(pos, x, batch, num_graphs)`` from ``data`` and check the shapes.
+def read_data(data: Any, in_channels: int, model: Optional[nn.Module] = None
+              ) -> Tuple[Tensor, Optional[Tensor], Tensor, int]:
+    """Return ``(pos, x, batch, num_graphs)`` from ``data`` and check the shapes (and,
+    given the ``model``, that ``pos`` and ``x`` have its parameters' dtype and device).
 
     ``x`` is ``None`` when ``in_channels == 0`` (any ``data.x`` is then ignored).
     """
@@ -33,6 +37,9 @@ def read_data(data: Any, in_channels: int) -> Tuple[Tensor, Optional[Tensor], Te
             shape = tuple(x.shape) if isinstance(x, Tensor) else None
             raise ValueError(f"data.x must have shape [{n}, {in_channels}] "
                              f"(in_channels={in_channels}), got {shape}")
+    if model is not None:
+        check_input_dtype(model, pos, "data.pos")
+        check_input_dtype(model, x, "data.x")
     batch = getattr(data, "batch", None)
     if batch is None:
         return pos, x, pos.new_zeros(n, dtype=torch.long), 1
@@ -126,6 +133,9 @@ class PointNet2(nn.Module):
                  hidden: int = 64, max_num_neighbors: int = 64, act: str = "relu",
                  norm: Optional[str] = None, dropout: float = 0.0):
         super().__init__()
+        self._config = dict(out_channels=out_channels, in_channels=in_channels, level=level, ratios=ratios,
+                            radii=radii, hidden=hidden, max_num_neighbors=max_num_neighbors, act=act, norm=norm,
+                            dropout=dropout)
         if len(ratios) != len(radii) or len(ratios) == 0:
             raise ValueError("ratios and radii must be non-empty and of equal length")
         self.out_channels, self.in_channels = out_channels, in_channels
@@ -159,12 +169,11 @@ class PointNet2(nn.Module):
             self.head = MLP([cur, cur, out_channels], dropout=dropout, **kw)
 
     def reset_parameters(self) -> None:
-        """Reinitialise all learnable parameters."""
-        for child in self.children():
-            reset(child)
+        """Reinitialise all learnable parameters: under the same seed, exactly as a new model."""
+        reinitialise(self, self._config)
 
     def forward(self, data: Any) -> Tensor:
-        pos, x, batch, num_graphs = read_data(data, self.in_channels)
+        pos, x, batch, num_graphs = read_data(data, self.in_channels, self)
         levels = [(x, pos, batch)]
         for sa in self.sa:
             levels.append(sa(*levels[-1]))

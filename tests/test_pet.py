@@ -364,3 +364,24 @@ def test_radial_basis_learns_bond_forces_the_linear_embedding_does_not():
 
     linear, basis = test_error(0), test_error(16)
     assert basis < 0.05 and basis < 0.1 * linear, (basis, linear)
+
+
+@pytest.mark.parametrize("output", ["scalar", "vector", "rank2"])
+def test_one_identity_frame_per_atom_is_the_bare_model(output):
+    """The local-frame bookkeeping (FrameSequences) with one identity frame of weight 1 per
+    atom reproduces the bare bookkeeping (AtomSequences), layer after layer."""
+    from ecse.local import LocalFrames
+
+    data = Batch.from_data_list([methane(0), box(1)])
+    n = data.pos.shape[0]
+    eye = torch.eye(3, dtype=F64).expand(n, 3, 3)
+    lf = LocalFrames(torch.arange(n), eye, torch.ones(n, dtype=F64), torch.zeros(n, dtype=torch.bool), n,
+                     torch.zeros(n, dtype=F64), n, torch.full((n,), 3.0, dtype=F64))
+    model = small_pet(cutoff=3.0, output=output)
+    model.set_composition_offsets({"C": -1.0, "H": 0.5, "O": 2.0})
+    bare = model(data)
+    torch.testing.assert_close(model(data, local_frames=lf), bare, rtol=1e-13, atol=1e-13)
+    model.chunk_tokens = 5  # checkpointed chunks of sequences: same numbers
+    torch.testing.assert_close(model(data, local_frames=lf), bare, rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="local_frames are for 3 atoms, data has 9"):
+        model(data, local_frames=lf._replace(num_atoms=3))
