@@ -358,3 +358,30 @@ def test_a_layer_with_invariant_messages_is_unchanged(kind):
         local = adapted(*args)
     assert ctx.records[0]["mode"] == "frames" and ctx.records[0]["copies"] > ctx.records[0]["centres"]
     assert torch.allclose(local, bare, atol=1e-12, rtol=0), float((local - bare).abs().max())
+
+
+@pytest.mark.parametrize("output", ["vector", "rank2"])
+@pytest.mark.parametrize("name", BACKBONES)
+@settings(max_examples=2, deadline=None)
+@given(data=CLOUDS, R=rotations())
+def test_covariant_node_outputs_rotate_back_per_node(name, output, data, R):
+    channels = {"vector": 3, "rank2": 9}[output]
+    for dtype in (torch.float64, torch.float32):
+        model = LocalPointModel(make_backbone(name, channels, "node").to(dtype), cutoff=3.0, output=output,
+                                level="node")
+        a, b = _outputs(model, data, R, dtype)
+        Rd = R.to(dtype)
+        expected = a @ Rd.T if output == "vector" else Rd @ a @ Rd.T
+        assert _err(b, expected) <= TOL[dtype], (_err(b, expected), dtype)
+
+
+def test_covariant_node_outputs_are_not_trivial():
+    model = LocalPointModel(make_backbone("dgcnn", 3, "node").double(), cutoff=3.0, output="vector", level="node")
+    data = Data(pos=torch.randn(12, 3, generator=torch.Generator().manual_seed(12), dtype=torch.float64) * 1.3)
+    a, _ = _outputs(model, data, torch.eye(3, dtype=torch.float64), torch.float64)
+    assert bool((a.norm(dim=-1) > 1e-3).all())  # every node has frames here
+
+
+def test_covariant_output_at_graph_level_is_refused():
+    with pytest.raises(ValueError, match="level='node'"):
+        LocalPointModel(make_backbone("dgcnn", 3), cutoff=3.0, output="vector")

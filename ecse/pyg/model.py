@@ -17,7 +17,16 @@ behaviour outside a local context).  :class:`LocalPointModel` runs the model ins
   radius/kNN search, deterministic FPS and distance weights are (up to exact ties).
 
 The network then sees only invariant features, and invariant (scalar) outputs are
-exact.  Covariant outputs are not produced by this mode.
+exact.  A covariant node-level output (``output="vector"``, ``"rank2"``, an Irreps
+string; ``level="node"``) is read as the node's components in each of its own frames
+:math:`F_{ik}` (:func:`ecse.local.local_frames`, neighbours within ``cutoff``) and
+rotated back,
+
+.. math::
+    y_i = \sum_k \bar w_{ik}\, F_{ik} \cdot v_i + \bar w^{aux}_i\, \pi(v_i),
+
+with :math:`v_i` the model's (invariant) output and :math:`\pi` the projection on the
+invariant part of the type (:meth:`ecse.local.LocalFrames.combine_covariant`).
 """
 from __future__ import annotations
 
@@ -27,7 +36,10 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.dense.linear import Linear as PyGLinear
 
+from .._validation import check_point_cloud
+from ..covariant import OutputSpec
 from ..frameset import FrameParams
+from ..local import local_frames
 from .context import current_context, local_context
 from .layers import LocalFrameLayer, layer_kind
 
@@ -92,12 +104,16 @@ class LocalPointModel(nn.Module):
             frames continuous across it).
         params: :class:`~ecse.frameset.FrameParams`.
         o3: add mirror frames (exact under reflections too; twice the copies).
+        output: ``"scalar"`` (any invariant output) or a covariant type of
+            :class:`~ecse.covariant.OutputSpec` (``level="node"`` only).
+        level: ``"graph"`` or ``"node"``.
 
     Raises:
-        ValueError: the model has no layer that reads relative positions.
+        ValueError: the model has no layer that reads relative positions, or a
+            covariant output at graph level.
 
     Shapes:
-        as ``model``; outputs are invariant.
+        as ``model``; covariant outputs ``[N, *component_shape]``.
 
     After each call, ``last_stats`` holds frames per centre (over all adapted calls)
     and per-layer records.
@@ -120,9 +136,16 @@ class LocalPointModel(nn.Module):
         True
     """
 
-    def __init__(self, model: nn.Module, cutoff: float, params: FrameParams = FrameParams(), o3: bool = False):
+    def __init__(self, model: nn.Module, cutoff: float, params: FrameParams = FrameParams(), o3: bool = False,
+                 output: str = "scalar", level: str = "graph"):
         super().__init__()
         self.model, self.cutoff, self.params, self.o3 = model, float(cutoff), params, bool(o3)
+        self.spec, self.level = OutputSpec(output), level
+        if level not in ("graph", "node"):
+            raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
+        if not self.spec.is_scalar and level != "node":
+            raise ValueError(f"local mode for PyG models gives covariant outputs (output={output!r}) per node "
+                             "only (level='node'): a graph-level output of the model is already pooled")
         self.adapted = symmetrize_layers(model)
         if not self.adapted:
             raise ValueError(f"{type(model).__name__} has no layer that reads relative positions (a "
@@ -142,7 +165,18 @@ class LocalPointModel(nn.Module):
             ctx.register(getattr(data, "pos", None))
             y = self.model(data, *args, **kwargs)
         self.last_stats = _stats(ctx.records)
-        return y
+        if self.spec.is_scalar:
+            return y
+        pos, batch, _ = check_point_cloud(data)
+        geo = torch.promote_types(pos.dtype, torch.float64)
+        cell = getattr(data, "cell", None)
+        lf = local_frames(pos.to(geo), self.cutoff, batch, None if cell is None else cell.to(geo),
+                          getattr(data, "pbc", None), self.params, self.o3)
+        values = self.spec.components(y).to(geo)
+        if values.shape[0] != pos.shape[0]:
+            raise ValueError(f"output={self.spec.name!r} at level='node' needs [N={pos.shape[0]}, ...] from the "
+                             f"model, got {tuple(y.shape)}")
+        return lf.combine_covariant(values[lf.atom], self.spec).to(y.dtype)
 
 
 def _stats(records: list[dict]) -> dict:
