@@ -78,13 +78,13 @@ class LayerNet(nn.Module):
         if kind == "user":
             self.conv = RelConv(8)
         elif kind == "pointnet":
-            self.conv = PointNetConv(MLP([8 + 3, 8, 8]), MLP([8, 8]))
+            self.conv = PointNetConv(MLP([8 + 3, 8, 8], norm=None), MLP([8, 8], norm=None))
         elif kind == "transformer":
-            self.conv = PointTransformerConv(8, 8, pos_nn=MLP([3, 8, 8]), attn_nn=MLP([8, 8]))
+            self.conv = PointTransformerConv(8, 8, pos_nn=MLP([3, 8, 8], norm=None), attn_nn=MLP([8, 8], norm=None))
         elif kind == "edge":
-            self.conv = EdgeConv(MLP([2 * 11, 8, 8]), aggr="add")
+            self.conv = EdgeConv(MLP([2 * 11, 8, 8], norm=None), aggr="add")
         elif kind == "dynamic":
-            self.conv = DynamicEdgeConv(MLP([2 * 3, 8, 8]), k=4, aggr="add")
+            self.conv = DynamicEdgeConv(MLP([2 * 3, 8, 8], norm=None), k=4, aggr="add")
         self.head = nn.Linear(8, 2)
 
     def forward(self, data):
@@ -155,6 +155,17 @@ def test_both_neighbour_backends_exact_and_bare_not(name, backend):
         assert model.last_stats["frames_per_centre"] > 0
 
 
+@pytest.mark.parametrize("name", BACKBONES)
+def test_batched_clouds_match_single_clouds_and_tiny_clouds_run(name):
+    model = LocalPointModel(make_backbone(name, 2, "node").double(), cutoff=3.0)
+    g = torch.Generator().manual_seed(13)
+    clouds = [torch.randn(n, 3, generator=g, dtype=torch.float64) * 1.3 for n in (7, 1, 2, 9)]
+    with torch.no_grad():
+        together = model(Batch.from_data_list([Data(pos=p) for p in clouds]))
+        alone = torch.cat([model(Batch.from_data_list([Data(pos=p)])) for p in clouds])
+    assert torch.isfinite(together).all() and torch.allclose(together, alone, atol=1e-12, rtol=0)
+
+
 def test_layers_that_only_see_invariant_features_are_left_alone():
     net = nn.ModuleDict({"gcn": GCNConv(4, 4), "ppf": PPFConv(MLP([4, 4])), "mlp": MLP([3, 4])})
     assert symmetrize_layers(net) == [] and type(net["gcn"]) is GCNConv and type(net["ppf"]) is PPFConv
@@ -170,7 +181,7 @@ def test_layers_that_only_see_invariant_features_are_left_alone():
 
 def test_ppf_conv_is_invariant_without_adaptation():
     torch.manual_seed(0)
-    conv = PPFConv(MLP([4, 8])).double()
+    conv = PPFConv(MLP([4, 8], norm=None)).double()
 
     def net(data):  # normals rotate with the cloud; point-pair features are invariant
         pos = data.pos - data.pos.mean(0)

@@ -30,7 +30,11 @@ runs once on this graph and the copies' outputs are averaged per centre.  Suppor
 
 A layer with ``add_self_loops=True`` gets its self loops added on the original graph
 (as PyG does) and switched off on the expanded one.  ``PPFConv`` is not adapted: its
-point-pair features are already invariant.
+point-pair features are already invariant.  Batch normalisation in training mode inside
+an adapted layer (PyG's ``MLP`` default) normalises over all frame copies at once: still
+exactly invariant (the set of copies is), but not the per-frame average of the bare
+layer; in eval mode it is.  A user layer must not change ``edge_index`` in its
+``forward`` other than through ``add_self_loops`` (the expanded graph's nodes are copies).
 """
 from __future__ import annotations
 

@@ -149,8 +149,9 @@ class LocalPointModel(nn.Module):
         self.adapted = symmetrize_layers(model)
         if not self.adapted:
             raise ValueError(f"{type(model).__name__} has no layer that reads relative positions (a "
-                             "MessagePassing layer with forward(..., pos, edge_index), EdgeConv or DynamicEdgeConv); "
-                             "local mode has nothing to symmetrise: use mode='global'")
+                             "MessagePassing layer with forward(..., pos, edge_index), EdgeConv or DynamicEdgeConv) "
+                             "and no forward(data, local_frames=...) interface (see ecse.local): local mode has "
+                             "nothing to symmetrise; use mode='global'")
         for name, module in model.named_modules():
             if isinstance(module, _LINEAR) and not _inside_adapter(model, name) \
                     and _zero_coordinates not in module._forward_pre_hooks.values():
