@@ -178,11 +178,11 @@ class E3nnTensor(nn.Module):
             raise ValueError(f"need num_layers >= 1, lmax >= 1 and cutoff > 0, got {num_layers}, {lmax}, {cutoff}")
         try:
             self.spec = OutputSpec(output)
-        except ValueError:
-            self.spec = None
-        if self.spec is None or not (self.spec.is_irreps or output in _NAMED):
+            if not (self.spec.is_irreps or output in _NAMED):
+                raise ValueError(output)
+        except ValueError as err:
             raise ValueError(f"unknown output {output!r}: use 'vector', 'rank2-symmetric' or an e3nn Irreps "
-                             "string such as '1x1o' or '1x0e+1x2e'")
+                             "string such as '1x1o' or '1x0e+1x2e'") from err
         self.irreps_out = self.spec.irreps if self.spec.is_irreps else o3.Irreps(_NAMED[output])
         self.output, self.level, self.cutoff = output, level, float(cutoff)
         hidden_irreps = o3.Irreps(hidden).simplify()
