@@ -396,3 +396,59 @@ def test_covariant_node_outputs_are_not_trivial():
 def test_covariant_output_at_graph_level_is_refused():
     with pytest.raises(ValueError, match="level='node'"):
         LocalPointModel(make_backbone("dgcnn", 3), cutoff=3.0, output="vector")
+
+
+class NormalConv(MessagePassing):
+    """A user layer with normals (rotated with the frame) and invariant edge attributes."""
+
+    def __init__(self, invariant: bool = False):
+        super().__init__(aggr="add")
+        self.invariant = invariant
+        self.mlp = nn.Sequential(nn.Linear(3 + 3 + 3 + 1, 8), nn.Tanh(), nn.Linear(8, 4))
+
+    def forward(self, x, pos, normal, edge_index, edge_attr):
+        return self.propagate(edge_index, x=x, pos=pos, normal=normal, edge_attr=edge_attr)
+
+    def message(self, x_j, pos_i, pos_j, normal_i, normal_j, edge_attr):
+        r = pos_j - pos_i
+        if self.invariant:  # dot products only: the bare layer is invariant already
+            r = torch.stack([r.norm(dim=-1), (normal_i * normal_j).sum(-1), (r * normal_j).sum(-1)], -1)
+            n_i, n_j = torch.zeros_like(r), torch.zeros_like(r)
+        else:
+            n_i, n_j = normal_i, normal_j
+        return x_j * self.mlp(torch.cat([r, n_i, n_j, edge_attr], -1))
+
+
+class NormalNet(nn.Module):
+    def __init__(self, invariant: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = NormalConv(invariant)
+
+    def forward(self, data):
+        pos = data.pos
+        centred = pos - pos.mean(0)
+        normal = centred / centred.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        edges = point_ops.radius_graph(pos, 3.0)
+        dist = (pos[edges[0]] - pos[edges[1]]).norm(dim=-1, keepdim=True)
+        x = torch.ones(pos.shape[0], 4, dtype=pos.dtype)
+        return self.conv(x, pos, normal, edges, dist).sum(0, keepdim=True)
+
+
+def test_user_layer_with_normals_and_edge_attributes():
+    g = torch.Generator().manual_seed(16)
+    data = Data(pos=torch.randn(11, 3, generator=g, dtype=torch.float64) * 1.3)
+    R = random_rotation(g, dtype=torch.float64)
+    a, b = _outputs(NormalNet().double(), data, R, torch.float64)
+    assert _err(b, a) > 1e-3  # bare: not invariant
+    for dtype in (torch.float64, torch.float32):
+        _check(LocalPointModel(NormalNet().to(dtype), cutoff=3.0), data, R, dtype)
+    # with invariant messages the adapted layer is the bare one where every centre has
+    # frames (auxiliary copies see no normals: they carry no direction)
+    net = NormalNet(invariant=True).double()
+    one = Batch.from_data_list([Data(pos=data.pos * 0.6)])
+    model = LocalPointModel(net, cutoff=3.0)
+    with torch.no_grad():
+        bare, local = net(one), model(one)
+    assert model.last_stats["aux_centres"] == 0
+    assert torch.allclose(local, bare, atol=1e-12, rtol=0)
