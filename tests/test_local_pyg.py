@@ -18,7 +18,7 @@ from ecse import point_ops
 from ecse.pyg import LocalFrameLayer, LocalPointModel, edge_local_frames, local_context, symmetrize_layers
 from ecse.pyg.model import _zero_coordinates
 from ecse.switching import cutoff_function
-from ecse.testing import point_clouds, random_rotation, rotations
+from ecse.testing import orthogonal_matrices, point_clouds, random_rotation, rotations
 
 from .models import make_backbone
 from .test_smoothness import _assert_continuous
@@ -452,3 +452,15 @@ def test_user_layer_with_normals_and_edge_attributes():
         bare, local = net(one), model(one)
     assert model.last_stats["aux_centres"] == 0
     assert torch.allclose(local, bare, atol=1e-12, rtol=0)
+
+
+@settings(max_examples=4, deadline=None)
+@given(data=CLOUDS, Q=orthogonal_matrices())
+def test_o3_adds_mirror_frames_and_is_exact_under_reflections(data, Q):
+    model = LocalPointModel(make_backbone("point_transformer", 2, "node").double(), cutoff=3.0, o3=True)
+    _check(model, data, Q, torch.float64)
+    so3 = LocalPointModel(make_backbone("point_transformer", 2, "node").double(), cutoff=3.0)
+    mirror = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
+    cloud = Data(pos=torch.randn(10, 3, generator=torch.Generator().manual_seed(17), dtype=torch.float64))
+    a, b = _outputs(so3, cloud, mirror, torch.float64)
+    assert _err(b, a) > 1e-4  # SO(3) frames alone do not see reflections
