@@ -15,6 +15,7 @@ from torch_geometric.nn import (MLP, DynamicEdgeConv, EdgeConv, GCNConv, Message
 from torch_geometric.utils import scatter
 
 from ecse import point_ops
+from ecse.backbones import DGCNN, PointNet2, PointTransformer
 from ecse.pyg import LocalFrameLayer, LocalPointModel, edge_local_frames, local_context, symmetrize_layers
 from ecse.pyg.model import _zero_coordinates
 from ecse.switching import cutoff_function
@@ -464,3 +465,21 @@ def test_o3_adds_mirror_frames_and_is_exact_under_reflections(data, Q):
     cloud = Data(pos=torch.randn(10, 3, generator=torch.Generator().manual_seed(17), dtype=torch.float64))
     a, b = _outputs(so3, cloud, mirror, torch.float64)
     assert _err(b, a) > 1e-4  # SO(3) frames alone do not see reflections
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_invariant_point_features_next_to_coordinates(name):
+    """``in_channels > 0``: the models read ``[x, pos]``; only the coordinate columns change."""
+    torch.manual_seed(0)
+    cls, kw = {"pointnet2": (PointNet2, dict(ratios=(0.75, 0.5), radii=(1.5, 3.0))), "dgcnn": (DGCNN, dict(k=4)),
+               "point_transformer": (PointTransformer, dict(k=4))}[name]
+    model = LocalPointModel(cls(2, in_channels=2, level="node", hidden=16, **kw).double(), cutoff=3.0)
+    g = torch.Generator().manual_seed(18)
+    pos = torch.randn(14, 3, generator=g, dtype=torch.float64) * 1.3
+    x = torch.randn(14, 2, generator=g, dtype=torch.float64)
+    R = random_rotation(g, dtype=torch.float64)
+    with torch.no_grad():
+        a = model(Batch.from_data_list([Data(pos=pos, x=x)]))
+        b = model(Batch.from_data_list([Data(pos=pos @ R.T + 1.0, x=x)]))
+        c = model(Batch.from_data_list([Data(pos=pos, x=x.flip(0))]))
+    assert _err(b, a) <= 1e-10 and _err(c, a) > 1e-3  # the features still matter
