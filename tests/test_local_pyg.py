@@ -25,7 +25,7 @@ from .models import make_backbone
 from .test_smoothness import _assert_continuous
 
 BACKBONES = ["pointnet2", "dgcnn", "point_transformer"]
-GENERIC = ["random", "clustered", "planar", "collinear"]
+GENERIC = ["random", "clustered", "planar", "collinear", "near_degenerate"]
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 CLOUDS = st.sampled_from(GENERIC).flatmap(lambda k: point_clouds(kind=k, min_points=3, max_points=12))
 

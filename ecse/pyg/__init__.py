@@ -20,6 +20,27 @@ Building blocks, from high to low level:
   one layer (active only inside :func:`local_context`);
 * :func:`edge_local_frames`, :func:`frame_coordinates` -- frames of the centres of any
   edge set and edge displacements in them, for custom layers.
+
+Example (a custom aggregation from the building blocks; any function of the frame
+coordinates is allowed):
+
+>>> import torch
+>>> from ecse.point_ops import radius_graph
+>>> def aggregate(pos, weight):
+...     src, dst = radius_graph(pos, 3.0)
+...     order = torch.argsort(dst, stable=True)
+...     src, dst = src[order], dst[order]
+...     lf = edge_local_frames(dst, pos[src] - pos[dst], pos.shape[0], cutoff=3.0)
+...     copy, edge = lf.edge_copies(dst)  # every edge once per frame of its centre
+...     r = frame_coordinates(lf, (pos[src] - pos[dst])[edge], copy)
+...     per_copy = r.new_zeros(lf.atom.numel(), 4).index_add(0, copy, torch.tanh(r @ weight))
+...     return lf.combine(per_copy)  # weighted average over each centre's frames
+>>> g = torch.Generator().manual_seed(0)
+>>> pos, weight = torch.randn(8, 3, generator=g, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+>>> from ecse.rotations import random_rotation
+>>> R = random_rotation(g, dtype=torch.float64)
+>>> bool(torch.allclose(aggregate(pos, weight), aggregate(pos @ R.T, weight), atol=1e-12))
+True
 """
 from .context import LocalContext, current_context, local_context
 from .edge_frames import edge_local_frames, frame_coordinates
