@@ -4,6 +4,8 @@ References are independent of the adapter: the same model on a rotated (and tran
 cloud.  Each model test also checks that the bare model is far from invariant, so a test
 would notice if the adapter did nothing.
 """
+import io
+
 import pytest
 import torch
 from hypothesis import assume, given, settings
@@ -483,3 +485,25 @@ def test_invariant_point_features_next_to_coordinates(name):
         b = model(Batch.from_data_list([Data(pos=pos @ R.T + 1.0, x=x)]))
         c = model(Batch.from_data_list([Data(pos=pos, x=x.flip(0))]))
     assert _err(b, a) <= 1e-10 and _err(c, a) > 1e-3  # the features still matter
+
+
+def test_checkpoints_of_the_bare_model_load_and_back():
+    bare = make_backbone("point_transformer", 2).double()
+    keys = list(bare.state_dict())
+    trained = make_backbone("point_transformer", 2).double()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.1)
+    model = LocalPointModel(bare, cutoff=3.0)
+    assert sorted(model.state_dict()) == sorted(keys) == sorted(bare.state_dict())  # wrapper and layers transparent
+    model.load_state_dict(trained.state_dict())  # strict
+    assert torch.equal(bare.blocks[0].conv.layer.lin.weight, trained.blocks[0].conv.lin.weight)
+    fresh = make_backbone("point_transformer", 2).double()
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh.blocks[0].conv.lin.weight, trained.blocks[0].conv.lin.weight)
+    buffer = io.BytesIO()  # the whole module pickles (hooks included)
+    torch.save(model, buffer)
+    buffer.seek(0)
+    data = Batch.from_data_list([Data(pos=torch.randn(9, 3, dtype=torch.float64))])
+    with torch.no_grad():
+        assert torch.equal(torch.load(buffer, weights_only=False)(data), model(data))

@@ -47,6 +47,7 @@ from torch_geometric.nn import DynamicEdgeConv, EdgeConv, MessagePassing, PPFCon
 from torch_geometric.utils import add_self_loops, remove_self_loops
 
 from ..point_ops import knn
+from ._transparent import make_transparent
 from .context import LocalContext, current_context
 from .edge_frames import edge_local_frames, frame_coordinates
 
@@ -85,7 +86,8 @@ class LocalFrameLayer(nn.Module):
     Outside a :func:`~ecse.pyg.context.local_context` it is the bare layer.
 
     Args:
-        layer: the PyG layer (kept as ``self.layer``; its parameters are shared).
+        layer: the PyG layer (kept as ``self.layer``; its parameters are shared; the
+            state-dict keys are the bare layer's).
         name: name used in statistics.
 
     Shapes:
@@ -98,6 +100,7 @@ class LocalFrameLayer(nn.Module):
         if kind is None:
             raise ValueError(f"{type(layer).__name__} is not a layer that reads relative positions")
         self.layer, self.kind, self.name = layer, kind, name
+        make_transparent(self, "layer")  # the bare layer's state-dict keys
         self._signature = inspect.signature(layer.forward)
 
     def __repr__(self) -> str:

@@ -40,6 +40,7 @@ from .._validation import check_point_cloud
 from ..covariant import OutputSpec
 from ..frameset import FrameParams
 from ..local import local_frames
+from ._transparent import make_transparent
 from .context import current_context, local_context
 from .layers import LocalFrameLayer, layer_kind
 
@@ -98,7 +99,8 @@ class LocalPointModel(nn.Module):
     Args:
         model: the model, called as ``model(data)``; modified in place by
             :func:`symmetrize_layers` (parameters shared; the modified model still
-            behaves as the bare one when called directly).
+            behaves as the bare one when called directly).  State-dict keys are the
+            bare model's, so its checkpoints load here and back.
         cutoff: edges of a layer within ``min(cutoff, params.max_outer_cutoff)`` make
             its frames (for a radius layer, choose ``cutoff`` at most its radius for
             frames continuous across it).
@@ -147,6 +149,7 @@ class LocalPointModel(nn.Module):
             raise ValueError(f"local mode for PyG models gives covariant outputs (output={output!r}) per node "
                              "only (level='node'): a graph-level output of the model is already pooled")
         self.adapted = symmetrize_layers(model)
+        make_transparent(self, "model")  # state-dict keys of the bare model: its checkpoints load
         if not self.adapted:
             raise ValueError(f"{type(model).__name__} has no layer that reads relative positions (a "
                              "MessagePassing layer with forward(..., pos, edge_index), EdgeConv or DynamicEdgeConv) "
