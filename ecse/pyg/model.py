@@ -17,7 +17,9 @@ behaviour outside a local context).  :class:`LocalPointModel` runs the model ins
   radius/kNN search, deterministic FPS and distance weights are (up to exact ties).
 
 The network then sees only invariant features, and invariant (scalar) outputs are
-exact.  A covariant node-level output (``output="vector"``, ``"rank2"``, an Irreps
+exact.  Smoothness: frames and weights add no discontinuity while each layer's edge set is
+fixed (see :mod:`ecse.pyg.edge_frames` for edges entering or leaving); the model's own
+discrete choices (kNN sets, FPS, a capped ball query) jump as in the bare model.  A covariant node-level output (``output="vector"``, ``"rank2"``, an Irreps
 string; ``level="node"``) is read as the node's components in each of its own frames
 :math:`F_{ik}` (:func:`ecse.local.local_frames`, neighbours within ``cutoff``) and
 rotated back,
