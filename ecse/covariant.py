@@ -46,6 +46,8 @@ _KINDS = {
     "rank2-symmetric": ((3, 3), 6, 2, tuple(_AXES[i] + _AXES[j] for i, j in VOIGT)),
 }
 _NAMED = tuple(_KINDS)
+# the e3nn Irreps a named kind transforms as (OutputSpec.as_irreps); a scalar has none
+_AS_IRREPS = {"vector": "1x1o", "rank2": "1x0e+1x1e+1x2e", "rank2-symmetric": "1x0e+1x2e"}
 _spherical_harmonics = o3.spherical_harmonics
 
 
@@ -133,6 +135,23 @@ class OutputSpec:
     def is_spherical_rank2(self) -> bool:
         """Irreps exactly ``1x0e+1x2e``: a symmetric rank-2 tensor in its ``l=0, 2`` parts."""
         return self.is_irreps and str(self.irreps) == "1x0e+1x2e"
+
+    @property
+    def as_irreps(self) -> o3.Irreps | None:
+        """The e3nn Irreps this type transforms as under O(3): ``1x1o`` (vector),
+        ``1x0e+1x1e+1x2e`` (rank-2; its ``l=1`` part is axial), ``1x0e+1x2e`` (symmetric
+        rank-2, in the layout of :func:`symmetric_to_irreps`), the Irreps themselves;
+        ``None`` for a scalar (any number of invariant channels).
+
+        >>> [str(OutputSpec(k).as_irreps) for k in ("vector", "rank2-symmetric", "2x1e")]
+        ['1x1o', '1x0e+1x2e', '2x1e']
+        >>> OutputSpec("scalar").as_irreps is None
+        True
+        """
+        if self.is_irreps:
+            return self.irreps
+        form = _AS_IRREPS.get(self.kind)
+        return None if form is None else o3.Irreps(form)
 
     @property
     def has_isotropic(self) -> bool:
