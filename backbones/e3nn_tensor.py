@@ -43,8 +43,6 @@ from ._init import reinitialise
 
 __all__ = ["E3nnTensor", "symmetric_to_irreps", "irreps_to_symmetric"]
 
-_NAMED = {"vector": "1x1o", "rank2-symmetric": "1x0e+1x2e"}
-
 
 def _envelope(r: Tensor, cutoff: float, p: int = 6) -> Tensor:
     """Smooth polynomial envelope (DimeNet): 1 at 0, 0 with 2 vanishing derivatives at ``cutoff``."""
@@ -178,12 +176,12 @@ class E3nnTensor(nn.Module):
             raise ValueError(f"need num_layers >= 1, lmax >= 1 and cutoff > 0, got {num_layers}, {lmax}, {cutoff}")
         try:
             self.spec = OutputSpec(output)
-            if not (self.spec.is_irreps or output in _NAMED):
+            if not (self.spec.is_irreps or self.spec.is_vector or self.spec.is_symmetric):
                 raise ValueError(output)
         except ValueError as err:
             raise ValueError(f"unknown output {output!r}: use 'vector', 'rank2-symmetric' or an e3nn Irreps "
                              "string such as '1x1o' or '1x0e+1x2e'") from err
-        self.irreps_out = self.spec.irreps if self.spec.is_irreps else o3.Irreps(_NAMED[output])
+        self.irreps_out = self.spec.as_irreps
         self.output, self.level, self.cutoff = output, level, float(cutoff)
         hidden_irreps = o3.Irreps(hidden).simplify()
         if not any(ir.l == 0 for _, ir in hidden_irreps):

@@ -173,3 +173,40 @@ def test_direction_blocks_and_invariant_basis_are_covariant(output, o3_mode):
         assert torch.allclose(spec.act(rows, R), rows, atol=1e-12)
     counts = {"scalar": 1, "vector": 0, "rank2": 1, "rank2-symmetric": 1, "1x1o+1x2e": 0}
     assert basis.shape[0] == counts.get(output, 3)  # 2x0e+1x0o: one row per l=0 copy
+
+
+def _packed_representation(spec, R):
+    """``[K, packed, packed]``: how ``R[k]`` acts on the independent numbers of ``spec``."""
+    basis = spec.unpack(torch.eye(spec.packed_size, dtype=torch.float64))  # [P, *components]
+    images = spec.act(basis.expand(len(R), *basis.shape), R)
+    return torch.stack([spec.pack(image) for image in images])
+
+
+@pytest.mark.parametrize("improper", [False, True])
+@pytest.mark.parametrize("output", ["vector", "rank2", "rank2-symmetric", "2x1e+1x0o"])
+def test_as_irreps_is_the_same_representation(output, improper):
+    spec = OutputSpec(output)
+    irreps = spec.as_irreps
+    assert irreps.dim == spec.packed_size
+    R = _orthogonal(4, improper, 9)
+    cartesian = _packed_representation(spec, R)
+    spherical = _packed_representation(OutputSpec(str(irreps)), R)
+    # equal characters for proper and improper R: equivalent O(3) representations
+    assert torch.allclose(torch.diagonal(cartesian, dim1=1, dim2=2).sum(-1),
+                          torch.diagonal(spherical, dim1=1, dim2=2).sum(-1), atol=1e-12)
+
+
+def test_as_irreps_layouts():
+    from ecse.covariant import symmetric_to_irreps
+
+    assert OutputSpec("scalar").as_irreps is None
+    assert str(OutputSpec("1x0e+1x2e").as_irreps) == "1x0e+1x2e"
+    R = _orthogonal(3, True, 10)
+    v = torch.randn(3, 3, dtype=torch.float64)
+    assert torch.allclose(OutputSpec("vector").act(v, R), OutputSpec(str(OutputSpec("vector").as_irreps)).act(v, R))
+    sym = OutputSpec("rank2-symmetric")
+    T = torch.randn(3, 3, 3, dtype=torch.float64)
+    T = T + T.transpose(1, 2)
+    lhs = symmetric_to_irreps(sym.act(T, R))
+    rhs = OutputSpec(str(sym.as_irreps)).act(symmetric_to_irreps(T), R)
+    assert torch.allclose(lhs, rhs, atol=1e-12)
