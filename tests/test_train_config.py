@@ -213,3 +213,14 @@ def test_trainconfig_from_sections_and_mappings():
         TrainConfig()
     with pytest.raises(ValueError, match="'val_file'/'test_file' go with 'train_file'"):
         DataOptions(files="a.xyz", val_file="b.xyz")
+
+
+@pytest.mark.parametrize("output", [None, "scalar"])
+def test_energy_model_output_may_be_unset_or_scalar(output):
+    assert TrainConfig(data={"files": "a.xyz"}, model={"output": output}).model.output == output
+
+
+@pytest.mark.parametrize("output", ["vector", "rank2-symmetric", "1x0e", "1x1o", "not-a-type"])
+def test_energy_model_rejects_other_outputs(output):
+    with pytest.raises(ValueError, match=f"an energy model predicts a scalar.*got output='{output}'"):
+        TrainConfig(data={"files": "a.xyz"}, model={"output": output})

@@ -422,3 +422,30 @@ def test_progress_bar(tmp_path, capsys):
     assert "epoch 1/1" in capsys.readouterr().err
     train(tiny(tmp_path / "b", optimiser={"epochs": 1}, run={"progress": False}), log=None)
     assert capsys.readouterr().err == ""
+
+
+def test_output_scale_takes_forces_else_the_first_energy_or_tensor():
+    from ecse.atomistic.training import output_scale
+
+    scales = {"E": 2.0, "F": 3.0, "S": 5.0, "mu": 7.0}
+    assert output_scale(scales, {"S": "stress", "E": "energy", "F": "forces"}) == 3.0
+    assert output_scale(scales, {"S": "stress", "E": "energy"}) == 2.0
+    assert output_scale(scales, {"mu": "vector"}) == 7.0
+
+
+def test_log_fields_and_epoch_line_list_forces_then_stress():
+    from types import SimpleNamespace
+
+    from ecse.atomistic._bookkeeping import epoch_line, log_fields
+
+    types = {"S": "stress", "E": "energy", "F": "forces"}
+    middle = ["val_energy_mae", "val_energy_mae_per_atom"]
+    assert log_fields(types) == ["epoch", "train_loss", "val_loss", *middle, "val_forces_mae", "val_stress_mae",
+                                 "lr", "time"]
+    assert log_fields({"E": "energy", "S": "stress"})[3:-2] == [*middle, "val_stress_mae"]
+    assert log_fields({"E": "energy"})[3:-2] == middle
+    assert log_fields({"mu": "1x1o"})[3:-2] == ["val_mu_rmse", "val_mu_mae"]
+    row = dict(epoch=1, train_loss=1.0, val_loss=2.0, val_energy_mae=0.1, val_energy_mae_per_atom=0.02,
+               val_forces_mae=0.3, val_stress_mae=0.4, lr=1e-3, time=1.5)
+    line = epoch_line(SimpleNamespace(optimiser=SimpleNamespace(epochs=5)), types, row)
+    assert "val E MAE 0.1 (0.02/atom)  val F MAE 0.3  val S MAE 0.4  lr" in line

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .targets import tensor_target
+from .targets import energy_keys, target_type, tensor_target
 
 __all__ = ["rng_states", "set_rng_states", "save_atomic", "log_fields", "write_log", "progress_bar", "epoch_line"]
 
@@ -36,13 +36,18 @@ def save_atomic(path: str, state: dict) -> None:
     os.replace(tmp, path)  # atomic: a kill never leaves a half-written checkpoint
 
 
+def _derivatives(types: dict) -> list[str]:
+    """The energy derivatives among the targets (``forces``, ``stress``), in that order."""
+    return [kind for kind, key in energy_keys(types).items() if key is not None and target_type(kind).derivative]
+
+
 def log_fields(types: dict) -> list[str]:
     tensor = tensor_target(types)
     if tensor is not None:
         middle = [f"val_{tensor[0]}_rmse", f"val_{tensor[0]}_mae"]
     else:
         middle = ["val_energy_mae", "val_energy_mae_per_atom"] + [
-            f"val_{kind}_mae" for kind in ("forces", "stress") if kind in types.values()]
+            f"val_{kind}_mae" for kind in _derivatives(types)]
     return ["epoch", "train_loss", "val_loss", *middle, "lr", "time"]
 
 
@@ -76,6 +81,6 @@ def epoch_line(config, types: dict, row: dict) -> str:
     else:
         metrics = (f"val E MAE {row['val_energy_mae']:.4g} ({row['val_energy_mae_per_atom']:.4g}/atom)"
                    + "".join(f"  val {kind[0].upper()} MAE {row[f'val_{kind}_mae']:.4g}"
-                             for kind in ("forces", "stress") if kind in types.values()))
+                             for kind in _derivatives(types)))
     return f"epoch {row['epoch']}/{config.optimiser.epochs}  loss {row['train_loss']:.4g}  {metrics}  lr {row['lr']:.3g}  " \
            f"{row['time']:.1f}s"

@@ -49,6 +49,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
+from ..covariant import OutputSpec
 from ._flat import FLAT_OPTIONS, SECTIONS, flow_yaml, is_flat, moved_to, nest
 from ._hypers import ECSEOptions, PETHypers
 from ._options import Section, unknown_keys_error
@@ -59,6 +60,14 @@ __all__ = ["TrainConfig", "load_config", "config_from_dict", "replace", "DataOpt
 
 _CLASSES: dict[str, type] = {"data": DataOptions, "model": PETHypers, "ecse": ECSEOptions, "loss": LossOptions,
                              "optimiser": OptimiserOptions, "run": RunOptions}
+
+
+def _energy_output(output: Optional[str]) -> bool:
+    """Whether a model section's ``output`` suits an energy model: unset, or a scalar."""
+    try:
+        return output is None or OutputSpec(output).is_scalar
+    except ValueError:  # not an output type at all
+        return False
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,7 @@ class TrainConfig:
             raise ValueError(f"tensor target {tensor[0]!r} ({tensor[1]}) is per structure: leave 'output' and "
                              f"'level' out of the model section, got output={self.model.output!r}, "
                              f"level={self.model.level!r}")
-        if tensor is None and self.model.output not in (None, "scalar"):
+        if tensor is None and not _energy_output(self.model.output):
             raise ValueError(f"an energy model predicts a scalar: leave 'output' out of the model section, "
                              f"got output={self.model.output!r}")
         object.__setattr__(self, "_target_types", resolved)

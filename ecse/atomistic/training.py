@@ -47,7 +47,7 @@ from ._loop import Progress, Run, final_test, fit
 from ._objective import fit_baseline, fit_scales, target_weights
 from .config import TrainConfig, config_from_dict, replace
 from .data import load_dataset, split_dataset
-from .targets import predict, prepare_targets, target_types
+from .targets import predict, prepare_targets, target_level, target_type, target_types
 
 __all__ = ["train", "load_model", "build_model", "load_splits", "output_scale", "target_types", "predict"]
 
@@ -66,10 +66,10 @@ def _backbone(model: nn.Module) -> nn.Module:
 def output_scale(scales: Mapping[str, float], types: Mapping[str, str]) -> float:
     """The scale ``train`` gives PET's outputs: the force std when forces are a target,
     else the std of the (first) energy or tensor target."""
-    forces = [k for k, kind in types.items() if kind == "forces"]
+    forces = [k for k, kind in types.items() if target_type(kind).per_atom]
     if forces:
         return scales[forces[0]]
-    first = [k for k, kind in types.items() if kind not in ("stress",)]
+    first = [k for k, kind in types.items() if not target_type(kind).derivative]
     return scales[first[0]] if first else 1.0
 
 
@@ -120,7 +120,7 @@ def load_splits(config: TrainConfig, dtype: torch.dtype) -> tuple[list, list, li
     """The training, validation and test structures of ``config`` (seeded random split of
     ``data.files``, or the split files), with their targets prepared."""
     data, types = config.data, config.target_types
-    kinds = {key: "node" if kind == "forces" else "graph" for key, kind in types.items()}
+    kinds = {key: target_level(kind) for key, kind in types.items()}  # tensors: one per structure
 
     def read(paths: Union[str, Sequence[str], None]) -> list:
         paths = [] if paths is None else [paths] if isinstance(paths, str) else list(paths)
