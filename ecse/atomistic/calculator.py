@@ -23,6 +23,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 from torch import nn
 
+from .._validation import _reference
 from ..covariant import OutputSpec
 from .data import atoms_to_data
 from .derivatives import energy_and_forces, energy_forces_stress
@@ -37,6 +38,12 @@ def _model_output(model: nn.Module) -> str:
     spec = getattr(model, "spec", None)
     name = getattr(spec, "name", None)
     return name if isinstance(name, str) else "scalar"
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of ``model``'s first floating-point parameter (else buffer); float64 if none."""
+    ref = _reference(model)
+    return torch.float64 if ref is None else ref.dtype
 
 
 def _default_property(spec: OutputSpec) -> Optional[str]:
@@ -55,8 +62,11 @@ class ECSECalculator(Calculator):
         ``ECSE(PET(output="vector"), cutoff=5.0, output="vector")``; it reads ``pos``,
         ``z``, ``cell`` and ``pbc`` (see :func:`ecse.atomistic.atoms_to_data`) and builds
         its own neighbour list. It is put in ``eval()`` mode.
-    dtype : torch.dtype
-        Floating dtype of the inputs (match the model's parameters).
+    dtype : torch.dtype, optional
+        Floating dtype of the inputs; default: that of the model's first floating-point
+        parameter (else buffer; float64 for a model without either), so a float32 model
+        gets float32 inputs. A ``dtype`` given here wins and must match the model's
+        parameters (the model is not converted). Results are returned in float64.
     device : str or torch.device
         Device the model lives on.
     output : str, optional
@@ -97,12 +107,13 @@ class ECSECalculator(Calculator):
 
     implemented_properties = list(_ENERGY_PROPERTIES)
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float64,
+    def __init__(self, model: nn.Module, dtype: Optional[torch.dtype] = None,
                  device: Union[str, torch.device] = "cpu", output: Optional[str] = None,
                  property_name: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
         self.model = model.to(device).eval()
-        self.dtype, self.device = dtype, torch.device(device)
+        self.dtype = _model_dtype(self.model) if dtype is None else dtype
+        self.device = torch.device(device)
         self.output = _model_output(model) if output is None else output
         self.spec = OutputSpec(self.output)  # validates the type
         if self.spec.is_scalar:
