@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Check the oldest and the newest supported torch-geometric, each in a throw-away venv.
 #
-#   bash scripts/check_versions.sh            # fast subset (-m "not slow"), about 5 min per version
+#   bash scripts/check_versions.sh            # fast subset (-m "not slow"), 5-10 min per version
 #   bash scripts/check_versions.sh --slow     # also the notebooks and the CLI demos
 #   ECSE_PYG_VERSIONS="2.6.1 2.8.1" bash scripts/check_versions.sh   # other versions
 #   ECSE_CHECK_TESTS="tests/test_md.py" bash scripts/check_versions.sh --slow   # other tests
@@ -16,9 +16,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 versions=(${ECSE_PYG_VERSIONS:-2.5.0 2.8.1})
-# backbones, global and local ECSE, output types, point_ops, PET, the atomistic stack
+# backbones, global and local ECSE, output types, point_ops, PET, the PyG layer adapters
+# (ecse.pyg, with PyG's own EdgeConv/DynamicEdgeConv/PointNetConv/...), the atomistic stack
 tests=(tests/test_backbones.py tests/test_point_ops.py tests/test_ensemble.py tests/test_local.py
-       tests/test_covariant.py tests/test_atomistic.py tests/test_pet.py tests/test_shapes.py)
+       tests/test_covariant.py tests/test_atomistic.py tests/test_pet.py tests/test_shapes.py
+       tests/test_local_pyg.py)
 marker="not slow"
 if [ "${1:-}" = "--slow" ]; then  # + the notebooks, the CLI demos and MD
   marker=""
@@ -27,7 +29,7 @@ fi
 if [ -n "${ECSE_CHECK_TESTS:-}" ]; then
   tests=(${ECSE_CHECK_TESTS})
 fi
-cluster_tests=(tests/test_point_ops.py tests/test_backbones.py)
+cluster_tests=(tests/test_point_ops.py tests/test_backbones.py tests/test_local_pyg.py)
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 failed=()
