@@ -5,6 +5,10 @@ PET's transformer runs over token *sequences*: a central token and one token per
 The bare model has one sequence per atom (:class:`AtomSequences`, where every method is
 the identity); a local ensemble has one per (atom, frame) copy (:class:`FrameSequences`),
 each seeing the atom's edges in its own frame, plus direction-free auxiliary copies.
+Every method takes ``part``, a slice of the edge tokens covering whole sequences, so
+that PET can build the tokens of a group of sequences, run the layer on them and
+reduce them to per-edge values without holding a token-sized tensor for all of them
+(:meth:`AtomSequences.chunks` plans the groups).
 
 =====================  ==========================  ===========================================
 method                 bare (one per atom)         local (one per frame copy)
@@ -12,8 +16,9 @@ method                 bare (one per atom)         local (one per frame copy)
 ``tokens(v)``          ``v``                       ``v`` repeated for every copy of the edge
 ``directions(r)``      ``r``                       :math:`\mathbf r_{ij} F_{ik}` (0: auxiliary)
 ``edges(o)``           ``o``                       weighted average over the copies of an edge
-``edge_readout(b)``    ``b``                       ``b``; auxiliary copies' covariant edge
-                                                   readouts set aside for the axial readout
+                                                   (the part's edges ``edge_span(part)``)
+``edge_readout(b)``    ``(b, None)``               ``b`` without, and the covariant edge readouts
+                                                   of, auxiliary copies (for the axial readout)
 ``atoms(y)``           ``y``                       frame average (rotated back for covariant
                                                    outputs, :meth:`ecse.local.LocalFrames.combine_covariant`)
 =====================  ==========================  ===========================================
@@ -22,13 +27,29 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from torch import Tensor
 
 from ecse.covariant import OutputSpec
 
 from ._pet_utils import pad_edges
 
-__all__ = ["AtomSequences", "FrameSequences"]
+__all__ = ["AtomSequences", "FrameSequences", "chunk_cost"]
+
+_ALL = slice(None)
+
+
+def chunk_cost(num_sequences: Tensor, length: Tensor, attention_length: float) -> Tensor:
+    r"""Memory cost, in tokens, of ``num_sequences`` sequences padded to ``length`` tokens:
+    :math:`n L (1 + L / L_a)`; the second term is the attention weights, which grow as
+    :math:`L^2` per sequence (``attention_length`` :math:`L_a`, the length from which
+    they cost as much as the rest of a token's activations).
+
+    >>> float(chunk_cost(torch.tensor(10), torch.tensor(40), 40.0))
+    800.0
+    """
+    length = length.double()
+    return num_sequences * length * (1.0 + length / attention_length)
 
 
 class AtomSequences:
@@ -49,21 +70,50 @@ class AtomSequences:
         self.z, self.owner = z, center
         self.slot, self.max_nb = pad_edges(center, z.shape[0])
 
-    def tokens(self, edge_values: Tensor) -> Tensor:
-        """Per-edge values ``[E, ...]`` -> per edge token ``[T, ...]``."""
-        return edge_values
+    def chunks(self, budget: Optional[float], attention_length: float) -> list[tuple[int, int, int, int]]:
+        """Consecutive groups of sequences ``(s0, s1, t0, t1)`` (sequences ``s0:s1``, edge
+        tokens ``t0:t1``) whose :func:`chunk_cost`, padded to the group's longest
+        sequence, stays within ``budget`` (a group holds at least one sequence);
+        ``budget=None``: one group."""
+        S, T = self.z.numel(), self.owner.numel()
+        if budget is None or S == 0:
+            return [(0, S, 0, T)]
+        degree = torch.bincount(self.owner, minlength=S)
+        length = degree + 1
+        bounds, s0, width = [0], 0, max(int(budget), 1)  # a sequence costs at least 1
+        while s0 < S:
+            window = length[s0:s0 + width]
+            counts = torch.arange(1, window.numel() + 1, device=window.device)
+            cost = chunk_cost(counts, torch.cummax(window, 0).values, attention_length)  # non-decreasing
+            s0 += max(int((cost <= budget).sum()), 1)
+            bounds.append(s0)
+        ends = torch.cat([degree.new_zeros(1), torch.cumsum(degree, 0)])[bounds].tolist()
+        return [(bounds[i], bounds[i + 1], ends[i], ends[i + 1]) for i in range(len(bounds) - 1)]
 
-    def directions(self, vectors: Tensor) -> Tensor:
-        """The edge vectors ``[E, 3]`` as each edge token sees them, ``[T, 3]``."""
-        return vectors
+    def tokens(self, edge_values: Tensor, part: slice = _ALL) -> Tensor:
+        """Per-edge values ``[E, ...]`` -> per edge token ``[T, ...]`` (of ``part``)."""
+        return edge_values if part == _ALL else edge_values[part]
 
-    def edges(self, token_values: Tensor) -> Tensor:
-        """Per-edge-token outputs ``[T, ...]`` -> per edge ``[E, ...]`` (invariant values)."""
+    def directions(self, vectors: Tensor, part: slice = _ALL) -> Tensor:
+        """The edge vectors ``[E, 3]`` as the edge tokens of ``part`` see them, ``[T, 3]``."""
+        return vectors if part == _ALL else vectors[part]
+
+    def edge_span(self, part: slice) -> tuple[int, int]:
+        """The edges ``a0:a1`` that the tokens of ``part`` (whole sequences) belong to."""
+        return part.start, part.stop
+
+    def edges(self, token_values: Tensor, part: slice = _ALL, span: Optional[tuple[int, int]] = None) -> Tensor:
+        """Per-edge-token outputs ``[T, ...]`` of ``part`` -> per edge of ``span``
+        (default: all edges), ``[a1 - a0, ...]`` (invariant values)."""
         return token_values
 
-    def edge_readout(self, bond: Tensor) -> Tensor:
-        """The edge readouts ``[T, C]`` that are summed into their sequences' outputs."""
-        return bond
+    def edge_readout(self, bond: Tensor, part: slice = _ALL) -> tuple[Tensor, Optional[Tensor]]:
+        """The edge readouts ``[T, C]`` of ``part`` summed into their sequences' outputs,
+        and those set aside for the axial readout (``None``: none)."""
+        return bond, None
+
+    def keep_aux(self, aux_bonds: Optional[Tensor]) -> None:
+        """Add one layer's set-aside edge readouts (all tokens, in token order)."""
 
     def atoms(self, values: Tensor) -> Tensor:
         """Per-sequence outputs ``[S, *components]`` -> per atom ``[N, *components]``."""
@@ -92,21 +142,32 @@ class FrameSequences(AtomSequences):
         self.aux = None if spec.is_scalar else lf.invariant[owner]  # auxiliary edge tokens
         self.aux_bonds: Optional[Tensor] = None  # their edge readouts, summed over the layers
 
-    def tokens(self, edge_values: Tensor) -> Tensor:
-        return edge_values[self.edge]
+    def tokens(self, edge_values: Tensor, part: slice = _ALL) -> Tensor:
+        return edge_values[self.edge[part]]
 
-    def directions(self, vectors: Tensor) -> Tensor:
-        return self.lf.rotate(vectors[self.edge], self.owner)
+    def directions(self, vectors: Tensor, part: slice = _ALL) -> Tensor:
+        return self.lf.rotate(vectors[self.edge[part]], self.owner[part])
 
-    def edges(self, token_values: Tensor) -> Tensor:
-        return self.lf.combine_edges(token_values, self.owner, self.edge, self.num_edges)
+    def edge_span(self, part: slice) -> tuple[int, int]:
+        # copies are sorted by atom and each lists its atom's edges in order, so the
+        # tokens of whole copies cover the edges from their first token's to their last's
+        if part.stop <= part.start:
+            return 0, 0
+        return int(self.edge[part.start]), int(self.edge[part.stop - 1]) + 1
 
-    def edge_readout(self, bond: Tensor) -> Tensor:
+    def edges(self, token_values: Tensor, part: slice = _ALL, span: Optional[tuple[int, int]] = None) -> Tensor:
+        a0, a1 = (0, self.num_edges) if span is None else span
+        return self.lf.combine_edges(token_values, self.owner[part], self.edge[part] - a0, a1 - a0)
+
+    def edge_readout(self, bond: Tensor, part: slice = _ALL) -> tuple[Tensor, Optional[Tensor]]:
         if self.aux is None:
-            return bond
-        kept = bond[self.aux]
-        self.aux_bonds = kept if self.aux_bonds is None else self.aux_bonds + kept
-        return bond.masked_fill(self.aux[:, None], 0.0)
+            return bond, None
+        aux = self.aux[part]
+        return bond.masked_fill(aux[:, None], 0.0), bond[aux]
+
+    def keep_aux(self, aux_bonds: Optional[Tensor]) -> None:
+        if aux_bonds is not None:
+            self.aux_bonds = aux_bonds if self.aux_bonds is None else self.aux_bonds + aux_bonds
 
     def atoms(self, values: Tensor) -> Tensor:
         if self.aux is None:

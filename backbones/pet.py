@@ -25,6 +25,7 @@ distance (``num_radial`` functions; none in the published PET), :math:`f_c` the 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Mapping, Optional, Union
 
 import torch
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import Batch
 
+from ecse._memory import release_free_memory
 from ecse._validation import check_input_dtype
 from ecse.covariant import OutputSpec
 from ecse.elements import MAX_Z
@@ -109,10 +111,20 @@ class PET(nn.Module):
             e3nn Irreps string: the heads predict that many components per atom, in the
             coordinates PET is given (wrap with ``ECSE(..., output=output)`` to make them
             exactly covariant).
-        chunk_tokens: evaluate each message-passing layer on groups of atoms holding
-            about this many tokens, recomputing activations in the backward pass
-            (``torch.utils.checkpoint``), so memory stays bounded for large systems;
-            ``None`` (default): one call per layer, activations kept.
+        chunk_tokens: memory budget of one transformer call, in tokens (4096): each
+            message-passing layer runs on consecutive groups of sequences (atoms, or
+            frame copies in local mode) whose padded size
+            :math:`n L (1 + L / L_a)` (:math:`n` sequences of :math:`L` tokens,
+            :math:`L_a = 4\,d_{model}/n_{heads}` for the attention weights, 128 by
+            default) stays within it; every group builds its tokens from per-edge inputs
+            and reduces them to per-edge outputs, and with more than one group each
+            group's activations are recomputed in the backward pass
+            (``torch.utils.checkpoint``), so the memory of energies, forces and training
+            stays at about one group's (plus per-edge tensors) whatever the size of the
+            system (about 0.1 GB per 1000 tokens in float64; see
+            :data:`ecse.ensemble.MEMORY_BOUND_GB`).  Results equal the unchunked
+            evaluation up to rounding.  ``None``: all sequences in one call per layer,
+            activations kept.
         zero_init_heads: start the last layer of every atom and edge head at zero, so a
             new model predicts exactly the composition baseline (``False``: PyTorch's
             default initialisation).  The per-atom output sums one edge head per
@@ -154,7 +166,7 @@ class PET(nn.Module):
                  num_gnn_layers: int = 3, num_transformer_layers: int = 3, num_heads: int = 4,
                  dim_feedforward: int = 512, head_hidden: int = 128, pre_ln: bool = False,
                  fused_attention: bool = False, level: str = "graph", output: str = "scalar",
-                 chunk_tokens: Optional[int] = None, zero_init_heads: bool = False, num_radial: int = 0):
+                 chunk_tokens: Optional[int] = 4096, zero_init_heads: bool = False, num_radial: int = 0):
         super().__init__()
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
@@ -166,6 +178,9 @@ class PET(nn.Module):
             raise ValueError(f"chunk_tokens must be positive or None, got {chunk_tokens}")
         self.cutoff, self.cutoff_width, self.level = float(cutoff), float(cutoff_width), level
         self.spec, self.output, self.chunk_tokens = OutputSpec(output), output, chunk_tokens
+        # sequence length from which the attention weights (num_heads x L per token, a few
+        # copies) cost as much memory as the rest of a token's activations (~4 d_model)
+        self.attention_length = 4.0 * d_model / num_heads
         self.out_dim = out_dim = self.spec.packed_size  # per-atom numbers the heads predict
         self._config = dict(cutoff=cutoff, cutoff_width=cutoff_width, d_model=d_model, num_gnn_layers=num_gnn_layers,
                             num_transformer_layers=num_transformer_layers, num_heads=num_heads,
@@ -240,16 +255,15 @@ class PET(nn.Module):
         # token sequences: one per atom, or one per (atom, frame) copy (ecse.backbones._pet_local)
         seq = (AtomSequences(z, nl.center) if local_frames is None
                else FrameSequences(local_frames, z, nl.center, nl.vector, self.spec))
-        d = seq.tokens(r)  # edge-token geometry: (r_ij, |r_ij|, g(|r_ij|))
-        radial = [] if self.radial is None else [self.radial(d)]
-        geometry = torch.cat([seq.directions(nl.vector), d[:, None]] + radial, 1)
-        fc_tokens = seq.tokens(fc)
         message = self.neighbor_embedding(z[nl.neighbor])  # m_ij = Emb(z_j)
         total = self.composition_offsets.new_zeros(seq.z.numel(), self.out_dim)  # sum_l E_i^(l)
+        chunks = seq.chunks(self.chunk_tokens, self.attention_length)
+        # one group: token inputs built once for all layers; several: per group, inside it
+        inputs = self._token_inputs(seq, slice(None), nl.vector, r, fc) if len(chunks) == 1 else None
         for layer in self.gnn_layers:
-            atom, bond, edge_out = self._run_layer(layer, seq, geometry, fc_tokens, seq.tokens(message))
-            total = total + atom.index_add(0, seq.owner, seq.edge_readout(bond))  # H(o_i0) + sum_j f_c B(o_ij)
-            message = 0.5 * (message + seq.edges(edge_out)[rev])  # m_ij <- (m_ij + o_ji) / 2
+            atom, edge_out = self._run_layer(layer, seq, chunks, inputs, nl.vector, r, fc, message)
+            total = total + atom  # H(o_i0) + sum_j f_c B(o_ij)
+            message = 0.5 * (message + edge_out[rev])  # m_ij <- (m_ij + o_ji) / 2
         values = seq.atoms(self.spec.unpack(total)) * self.output_scale.to(total.dtype)
         values = values + self.spec.isotropic(self.composition_offsets.to(pos.dtype)[z])  # + b_z
         if self.level == "node":
@@ -257,31 +271,46 @@ class PET(nn.Module):
         num_graphs = data.num_graphs if isinstance(data, Batch) else int(batch.max()) + 1 if z.numel() else 1
         return values.new_zeros(num_graphs, *values.shape[1:]).index_add(0, batch, values)
 
-    def _run_layer(self, layer, seq, geometry, fc, message) -> tuple[Tensor, Tensor, Tensor]:
-        """One GNN layer over all sequences (central-token readouts, edge readouts, edge
-        tokens), in token-bounded, checkpointed chunks if asked."""
-        z, unit_of_edge, slot, max_nb = seq.z, seq.owner, seq.slot, seq.max_nb
-        if self.chunk_tokens is None or z.numel() == 0:
-            return layer(z, unit_of_edge, slot, max_nb, geometry, fc, message)
-        degree = torch.bincount(unit_of_edge, minlength=z.numel())
-        tokens = torch.cumsum(degree + 1, 0)
-        chunk = torch.div(tokens - degree - 1, self.chunk_tokens, rounding_mode="floor")
-        units = torch.unique_consecutive(chunk, return_counts=True)[1].tolist()
-        edge_end = torch.cumsum(degree, 0)
-        outs, bonds, edge_outs, u0 = [], [], [], 0
-        for count in units:
-            u1 = u0 + count
-            e0 = int(edge_end[u0 - 1]) if u0 else 0
-            e1 = int(edge_end[u1 - 1])
-            nb = int(degree[u0:u1].max())
-            args = (z[u0:u1], unit_of_edge[e0:e1] - u0, slot[e0:e1], nb, geometry[e0:e1], fc[e0:e1],
-                    message[e0:e1])
-            if torch.is_grad_enabled():
-                out, bond, edge_out = checkpoint(layer, *args, use_reentrant=False)
-            else:
-                out, bond, edge_out = layer(*args)
-            outs.append(out)
-            bonds.append(bond)
-            edge_outs.append(edge_out)
-            u0 = u1
-        return torch.cat(outs), torch.cat(bonds), torch.cat(edge_outs)
+    def _token_inputs(self, seq, part: slice, vectors, r, fc) -> tuple[Tensor, Tensor]:
+        """Edge-token geometry ``(r_ij, |r_ij|, g(|r_ij|))`` and cutoff switch of ``part``."""
+        d = seq.tokens(r, part)
+        radial = [] if self.radial is None else [self.radial(d)]
+        return torch.cat([seq.directions(vectors, part), d[:, None]] + radial, 1), seq.tokens(fc, part)
+
+    def _run_layer(self, layer, seq, chunks, inputs, vectors, r, fc, message) -> tuple[Tensor, Tensor]:
+        """One GNN layer over all sequences: per-sequence readouts ``[S, C]`` and per-edge
+        outputs ``[E, d]``.  With several groups of sequences (``chunks``), each group's
+        tokens are built, run and reduced to per-edge values inside one call whose
+        activations are recomputed in the backward pass (``torch.utils.checkpoint``), so
+        no token-sized tensor of all groups is kept."""
+        if len(chunks) == 1:
+            geometry, fc_tokens = inputs
+            atom, bond, edge_out = layer(seq.z, seq.owner, seq.slot, seq.max_nb, geometry, fc_tokens,
+                                         seq.tokens(message))
+            bond, aux_bond = seq.edge_readout(bond)
+            seq.keep_aux(aux_bond)
+            return atom.index_add(0, seq.owner, bond), seq.edges(edge_out)
+        run = partial(self._layer_part, layer, seq, vectors, r, fc, message)
+        outs = [checkpoint(run, *c, use_reentrant=False) if torch.is_grad_enabled() else run(*c) for c in chunks]
+        seq.keep_aux(_cat([o[2] for o in outs]))
+        spans = [seq.edge_span(slice(t0, t1)) for _, _, t0, t1 in chunks]
+        rows = torch.cat([torch.arange(a0, a1, device=r.device) for a0, a1 in spans])
+        edge_out = message.new_zeros(message.shape).index_add(0, rows, torch.cat([o[1] for o in outs]))
+        return _cat([o[0] for o in outs]), edge_out
+
+    def _layer_part(self, layer, seq, vectors, r, fc, message, s0: int, s1: int, t0: int, t1: int):
+        """The layer on sequences ``s0:s1`` (edge tokens ``t0:t1``), from per-edge inputs:
+        (readouts ``[s1 - s0, C]``, outputs of the edges they cover ``[a1 - a0, d]``, edge
+        readouts set aside for the axial readout or ``None``)."""
+        release_free_memory()  # the previous group's freed activations (here and when recomputed)
+        part = slice(t0, t1)
+        geometry, fc_tokens = self._token_inputs(seq, part, vectors, r, fc)
+        owner, slot = seq.owner[part] - s0, seq.slot[part]
+        atom, bond, edge_out = layer(seq.z[s0:s1], owner, slot, int(slot.max()) if t1 > t0 else 0, geometry,
+                                     fc_tokens, seq.tokens(message, part))
+        bond, aux_bond = seq.edge_readout(bond, part)
+        return atom.index_add(0, owner, bond), seq.edges(edge_out, part, seq.edge_span(part)), aux_bond
+
+
+def _cat(parts: list) -> Optional[Tensor]:
+    return None if parts[0] is None else parts[0] if len(parts) == 1 else torch.cat(parts)

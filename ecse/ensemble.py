@@ -16,12 +16,15 @@ derivatives come from autograd.
 from __future__ import annotations
 
 import math
+import warnings
+from functools import partial
 from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ._memory import release_free_memory
 from ._validation import _reference, check_point_cloud
 from .auxiliary import DistanceAux
 from .covariant import OutputSpec
@@ -29,7 +32,20 @@ from .frameset import FrameParams, global_frames
 from .local import local_frames
 from .replicate import replicate_in_frames
 
-__all__ = ["ECSE"]
+__all__ = ["ECSE", "GLOBAL_PASSES_WARNING", "MEMORY_BOUND_GB"]
+
+GLOBAL_PASSES_WARNING = 64
+"""Global mode warns (once per call) when a structure needs more backbone passes (retained
+frames, mirror images included) than this; a perfect crystal keeps every frame of every
+atom (a 4-atom fcc cell: 96), a small molecule a few (methane: 2 to 8)."""
+
+MEMORY_BOUND_GB = 3.0
+"""Bound on the peak memory growth (GB, resident) of energy and forces in float64 of
+``ECSE(PET(), cutoff=5.0)``, global or local mode, default arguments, for any structure up
+to 2000 atoms (perfect crystals included): ECSE's ``chunk_size`` and PET's
+``chunk_tokens`` cap the tokens held at once (about 0.5 GB), and the rest grows with the
+number of atoms (frames and per-edge tensors: about 1.9 GB for 2048 fcc atoms).
+``tests/test_memory.py`` checks the worst cases CI can afford."""
 
 
 class ECSE(nn.Module):
@@ -54,21 +70,30 @@ class ECSE(nn.Module):
         out_shape: per-item output shape after reshaping, e.g. ``(5,)`` for five
             invariant logits; default ``()`` for scalars and the component shape
             otherwise (``(3,)``, ``(3, 3)``, ``(irreps.dim,)``).
-        chunk_size: about this many nodes (summed over frame copies; at most this plus
-            one graph) per backbone call, which bounds memory (default 65536); with more
-            than one chunk, each chunk's activations are recomputed in the backward pass
-            (``torch.utils.checkpoint``), so forces and training stay bounded too;
-            ``None``: all frames in one call.
+        chunk_size: global mode: about this many *tokens* per backbone call, a token being
+            a node or a neighbour pair within ``cutoff`` of a frame copy (what a
+            message-passing backbone holds; at most this plus one copy per call).  With
+            more than one chunk, each chunk (copies, backbone, rotation back) is
+            recomputed in the backward pass (``torch.utils.checkpoint``), so energies,
+            forces and training stay within one chunk's memory; the default (2048),
+            with ``PET``'s default ``chunk_tokens``, keeps the peak memory of energy and
+            forces in float64 within :data:`MEMORY_BOUND_GB` (see there).  ``None``:
+            all frames in one call.
         vector_attrs: node/edge/graph attributes rotated like positions (all others
             are passed unchanged and must be invariant).
-        beta, angle_threshold, angle_width, radial_width, aux_threshold,
-        pruning_threshold, num_prunings, max_outer_cutoff: see
+        beta, angle_threshold, angle_width, radial_width: see
+            :class:`~ecse.frameset.FrameParams` (published defaults).
+        aux_threshold, pruning_threshold, num_prunings, max_outer_cutoff: see
             :class:`~ecse.frameset.FrameParams` (published defaults).
         mode: ``"global"`` (default): the whole backbone is evaluated once per retained
-            frame of each graph (any backbone).  ``"local"``: every per-atom update of a
-            message-passing backbone is evaluated in that atom's own frames and averaged
-            (:mod:`ecse.local`); cost about (frames per atom) x the bare model, linear in
-            system size.  Needs a backbone with ``forward(data, local_frames=...)`` such
+            frame of each graph (any backbone): the right tool for molecules, point
+            clouds and backbones that are not message passing.  A solid pools the
+            frames of all its atoms, so it costs hundreds of backbone passes of the
+            whole cell (a perfect 8-atom diamond cell: 96); ``forward`` warns when a
+            structure needs more than :data:`GLOBAL_PASSES_WARNING` passes.
+            ``"local"``: every per-atom update of a message-passing backbone is
+            evaluated in that atom's own frames and averaged (:mod:`ecse.local`); cost
+            about (frames per atom) x the bare model, linear in system size.  Needs a backbone with ``forward(data, local_frames=...)`` such
             as ``ecse.backbones.PET``; the auxiliary path is then the backbone's own
             direction-free evaluation, and ``aux``/``chunk_size`` are not used.
         length_scale: the length-valued settings (``1/beta``, ``radial_width``,
@@ -102,7 +127,7 @@ class ECSE(nn.Module):
 
     def __init__(self, backbone: nn.Module, cutoff: float, output: str = "scalar", level: str = "graph",
                  o3: bool = False, aux: Union[str, nn.Module, None] = "default",
-                 out_shape: Optional[Sequence[int]] = None, chunk_size: Optional[int] = 65536,
+                 out_shape: Optional[Sequence[int]] = None, chunk_size: Optional[int] = 2048,
                  vector_attrs: Sequence[str] = (), beta: float = 5.0, angle_threshold: float = 0.2,
                  angle_width: float = 0.15, radial_width: float = 0.15, aux_threshold: float = 0.5,
                  pruning_threshold: float = 0.9, num_prunings: int = 4, max_outer_cutoff: float = 10.0,
@@ -166,25 +191,15 @@ class ECSE(nn.Module):
         frames, graph = fs.frames, fs.graph
         num_items = num_graphs if self.level == "graph" else pos.shape[0]
         total = pos_geo.new_zeros(num_items, *self.out_shape)
-        chunks = self._chunks(graph, batch, num_graphs)
-        # with several chunks, recompute each chunk's activations in the backward pass
-        # instead of keeping all of them: memory stays bounded by one chunk
-        recompute = len(chunks) > 1 and torch.is_grad_enabled()
+        self._warn_if_costly(graph, num_graphs)
+        chunks = self._chunks(graph, batch, num_graphs, fs.neighbors.center)
+        # with several chunks, each chunk (copies, backbone, rotation back) is recomputed in
+        # the backward pass instead of keeping its activations: memory stays within one chunk
+        several = len(chunks) > 1
+        run = partial(self._evaluate_frames, data, batch, num_graphs, num_items, fs, pos_geo, several)
         for chunk in chunks:
-            copies = replicate_in_frames(data, batch, num_graphs, graph[chunk], frames.center[chunk],
-                                         frames.rotation[chunk], self.vector_attrs, pos=pos_geo)
-            y = checkpoint(self.backbone, copies.batch, use_reentrant=False) if recompute \
-                else self.backbone(copies.batch)
-            y = self.spec.components(y).to(geo)
-            if self.level == "graph":
-                rotation, weight, target = frames.rotation[chunk], frames.weight[chunk], graph[chunk]
-            else:
-                local = copies.node_copy
-                rotation, weight = frames.rotation[chunk][local], frames.weight[chunk][local]
-                target = copies.node_source
-            self._check_shape(y, rotation.shape[0])
-            y = self.spec.act(y, rotation) * weight.reshape(-1, *([1] * (y.dim() - 1)))
-            total = total.index_add(0, target, y)
+            total = total + (checkpoint(run, chunk, use_reentrant=False) if several and torch.is_grad_enabled()
+                             else run(chunk))
         weight_sum = pos_geo.new_zeros(num_graphs).index_add(0, graph, frames.weight)
         aux_weight = fs.aux_weight
         if bool((aux_weight > 0).any()):
@@ -207,6 +222,38 @@ class ECSE(nn.Module):
             norm = norm[batch]
         self._record_stats(fs, num_graphs, pos.shape[0])
         return (total / norm.reshape(-1, *([1] * len(self.out_shape)))).to(pos.dtype)
+
+    def _evaluate_frames(self, data, batch: Tensor, num_graphs: int, num_items: int, fs, pos_geo: Tensor,
+                         release: bool, chunk: Tensor) -> Tensor:
+        """The weighted, rotated-back backbone outputs of frames ``chunk``, summed per item
+        ``[num_items, *out_shape]``."""
+        if release:
+            release_free_memory()  # the previous chunk's freed activations (here and when recomputed)
+        frames, graph = fs.frames, fs.graph
+        copies = replicate_in_frames(data, batch, num_graphs, graph[chunk], frames.center[chunk],
+                                     frames.rotation[chunk], self.vector_attrs, pos=pos_geo)
+        y = self.spec.components(self.backbone(copies.batch)).to(pos_geo.dtype)
+        if self.level == "graph":
+            rotation, weight, target = frames.rotation[chunk], frames.weight[chunk], graph[chunk]
+        else:
+            local = copies.node_copy
+            rotation, weight = frames.rotation[chunk][local], frames.weight[chunk][local]
+            target = copies.node_source
+        self._check_shape(y, rotation.shape[0])
+        y = self.spec.act(y, rotation) * weight.reshape(-1, *([1] * (y.dim() - 1)))
+        return pos_geo.new_zeros(num_items, *self.out_shape).index_add(0, target, y)
+
+    def _warn_if_costly(self, graph: Tensor, num_graphs: int) -> None:
+        """One warning per call when a structure needs more than ``GLOBAL_PASSES_WARNING``
+        backbone passes."""
+        if graph.numel() <= GLOBAL_PASSES_WARNING:
+            return
+        passes = int(torch.bincount(graph, minlength=num_graphs).max())
+        if passes > GLOBAL_PASSES_WARNING:
+            warnings.warn(f"ECSE global mode: a structure needs {passes} backbone passes (one per retained frame; "
+                          f"warning above {GLOBAL_PASSES_WARNING}); for solids and other large systems, "
+                          "mode='local' with a message-passing backbone (e.g. ecse.backbones.PET) costs about "
+                          "(frames per atom) x one pass", stacklevel=2)
 
     def _check_input(self, pos: Tensor) -> None:
         """One clear error when ``data.pos`` and the backbone's parameters (or buffers)
@@ -252,11 +299,12 @@ class ECSE(nn.Module):
             per_node = like.new_zeros(num_graphs).index_add(0, batch, per_node)
         return self.spec.isotropic(per_node)
 
-    def _chunks(self, graph: Tensor, batch: Tensor, num_graphs: int) -> list[Tensor]:
-        """Split the frames into consecutive groups of about ``chunk_size`` copied nodes.
+    def _chunks(self, graph: Tensor, batch: Tensor, num_graphs: int, pair_center: Tensor) -> list[Tensor]:
+        """Split the frames into consecutive groups of about ``chunk_size`` copied tokens
+        (nodes plus neighbour pairs, ``pair_center`` ``[P]``: centre of each pair).
 
         A frame goes to chunk ``floor(start / chunk_size)``, ``start`` being the number of
-        nodes copied before it, so a chunk holds at most ``chunk_size`` nodes plus one graph.
+        tokens copied before it, so a chunk holds at most ``chunk_size`` tokens plus one graph.
         """
         n_frames = graph.numel()
         if n_frames == 0:
@@ -264,7 +312,8 @@ class ECSE(nn.Module):
         frames = torch.arange(n_frames, device=graph.device)
         if self.chunk_size is None:
             return [frames]
-        sizes = torch.bincount(batch, minlength=num_graphs)[graph]
+        tokens = torch.bincount(batch, minlength=num_graphs) + torch.bincount(batch[pair_center], minlength=num_graphs)
+        sizes = tokens[graph]
         chunk_of_frame = (torch.cumsum(sizes, 0) - sizes) // self.chunk_size
         counts = torch.unique_consecutive(chunk_of_frame, return_counts=True)[1]
         return list(torch.split(frames, counts.tolist()))

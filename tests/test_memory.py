@@ -1,0 +1,154 @@
+"""Bounded memory by default: chunked equals unchunked, the peak memory of the worst cases
+CI can afford, and global mode's warning on costly structures."""
+import json
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from ase.build import bulk, molecule
+from torch_geometric.data import Batch
+from torch_geometric.utils import scatter
+
+import ecse.backbones.pet as pet_module
+import ecse.ensemble as ensemble_module
+from ecse import ECSE
+from ecse.atomistic import atoms_to_data
+from ecse.atomistic.derivatives import energy_and_forces
+from ecse.backbones import PET
+from ecse.backbones._pet_local import AtomSequences, chunk_cost
+from ecse.ensemble import GLOBAL_PASSES_WARNING, MEMORY_BOUND_GB
+
+SMALL = dict(d_model=16, num_heads=2, dim_feedforward=32, head_hidden=16, cutoff=4.0)
+
+
+def _crystal(n=(2, 1, 1)):
+    atoms = bulk("Cu", "fcc", a=3.6).repeat(n)
+    atoms.rattle(0.05, seed=3)
+    atoms.numbers[0] = 13
+    return atoms_to_data(atoms, dtype=torch.float64)
+
+
+def _count_checkpoints(monkeypatch, module):
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return torch.utils.checkpoint.checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(module, "checkpoint", counted)
+    return calls
+
+
+@pytest.mark.parametrize("mode", ["global", "local"])
+@pytest.mark.parametrize("output", ["scalar", "vector"])
+def test_chunked_equals_unchunked(monkeypatch, mode, output):
+    data = _crystal()
+    results = []
+    for chunks in (None, 40):
+        torch.manual_seed(0)
+        pet = PET(**SMALL, output=output, chunk_tokens=chunks).double()
+        model = ECSE(pet, cutoff=4.0, mode=mode, output=output, chunk_size=chunks).double()
+        calls = _count_checkpoints(monkeypatch, ensemble_module if mode == "global" else pet_module)
+        if output == "scalar":
+            results.append(torch.cat([t.reshape(-1) for t in energy_and_forces(model, data)]))
+        else:
+            pos = data.pos.clone().requires_grad_()
+            batch = data.clone()
+            batch.pos = pos
+            y = model(batch)
+            (grad,) = torch.autograd.grad(y.pow(2).sum(), pos)
+            results.append(torch.cat([y.reshape(-1), grad.reshape(-1)]))
+        assert (len(calls) > 3) == (chunks is not None)  # several checkpointed chunks, or none
+    assert torch.allclose(results[0], results[1], rtol=1e-12, atol=1e-12)
+
+
+def test_pet_chunks_stay_within_their_budget():
+    torch.manual_seed(0)
+    degree = torch.randint(0, 60, (500,))
+    degree[100] = 300  # one long sequence: alone in its chunk
+    center = torch.repeat_interleave(torch.arange(500), degree)
+    seq = AtomSequences(torch.ones(500, dtype=torch.long), center)
+    chunks = seq.chunks(2000, 32.0)
+    assert chunks[0][0] == 0 and chunks[-1][1] == 500 and chunks[-1][3] == center.numel()
+    for (s0, s1, t0, t1), nxt in zip(chunks, chunks[1:] + [None]):
+        assert nxt is None or (nxt[0], nxt[2]) == (s1, t1)  # consecutive, covering everything
+        assert t1 - t0 == int(degree[s0:s1].sum())
+        cost = float(chunk_cost(torch.tensor(s1 - s0), degree[s0:s1].max() + 1, 32.0))
+        assert cost <= 2000 or s1 - s0 == 1
+        if nxt is not None:  # the next sequence would not have fitted
+            assert float(chunk_cost(torch.tensor(s1 - s0 + 1), degree[s0:s1 + 1].max() + 1, 32.0)) > 2000
+    assert seq.chunks(None, 32.0) == [(0, 500, 0, center.numel())]
+
+
+# ----------------------------------------------------------------------------- peak memory
+_WORKER = r"""
+import json, resource, sys, time, warnings
+import torch
+from ase.build import bulk
+torch.set_num_threads(1)
+from ecse import ECSE
+from ecse.atomistic import atoms_to_data
+from ecse.atomistic.derivatives import energy_and_forces
+from ecse.backbones import PET
+mode, symbol, lattice, repeat = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+data = atoms_to_data(bulk(symbol, lattice, cubic=True).repeat(repeat), dtype=torch.float64)
+model = ECSE(PET(), cutoff=5.0, mode=mode).double()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    energy, forces = energy_and_forces(model, data)
+growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024 / 1e9  # kB on Linux
+print(json.dumps({"growth_gb": growth, "seconds": time.perf_counter() - start, "atoms": data.num_nodes,
+                  "finite": bool(torch.isfinite(forces).all())}))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in kB and malloc_trim: Linux")
+@pytest.mark.parametrize("case", [
+    ("local", "Cu", "fcc", 2),      # perfect fcc, 32 atoms: 768 frame copies (7.7 GB unchunked)
+    ("global", "Si", "diamond", 1),  # perfect diamond, 8 atoms: 96 passes of the cell (5 GB unchunked)
+], ids=["local-fcc32", "global-diamond8"])
+def test_default_peak_memory_of_perfect_crystals(case):
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", _WORKER, *map(str, case)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["finite"]
+    # far below the bound for 2000 atoms (unchunked, these take 7.7 and 5 GB)
+    assert result["growth_gb"] < min(1.0, MEMORY_BOUND_GB), result
+
+
+# ----------------------------------------------------------------------------- the warning
+def _toy(data):  # any backbone; this one is cheap
+    return scatter(data.pos[:, 0] ** 2, data.batch, dim=0, dim_size=data.num_graphs)
+
+
+def _cu4():
+    return atoms_to_data(bulk("Cu", "fcc", cubic=True), dtype=torch.float64)  # 96 frames (24 per atom)
+
+
+def test_global_mode_warns_once_above_the_threshold(monkeypatch):
+    model = ECSE(_toy, cutoff=5.0, aux=None)
+    with pytest.warns(UserWarning, match=rf"96 backbone passes .*above {GLOBAL_PASSES_WARNING}.*mode='local'") as got:
+        model(Batch.from_data_list([_cu4(), _cu4()]))
+    assert len([w for w in got if "backbone passes" in str(w.message)]) == 1  # once per call
+    assert model.last_stats["frames_per_graph"] == 96
+    monkeypatch.setattr(ensemble_module, "GLOBAL_PASSES_WARNING", 96)  # "more than": 96 is not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(_cu4())
+    monkeypatch.setattr(ensemble_module, "GLOBAL_PASSES_WARNING", 95)
+    with pytest.warns(UserWarning, match="above 95"):
+        model(_cu4())
+
+
+def test_no_warning_on_molecules_nor_in_local_mode():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ECSE(_toy, cutoff=5.0, aux=None)(atoms_to_data(molecule("CH4"), dtype=torch.float64))
+        torch.manual_seed(0)
+        ECSE(PET(**SMALL).double(), cutoff=4.0, mode="local")(_cu4())
