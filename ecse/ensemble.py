@@ -30,6 +30,7 @@ from .auxiliary import DistanceAux
 from .covariant import OutputSpec
 from .frameset import FrameParams, global_frames
 from .local import local_frames
+from .pyg import LocalPointModel
 from .replicate import replicate_in_frames
 
 __all__ = ["ECSE", "GLOBAL_PASSES_WARNING", "MEMORY_BOUND_GB"]
@@ -95,7 +96,11 @@ class ECSE(nn.Module):
             evaluated in that atom's own frames and averaged (:mod:`ecse.local`); cost
             about (frames per atom) x the bare model, linear in system size.  Needs a backbone with ``forward(data, local_frames=...)`` such
             as ``ecse.backbones.PET``; the auxiliary path is then the backbone's own
-            direction-free evaluation, and ``aux``/``chunk_size`` are not used.
+            direction-free evaluation, and ``aux``/``chunk_size`` are not used.  Any other
+            model (PyG point models: PointNet2, DGCNN, PointTransformer, your own
+            ``MessagePassing`` on ``pos``) gets its layers that read relative positions
+            evaluated in their centres' own frames (:class:`ecse.pyg.LocalPointModel`;
+            covariant outputs at ``level="node"`` only).
         length_scale: the length-valued settings (``1/beta``, ``radial_width``,
             ``max_outer_cutoff``) are in units of ``length_scale``.  The published
             values are for Å and a 5 Å cutoff; for clouds in other units use e.g.
@@ -135,10 +140,6 @@ class ECSE(nn.Module):
         super().__init__()
         if mode not in ("global", "local"):
             raise ValueError(f"mode must be 'global' or 'local', got {mode!r}")
-        if mode == "local" and not getattr(backbone, "supports_local_frames", False):
-            raise ValueError(f"mode='local' needs a backbone that takes forward(data, local_frames=...) "
-                             f"(see ecse.local), e.g. ecse.backbones.PET; {type(backbone).__name__} does not; "
-                             "use mode='global'")
         backbone_output = getattr(getattr(backbone, "spec", None), "name", None)
         if mode == "local" and backbone_output is not None and backbone_output != output:
             raise ValueError(f"the backbone predicts output={backbone_output!r} but ECSE was given "
@@ -158,6 +159,10 @@ class ECSE(nn.Module):
                                          angle_width=angle_width, radial_width=radial_width,
                                          aux_threshold=aux_threshold, pruning_threshold=pruning_threshold,
                                          num_prunings=num_prunings, max_outer_cutoff=max_outer_cutoff)
+        if mode == "local" and not getattr(backbone, "supports_local_frames", False):
+            # an unchanged PyG point model: its layers that read relative positions are
+            # evaluated in their centres' own frames (ecse.pyg; ValueError if it has none)
+            self.backbone = LocalPointModel(backbone, self.cutoff, self.params, self.o3, output, level)
         if aux == "default" and mode == "local":
             aux = None  # the backbone's own direction-free evaluation is the auxiliary path
         self._aux_is_default = aux == "default"
@@ -269,6 +274,11 @@ class ECSE(nn.Module):
                              f"model.to('{pos.device}') or data.to('{ref.device}')")
 
     def _forward_local(self, data, pos_geo: Tensor, batch: Tensor, num_graphs: int, cell, geo) -> Tensor:
+        if isinstance(self.backbone, LocalPointModel):  # frames per layer centre (ecse.pyg)
+            y = self.backbone(data)
+            self._check_shape(y, num_graphs if self.level == "graph" else pos_geo.shape[0])
+            self.last_stats = dict(self.backbone.last_stats)
+            return y
         lf = local_frames(pos_geo, self.cutoff, batch, None if cell is None else cell.to(geo),
                           getattr(data, "pbc", None), self.params, self.o3)
         y = self.backbone(data, local_frames=lf)

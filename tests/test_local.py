@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch_geometric.data import Batch, Data
 
-from ecse.backbones import DGCNN
 from ecse.atomistic.derivatives import energy_and_forces
 from ecse import ECSE, FrameParams
 from ecse.local import local_frames
@@ -154,7 +153,7 @@ def test_chunked_layers_give_the_same_energy_forces_and_training_gradients():
 
 def test_local_mode_needs_a_local_backbone_and_a_matching_output():
     with pytest.raises(ValueError, match="local_frames"):
-        ECSE(DGCNN(out_channels=1), cutoff=3.0, mode="local")
+        ECSE(torch.nn.Linear(3, 1), cutoff=3.0, mode="local")  # PyG point models: tests/test_local_pyg.py
     with pytest.raises(ValueError, match="output"):
         ECSE(small_pet(output="vector"), cutoff=3.0, output="scalar", mode="local")
     with pytest.raises(ValueError, match="mode"):
