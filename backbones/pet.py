@@ -263,7 +263,7 @@ class PET(nn.Module):
         for layer in self.gnn_layers:
             atom, edge_out = self._run_layer(layer, seq, chunks, inputs, nl.vector, r, fc, message)
             total = total + atom  # H(o_i0) + sum_j f_c B(o_ij)
-            message = 0.5 * (message + edge_out[rev])  # m_ij <- (m_ij + o_ji) / 2
+            message = (message + edge_out[rev]).mul_(0.5)  # m_ij <- (m_ij + o_ji) / 2
         values = seq.atoms(self.spec.unpack(total)) * self.output_scale.to(total.dtype)
         values = values + self.spec.isotropic(self.composition_offsets.to(pos.dtype)[z])  # + b_z
         if self.level == "node":
@@ -291,12 +291,17 @@ class PET(nn.Module):
             seq.keep_aux(aux_bond)
             return atom.index_add(0, seq.owner, bond), seq.edges(edge_out)
         run = partial(self._layer_part, layer, seq, vectors, r, fc, message)
-        outs = [checkpoint(run, *c, use_reentrant=False) if torch.is_grad_enabled() else run(*c) for c in chunks]
-        seq.keep_aux(_cat([o[2] for o in outs]))
-        spans = [seq.edge_span(slice(t0, t1)) for _, _, t0, t1 in chunks]
-        rows = torch.cat([torch.arange(a0, a1, device=r.device) for a0, a1 in spans])
-        edge_out = message.new_zeros(message.shape).index_add(0, rows, torch.cat([o[1] for o in outs]))
-        return _cat([o[0] for o in outs]), edge_out
+        edge_out = message.new_zeros(message.shape)
+        atoms, aux = [], []
+        for s0, s1, t0, t1 in chunks:
+            atom, edges, aux_bond = (checkpoint(run, s0, s1, t0, t1, use_reentrant=False) if torch.is_grad_enabled()
+                                     else run(s0, s1, t0, t1))
+            a0, a1 = seq.edge_span(slice(t0, t1))
+            edge_out.index_add_(0, torch.arange(a0, a1, device=r.device), edges)  # (groups may share an atom)
+            atoms.append(atom)
+            aux.append(aux_bond)
+        seq.keep_aux(_cat(aux))
+        return _cat(atoms), edge_out
 
     def _layer_part(self, layer, seq, vectors, r, fc, message, s0: int, s1: int, t0: int, t1: int):
         """The layer on sequences ``s0:s1`` (edge tokens ``t0:t1``), from per-edge inputs:
