@@ -32,10 +32,12 @@ invariant part of the type (:meth:`ecse.local.LocalFrames.combine_covariant`).
 """
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.data.data import BaseData
 from torch_geometric.nn.dense.linear import Linear as PyGLinear
 
 from .._validation import check_point_cloud
@@ -99,7 +101,11 @@ class LocalPointModel(nn.Module):
     """Run a PyG point model with every geometric layer in its centres' own frames.
 
     Args:
-        model: the model, called as ``model(data)``; modified in place by
+        model: the model, called as ``model(data)``, or, when its ``forward`` takes
+            ``pos`` instead of a data object (``forward(x, pos, batch)`` as in PyG's
+            Point Transformer example), with the data's attributes by name
+            (``model(x=data.x, pos=data.pos, batch=data.batch)``; parameters the data
+            lacks keep their defaults); modified in place by
             :func:`symmetrize_layers` (parameters shared; the modified model still
             behaves as the bare one when called directly).  State-dict keys are the
             bare model's, so its checkpoints load here and back.
@@ -161,18 +167,34 @@ class LocalPointModel(nn.Module):
             if isinstance(module, _LINEAR) and not _inside_adapter(model, name) \
                     and _zero_coordinates not in module._forward_pre_hooks.values():
                 module.register_forward_pre_hook(_zero_coordinates)
+        self._by_name = _named_parameters(model)
         self.last_stats: dict = {}
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({type(self.model).__name__}, adapted={self.adapted}, cutoff={self.cutoff})"
 
-    def forward(self, data: Any, *args, **kwargs) -> Tensor:
+    def forward(self, *args, **kwargs) -> Tensor:
+        """``model(data)``; a model with ``forward(..., pos, ...)`` as ``model(data)`` (its
+        arguments by name from the data) or with its own arguments."""
+        data = args[0] if len(args) == 1 and not kwargs else None
         with local_context(self.cutoff, self.params, self.o3) as ctx:
-            ctx.register(getattr(data, "pos", None))
-            y = self.model(data, *args, **kwargs)
+            if self._by_name is not None and isinstance(data, BaseData):
+                kwargs = {k: getattr(data, k, None) for k, required in self._by_name.items()
+                          if required or k in data or k == "batch"}
+                ctx.register(kwargs.get("pos"))
+                y = self.model(**kwargs)
+            elif self._by_name is not None:  # called with the model's own arguments
+                ctx.register(inspect.signature(self.model.forward).bind_partial(*args, **kwargs).arguments.get("pos"))
+                y = self.model(*args, **kwargs)
+            else:
+                ctx.register(getattr(args[0] if args else None, "pos", None))
+                y = self.model(*args, **kwargs)
         self.last_stats = _stats(ctx.records)
         if self.spec.is_scalar:
             return y
+        if not isinstance(data, BaseData):
+            raise ValueError(f"output={self.spec.name!r}: call the local model as model(data) (a PyG Data/Batch "
+                             "with pos) for covariant outputs")
         pos, batch, _ = check_point_cloud(data)
         geo = torch.promote_types(pos.dtype, torch.float64)
         cell = getattr(data, "cell", None)
@@ -183,6 +205,19 @@ class LocalPointModel(nn.Module):
             raise ValueError(f"output={self.spec.name!r} at level='node' needs [N={pos.shape[0]}, ...] from the "
                              f"model, got {tuple(y.shape)}")
         return lf.combine_covariant(values[lf.atom], self.spec).to(y.dtype)
+
+
+def _named_parameters(model: nn.Module) -> Optional[dict[str, bool]]:
+    """``{name: required}`` of ``model.forward``'s parameters when it takes ``pos`` (called
+    by name from a data object; a required one the data lacks is ``None``), else ``None``
+    (called as ``model(data)``)."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    if "pos" not in params:
+        return None
+    return {k: p.default is p.empty for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def _stats(records: list[dict]) -> dict:

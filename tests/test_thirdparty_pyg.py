@@ -1,0 +1,175 @@
+"""Local mode on models nobody here wrote: PyG's example classifiers, unchanged.
+
+``tests/thirdparty_models.py`` writes PointNet++, DGCNN and Point Transformer the way PyG's
+example scripts do (imports: torch and torch_geometric only).  Each is wrapped, without
+any edit, as ``ECSE(model, cutoff=..., mode="local")`` and compared on a rotated and
+translated copy of the cloud (an independent computation).  The examples' ``fps`` starts
+at a random point (``random_start=True``); both calls of a comparison get the same random
+start (:func:`_same_randomness`), as dropout masks would get the same seed.
+"""
+import ast
+import ctypes
+import ctypes.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch_geometric.data import Batch, Data
+
+from ecse import ECSE
+from ecse.pyg import LocalPointModel
+from ecse.testing import point_clouds, random_rotation, rotations
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ["pointnet2", "dgcnn", "point_transformer"]
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+CUTOFF = 3.0
+CLASSES = 5
+CLOUDS = st.sampled_from(["random", "clustered"]).flatmap(lambda k: point_clouds(kind=k, min_points=6, max_points=24))
+
+
+@pytest.fixture(autouse=True)
+def _needs_torch_cluster():
+    # fps / radius / knn / knn_graph / DynamicEdgeConv of PyG 2.7 need torch-cluster
+    pytest.importorskip("torch_cluster")
+
+
+def _model(name: str):
+    from .thirdparty_models import DGCNNNet, PointNet2Net, PointTransformerNet
+
+    torch.manual_seed(0)
+    if name == "pointnet2":
+        return PointNet2Net(CLASSES, r1=1.5, r2=3.0)
+    if name == "dgcnn":
+        return DGCNNNet(CLASSES, k=6)
+    return PointTransformerNet(0, CLASSES, k=6)
+
+
+def _same_randomness(seed: int = 0) -> None:
+    """The same random draws for both calls of a comparison: torch's generator (dropout,
+    pyg-lib) and the C library's ``rand`` (torch-cluster's random ``fps`` start)."""
+    torch.manual_seed(seed)
+    name = ctypes.util.find_library("c")
+    if name is not None:
+        ctypes.CDLL(name).srand(seed)
+
+
+def _call(model, pos: torch.Tensor, dtype: torch.dtype, wrapped: bool = True):
+    data = Batch.from_data_list([Data(pos=pos.to(dtype))])
+    _same_randomness()
+    if not wrapped and "pos" in __import__("inspect").signature(model.forward).parameters:
+        return model(data.x, data.pos, data.batch)  # as PyG's Point Transformer example calls it
+    return model(data)
+
+
+def _err(a, b):
+    a, b = a.detach(), b.detach()
+    return float((a - b).norm()) / max(float(b.norm()), 1e-4)
+
+
+def _pair(model, pos, R, dtype, wrapped=True):
+    pos = pos.to(torch.float64)
+    shift = torch.tensor([0.3, -1.1, 2.0], dtype=torch.float64)
+    with torch.no_grad():
+        return _call(model, pos, dtype, wrapped), _call(model, pos @ R.to(torch.float64).T + shift, dtype, wrapped)
+
+
+def _distance_ties(pos, tol=1e-6):
+    d = torch.cdist(pos, pos).sort(dim=1).values
+    return bool((d[:, 1:] - d[:, :-1] < tol).any())
+
+
+def test_the_models_import_only_torch_and_pyg():
+    tree = ast.parse((ROOT / "tests" / "thirdparty_models.py").read_text())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            roots.add("." if node.level else node.module.split(".")[0])
+    assert roots == {"torch", "torch_geometric"}, roots
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=4, deadline=None)
+@given(data=CLOUDS, R=rotations())
+def test_unchanged_thirdparty_models_are_exact_in_local_mode(name, data, R):
+    assume(not _distance_ties(data.pos))  # kNN and FPS choices are discontinuous at exact ties
+    for dtype in (torch.float64, torch.float32):
+        model = ECSE(_model(name).to(dtype).eval(), cutoff=CUTOFF, mode="local", out_shape=(CLASSES,))
+        a, b = _pair(model, data.pos, R, dtype)
+        assert a.shape == (1, CLASSES) and a.dtype == dtype and torch.isfinite(a).all()
+        assert _err(b, a) <= TOL[dtype], (_err(b, a), dtype)
+
+
+def _cloud(seed: int, n: int = 24):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, generator=g, dtype=torch.float64) * 1.5, random_rotation(g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bare_models_are_not_invariant_and_stay_unchanged(name):
+    pos, R = _cloud(1)
+    bare = _model(name).double().eval()
+    keys = sorted(bare.state_dict())
+    a, b = _pair(bare, pos, R, torch.float64, wrapped=False)
+    assert _err(b, a) > 1e-5, "the bare model looks invariant already"
+    model = ECSE(bare, cutoff=CUTOFF, mode="local", out_shape=(CLASSES,))
+    c, d = _pair(model, pos, R, torch.float64)
+    assert _err(d, c) <= 1e-10 and _err(c, a) > 1e-5  # exact, and not the bare output
+    assert model.last_stats["frames_per_centre"] > 0
+    # the wrapped model is unchanged outside the wrapper: same outputs, same state-dict keys
+    assert torch.equal(_pair(bare, pos, R, torch.float64, wrapped=False)[0], a)
+    assert sorted(model.backbone.state_dict()) == keys == sorted(bare.state_dict())
+    # the layers that read relative positions are the adapted ones
+    expected = {"pointnet2": ["sa1_module.conv", "sa2_module.conv"], "dgcnn": ["conv1", "conv2"],
+                "point_transformer": ["transformer_input.transformer", "transformers_down.0.transformer",
+                                      "transformers_down.1.transformer"]}[name]
+    assert model.backbone.adapted == expected
+
+
+def test_dgcnn_example_second_layer_runs_bare_on_features():
+    model = LocalPointModel(_model("dgcnn").double().eval(), cutoff=CUTOFF)
+    pos, _ = _cloud(2)
+    _call(model, pos, torch.float64)
+    assert [(r["layer"], r["mode"]) for r in model.last_stats["layers"]] == [("conv1", "frames"), ("conv2", "bare")]
+
+
+def test_model_with_x_pos_batch_arguments_is_called_by_name_or_directly():
+    """PyG's Point Transformer example takes ``(x, pos, batch)``: the adapter calls it with
+    the data's attributes by name, or passes the model's own arguments through."""
+    model = LocalPointModel(_model("point_transformer").double().eval(), cutoff=CUTOFF)
+    pos, R = _cloud(3)
+    data = Batch.from_data_list([Data(pos=pos), Data(pos=pos[:15] @ R.T)])
+    with torch.no_grad():
+        _same_randomness()
+        by_name = model(data)
+        _same_randomness()
+        direct = model(None, data.pos, data.batch)
+        _same_randomness()
+        keywords = model(x=None, pos=data.pos, batch=data.batch)
+    assert by_name.shape == (2, CLASSES) and torch.equal(by_name, direct) and torch.equal(by_name, keywords)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_training_mode_through_the_wrapper_is_invariant_and_has_gradients(name):
+    """Batch norm over all frame copies and dropout with the same seed: still exact."""
+    pos, R = _cloud(4)
+    model = ECSE(_model(name).double().train(), cutoff=CUTOFF, mode="local", out_shape=(CLASSES,))
+    a = _call(model, pos, torch.float64)
+    b = _call(model, pos @ R.T, torch.float64)
+    assert _err(b, a) <= 1e-10
+    a.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def _run_benchmark(script: str, *args: str) -> str:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
+                         timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
