@@ -121,8 +121,7 @@ class PET(nn.Module):
             group's activations are recomputed in the backward pass
             (``torch.utils.checkpoint``), so the memory of energies, forces and training
             stays at about one group's (plus per-edge tensors) whatever the size of the
-            system (about 0.1 GB per 1000 tokens in float64; see
-            :data:`ecse.ensemble.MEMORY_BOUND_GB`).  Results equal the unchunked
+            system (see :data:`ecse.ensemble.MEMORY_BOUND_GB`).  Results equal the unchunked
             evaluation up to rounding.  ``None``: all sequences in one call per layer,
             activations kept.
         zero_init_heads: start the last layer of every atom and edge head at zero, so a
