@@ -1,6 +1,6 @@
 """Cost of exact symmetrisation of PyG point models: bare, global ECSE, local ECSE (printed only).
 
-    python benchmarks/local_pointcloud.py [--threads 1] [--repeats 3] [--sizes 256 1024]
+    python benchmarks/local_pointcloud.py [--threads 1] [--repeats 3] [--sizes 256 1024 4096]
                                           [--models pointnet2 dgcnn point_transformer]
 
 One synthetic shape (``ecse.demos.shapes.sample_shape("ellipsoid", n)``, noise 0.01) per
@@ -17,6 +17,10 @@ process's state before the first evaluation (``ru_maxrss``).  Above
 ``--global-max-points`` the global ensemble's time is *estimated* as (retained frames) x
 (bare time), marked ``est.``; its frame count is always computed exactly.  ``frames`` is frames per
 graph (global) or per layer centre (local, mean over the adapted layer calls).
+
+After the table, one line per backbone gives the issue's targets: local time / bare time
+at 1024 points (target <= 4) and the local time per point at the largest size over that
+at the smallest (256 -> 4096 by default; target <= 1.3).
 """
 from __future__ import annotations
 
@@ -111,7 +115,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--global-max-points", type=int, default=256,
                         help="above this size the global time is estimated as (frames) x (bare time)")
@@ -148,8 +152,23 @@ def main(argv=None) -> None:
                 peak = "-" if row["peak_mib"] is None else f"{row['peak_mib']:.1f}"
                 print(f"{model:>17} {size:>6} {mode:>6} {frames:>7} {row['seconds']:>9.3f} {ratio:>7} "
                       f"{peak:>9}{' est.' if estimate else ''}", flush=True)
+    _summary(rows, args.models, args.sizes)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+
+
+def _summary(rows: list[dict], models, sizes) -> None:
+    """Local / bare at 1024 points and the local time per point, largest over smallest size."""
+    seconds = {(r["model"], r["mode"], r["points"]): r["seconds"] for r in rows if "error" not in r}
+    small, large = min(sizes), max(sizes)
+    print(f"\n{'model':>17} {'local/bare @1024':>17} {f'local s/point {large}/{small}':>24}")
+    for model in models:
+        local, bare = seconds.get((model, "local", 1024)), seconds.get((model, "bare", 1024))
+        ratio = f"{local / bare:.2f}" if local and bare else "-"
+        a, b = seconds.get((model, "local", small)), seconds.get((model, "local", large))
+        per_point = f"{(b / large) / (a / small):.2f}" if a and b and large > small else "-"
+        print(f"{model:>17} {ratio:>17} {per_point:>24}")
+    print("(targets: local/bare <= 4 at 1024 points; time per point ratio <= 1.3)")
 
 
 if __name__ == "__main__":
