@@ -14,8 +14,10 @@ Cost: about (frames per centre) times each adapted layer, linear in the cloud si
 
 Building blocks, from high to low level:
 
-* :class:`LocalPointModel` -- wrap an unchanged model (``ECSE(model, mode="local")``
-  uses it for models without PET's ``local_frames`` interface);
+* :class:`LocalPointModel` -- wrap an unchanged model, called as ``model(data)`` or, for a
+  ``forward(x, pos, batch)`` as in PyG's Point Transformer example, with the data's
+  attributes by name (``ECSE(model, mode="local")`` uses it for models without PET's
+  ``local_frames`` interface);
 * :func:`symmetrize_layers` / :class:`LocalFrameLayer` -- adapt the layers of a model /
   one layer (active only inside :func:`local_context`);
 * :func:`edge_local_frames`, :func:`frame_coordinates` -- frames of the centres of any
