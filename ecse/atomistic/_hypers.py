@@ -52,10 +52,10 @@ class PETHypers(Section):
     """What PET predicts: ``scalar``, ``vector``, ``rank2``, ``rank2-symmetric`` or an e3nn
     Irreps string. ``null`` (default): from the targets (``scalar`` for an energy, the
     tensor target's type otherwise); when given for a tensor target it must equal its type."""
-    chunk_tokens: Optional[int] = None
+    chunk_tokens: Optional[int] = 4096
     """Evaluate each message-passing layer on groups of atoms of about this many tokens,
-    recomputing activations in the backward pass (bounded memory for large systems);
-    ``null``: one call per layer, activations kept."""
+    recomputing activations in the backward pass when there are several groups (bounded
+    memory for large systems; PET's own default); ``null``: one call per layer, activations kept."""
     zero_init_heads: bool = False
     """Start the last layer of every head at zero, so a new model predicts exactly the
     composition baseline."""
@@ -104,9 +104,10 @@ class ECSEOptions(Section):
     aux: Optional[Literal["default"]] = "default"
     """Fallback for structures without a usable frame: ``default`` (a learned distance
     model plus PET's composition offsets) or ``null`` (such a structure raises an error)."""
-    chunk_size: Optional[int] = 65536
-    """About this many nodes (over all frame copies) per backbone call, recomputed in the
-    backward pass when there are several chunks (bounded memory); ``null``: one call."""
+    chunk_size: Optional[int] = 2048
+    """Global mode: about this many tokens (nodes plus neighbour pairs, over all frame
+    copies) per backbone call, recomputed in the backward pass when there are several
+    chunks (bounded memory; ECSE's own default); ``null``: one call."""
     beta: float = 5.0
     """Sharpness of the smooth minimum in the adaptive cutoff, per length unit
     (``FrameParams.beta``)."""
