@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+import warnings
 
 import torch
 from torch import nn
@@ -88,6 +89,7 @@ def predict(model: nn.Module, data_list, batch_size: int = 16) -> torch.Tensor:
 
 def run(args) -> list[dict]:
     torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="ECSE global mode: a structure needs")  # expected here
     num_classes = len(SHAPE_CLASSES)
     train = make_shapes(args.n_train_per_class, args.n_points, seed=args.seed)
     test = make_shapes(args.n_test_per_class, args.n_points, seed=args.seed + 10_000)
