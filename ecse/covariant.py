@@ -3,16 +3,16 @@ r"""Covariant outputs: what a backbone may predict and how a rotation acts on it
 Conventions (row vectors throughout): a rotation or reflection ``R`` acts on positions
 as ``x @ R.T``; on the supported outputs it acts as
 
-===================  ==================================  ===========================
-``output``           backbone's trailing dims            action of ``R``
-===================  ==================================  ===========================
-``"scalar"``         anything                            unchanged
-``"vector"``         ``3``                               ``v @ R.T``
-``"rank2"``          ``(3, 3)`` or ``9`` (row-major)     ``R @ T @ R.T``
-``"rank2-symmetric"`` ``(3, 3)`` (symmetrised) or ``6``   ``R @ T @ R.T``
-                     (``xx, yy, zz, yz, xz, xy``)
-Irreps string        ``irreps.dim`` (e3nn layout)        ``f @ D(R).T``
-===================  ==================================  ===========================
+=====================  =================================  ===============
+``output``             backbone's trailing dims           action of ``R``
+=====================  =================================  ===============
+``"scalar"``           anything                           unchanged
+``"vector"``           ``3``                              ``v @ R.T``
+``"rank2"``            ``(3, 3)`` or ``9`` (row-major)    ``R @ T @ R.T``
+``"rank2-symmetric"``  ``(3, 3)`` (symmetrised) or ``6``  ``R @ T @ R.T``
+                       (``xx, yy, zz, yz, xz, xy``)
+Irreps string          ``irreps.dim`` (e3nn layout)       ``f @ D(R).T``
+=====================  =================================  ===============
 
 A prediction ``y'`` made in a frame ``F`` (coordinates ``x @ F``) goes back to the
 lab frame as the action of ``F`` on it: ``v' @ F.T``, ``F @ T' @ F.T``, ``D(F) f'``.

@@ -4,19 +4,19 @@ A training configuration names its targets as ``{key in the files: type}``
 (:func:`target_types`). A model predicts **either** an energy, with forces and/or
 stress by autograd, **or exactly one** tensor:
 
-==================  ==========================================  ==================
-type                read from the files as                      stored as
-==================  ==========================================  ==================
-``energy``          1 number per structure                      ``[1]``
-``forces``          3 numbers per atom                          ``[N, 3]``
-``stress``          9 (row-major) or 6 (Voigt) numbers          ``[1, 3, 3]``
-``vector``          3 numbers (e.g. a dipole ``mu``)            ``[1, 3]``
-``rank2``           9 numbers, row-major                        ``[1, 3, 3]``
-``rank2-symmetric`` 9 row-major (symmetric) or 6 Voigt numbers  ``[1, 3, 3]``
-Irreps string       ``irreps.dim`` numbers in e3nn's layout     ``[1, dim]``
-``"1x0e+1x2e"``     also 9 Cartesian numbers (symmetric),       ``[1, 6]``
-                    converted to ``(tr T / sqrt 3, l=2 part)``
-==================  ==========================================  ==================
+===================  ==========================================  =============
+type                 read from the files as                      stored as
+===================  ==========================================  =============
+``energy``           1 number per structure                      ``[1]``
+``forces``           3 numbers per atom                          ``[N, 3]``
+``stress``           9 (row-major) or 6 (Voigt) numbers          ``[1, 3, 3]``
+``vector``           3 numbers (e.g. a dipole ``mu``)            ``[1, 3]``
+``rank2``            9 numbers, row-major                        ``[1, 3, 3]``
+``rank2-symmetric``  9 row-major (symmetric) or 6 Voigt numbers  ``[1, 3, 3]``
+Irreps string        ``irreps.dim`` numbers in e3nn's layout     ``[1, dim]``
+``"1x0e+1x2e"``      also 9 Cartesian numbers (symmetric),       ``[1, 6]``
+                     converted to ``(tr T / sqrt 3, l=2 part)``
+===================  ==========================================  =============
 
 So a symmetric polarizability stored as 9 Cartesian numbers trains either in Cartesian
 form (``alpha: rank2-symmetric``) or in its ``l=0`` and ``l=2`` parts (``alpha:
