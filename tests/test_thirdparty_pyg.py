@@ -5,14 +5,19 @@ example scripts do (imports: torch and torch_geometric only).  Each is wrapped, 
 any edit, as ``ECSE(model, cutoff=..., mode="local")`` and compared on a rotated and
 translated copy of the cloud (an independent computation).  The examples' ``fps`` starts
 at a random point (``random_start=True``); both calls of a comparison get the same random
-start (:func:`_same_randomness`), as dropout masks would get the same seed.
+start (:func:`_same_randomness`), as dropout masks would get the same seed.  Under PyG 2.8
+without pyg-lib, PyG's neighbour search is torch-cluster's, as in PyG 2.7
+(:func:`neighbour_search`).
 """
 import ast
+import contextlib
 import ctypes
 import ctypes.util
+import functools
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -32,19 +37,56 @@ CLASSES = 5
 CLOUDS = st.sampled_from(["random", "clustered"]).flatmap(lambda k: point_clouds(kind=k, min_points=6, max_points=24))
 
 
-def _knn_backend() -> str:
-    """Why fps / radius / knn / knn_graph / DynamicEdgeConv cannot run ('' if they can): they
-    need torch-cluster (PyG 2.7) or pyg-lib (PyG 2.8)."""
+def _pyg_search_missing() -> bool:
+    """PyG 2.8 without pyg-lib: its fps / radius / knn / knn_graph / DynamicEdgeConv raise."""
+    from torch_geometric.nn import knn_graph
     try:
-        import torch_cluster  # noqa: F401
-        from torch_geometric.nn import knn_graph
         knn_graph(torch.zeros(2, 3), k=1)
-    except ImportError as err:
-        return str(err)
-    return ""
+    except ImportError:
+        return True
+    return False
 
 
-needs_cluster = pytest.mark.skipif(bool(_knn_backend()), reason="needs torch-cluster: " + _knn_backend())
+try:
+    import torch_cluster
+except ImportError:  # PyG 2.7's neighbour search, and the stand-in for pyg-lib under PyG 2.8
+    torch_cluster = None
+_skip = pytest.mark.skipif(torch_cluster is None and _pyg_search_missing(),
+                           reason="PyG's fps/radius/knn need torch-cluster or pyg-lib")
+
+
+def _dynamic_forward(self, x, batch=None):
+    """``DynamicEdgeConv.forward`` of PyG 2.7 (kNN from torch-cluster)."""
+    x = (x, x) if isinstance(x, torch.Tensor) else x
+    b = (batch, batch) if isinstance(batch, torch.Tensor) else (batch or (None, None))
+    return self.propagate(torch_cluster.knn(x[0], x[1], self.k, b[0], b[1]).flip([0]), x=x)
+
+
+@contextlib.contextmanager
+def neighbour_search():
+    """Under PyG 2.8 without pyg-lib, give the models torch-cluster's search, which PyG 2.7
+    calls with the same arguments (the models and the adapter are not touched)."""
+    if not _pyg_search_missing():
+        yield
+        return
+    from torch_geometric.nn import DynamicEdgeConv
+
+    from . import thirdparty_models as tm
+    with contextlib.ExitStack() as stack:
+        for name in ("fps", "knn", "knn_graph", "radius"):
+            stack.enter_context(mock.patch.object(tm, name, getattr(torch_cluster, name)))
+        stack.enter_context(mock.patch.object(DynamicEdgeConv, "forward", _dynamic_forward))
+        stack.enter_context(mock.patch("torch_geometric.typing.WITH_KNN", True))  # DynamicEdgeConv.__init__
+        yield
+
+
+def needs_cluster(test):
+    """Skip without a neighbour search for PyG; run the test inside :func:`neighbour_search`."""
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        with neighbour_search():
+            return test(*args, **kwargs)
+    return _skip(run)
 
 
 def _model(name: str):
