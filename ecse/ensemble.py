@@ -82,7 +82,9 @@ class ECSE(nn.Module):
             forces and training stay within one chunk's memory; the default (2048),
             with ``PET``'s default ``chunk_tokens``, keeps the peak memory of energy and
             forces in float64 within :data:`MEMORY_BOUND_GB` (see there).  ``None``:
-            all frames in one call.
+            all frames in one call.  A backbone with batch-norm layers in training mode
+            is always called once on all frames: its batch statistics span the call, so
+            chunks would change the result.
         vector_attrs: node/edge/graph attributes rotated like positions (all others
             are passed unchanged and must be invariant).
         beta, angle_threshold, angle_width, radial_width: see
@@ -323,7 +325,7 @@ class ECSE(nn.Module):
         if n_frames == 0:
             return []  # every graph is carried by the auxiliary model
         frames = torch.arange(n_frames, device=graph.device)
-        if self.chunk_size is None:
+        if self.chunk_size is None or _batch_statistics_in_use(self.backbone):
             return [frames]
         tokens = torch.bincount(batch, minlength=num_graphs) + torch.bincount(batch[pair_center], minlength=num_graphs)
         sizes = tokens[graph]
@@ -348,3 +350,10 @@ class ECSE(nn.Module):
             "inner_cutoff_mean": float(fs.inner_cutoff.detach().mean()),
             "aux_weight_max": float(fs.aux_weight.detach().max()),
         }
+
+
+def _batch_statistics_in_use(module) -> bool:
+    """Whether ``module`` normalises with the statistics of the current batch (a batch-norm
+    layer in training mode), so that splitting a call into chunks would change its output."""
+    return isinstance(module, nn.Module) and any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())

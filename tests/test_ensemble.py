@@ -242,3 +242,25 @@ def test_default_auxiliary_model_carries_the_backbone_composition_offsets():
     assert model.last_stats["aux_weight_max"] == 1.0
     pet.set_composition_offsets({6: -1030.0, 8: -2040.0})
     assert float(model(dimer) - before) == pytest.approx(-3070.0, abs=1e-9)
+
+
+def test_batchnorm_in_training_mode_is_never_chunked():
+    # batch statistics span one backbone call: chunks would change the output (or, with one
+    # copy per chunk, fail inside torch); in eval mode chunks are used and change nothing
+    class NormedDistances(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.norm = torch.nn.Linear(1, 4), torch.nn.BatchNorm1d(4)
+
+        def forward(self, data):
+            from torch_geometric.nn import global_mean_pool
+            d = (data.pos - global_mean_pool(data.pos, data.batch)[data.batch])[:, :1]
+            return self.norm(global_mean_pool(self.lin(d), data.batch)).sum(1)
+
+    torch.manual_seed(0)
+    batch = Batch.from_data_list([Data(pos=torch.randn(6, 3, dtype=torch.float64)) for _ in range(2)])
+    backbone = NormedDistances().double()
+    chunked, whole = (ECSE(backbone, cutoff=3.0, aux=None, chunk_size=size).double() for size in (1, None))
+    torch.testing.assert_close(chunked(batch), whole(batch), rtol=1e-12, atol=1e-12)
+    chunked.eval(), whole.eval()
+    torch.testing.assert_close(chunked(batch), whole(batch), rtol=1e-12, atol=1e-12)
