@@ -77,7 +77,8 @@ def _reference(module: torch.nn.Module) -> Optional[Tensor]:
     return None
 
 
-def check_input_dtype(module: torch.nn.Module, tensor: Optional[Tensor], name: str = "data.pos") -> None:
+def check_input_dtype(module: torch.nn.Module, tensor: Optional[Tensor], name: str = "data.pos",
+                      owner: Optional[str] = None) -> None:
     """Check that a floating-point input matches the dtype and device of ``module``'s parameters.
 
     Call it at the top of a model's ``forward``, so a float64 ``data.pos`` given to a float32
@@ -88,6 +89,8 @@ def check_input_dtype(module: torch.nn.Module, tensor: Optional[Tensor], name: s
         module: the model (its first floating-point parameter, else buffer, is the reference).
         tensor: the input to check.
         name: how the message names the input (``"data.pos"``, ``"data.x"``).
+        owner: how the message names the model (default: ``module``'s class name; a
+            wrapper such as ``ECSE`` passes its own name and its backbone as ``module``).
 
     Raises:
         ValueError: naming the model class, both dtypes (or devices) and the conversion to apply.
@@ -105,7 +108,7 @@ def check_input_dtype(module: torch.nn.Module, tensor: Optional[Tensor], name: s
     ref = _reference(module)
     if ref is None:
         return
-    owner = type(module).__name__
+    owner = owner or type(module).__name__
     if tensor.dtype != ref.dtype:
         raise ValueError(f"{owner}: {name} is {tensor.dtype} but the model's parameters are {ref.dtype}; convert "
                          f"the model (model.{_cast(tensor.dtype)}) or the data ({name}.{_cast(ref.dtype)})")

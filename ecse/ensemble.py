@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ._memory import release_free_memory
-from ._validation import _reference, check_point_cloud
+from ._validation import check_input_dtype, check_point_cloud
 from .auxiliary import DistanceAux
 from .covariant import OutputSpec
 from .frameset import FrameParams, global_frames
@@ -188,7 +188,8 @@ class ECSE(nn.Module):
 
     def forward(self, data) -> Tensor:
         pos, batch, num_graphs = check_point_cloud(data)
-        self._check_input(pos)
+        if isinstance(self.backbone, nn.Module):
+            check_input_dtype(self.backbone, pos, owner="ECSE")
         # geometry (frames, frame coordinates, rotating back, averaging) in float64 at
         # least; only the backbone (and aux) run in the data's precision
         geo = torch.promote_types(pos.dtype, torch.float64) if pos.device.type != "mps" else pos.dtype
@@ -264,19 +265,6 @@ class ECSE(nn.Module):
                           f"warning above {GLOBAL_PASSES_WARNING}); for solids and other large systems, "
                           "mode='local' with a message-passing backbone (e.g. ecse.backbones.PET) costs about "
                           "(frames per atom) x one pass", stacklevel=2)
-
-    def _check_input(self, pos: Tensor) -> None:
-        """One clear error when ``data.pos`` and the backbone's parameters (or buffers)
-        differ in dtype or device, instead of a failure deep inside torch."""
-        ref = _reference(self.backbone) if isinstance(self.backbone, nn.Module) else None
-        if ref is None:
-            return
-        if pos.dtype != ref.dtype:
-            raise ValueError(f"ECSE: data.pos is {pos.dtype} but the model is {ref.dtype}; convert with "
-                             f"model.to({pos.dtype}) or data.pos.to({ref.dtype})")
-        if pos.device != ref.device:
-            raise ValueError(f"ECSE: data.pos is on {pos.device} but the model is on {ref.device}; move with "
-                             f"model.to('{pos.device}') or data.to('{ref.device}')")
 
     def _forward_local(self, data, pos_geo: Tensor, batch: Tensor, num_graphs: int, cell, geo) -> Tensor:
         if isinstance(self.backbone, LocalPointModel):  # frames per layer centre (ecse.pyg)

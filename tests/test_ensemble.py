@@ -212,16 +212,16 @@ def test_device_mix_is_reported_before_any_computation():
 
 def test_dtype_or_device_mismatch_with_the_model_is_one_clear_error():
     model = ECSE(make_backbone("mlp", 1).double(), cutoff=3.0, out_shape=(1,))
-    message = (r"ECSE: data.pos is torch.float32 but the model is torch.float64; convert with "
-               r"model.to\(torch.float32\) or data.pos.to\(torch.float64\)")
+    message = (r"ECSE: data.pos is torch.float32 but the model's parameters are torch.float64; convert the "
+               r"model \(model.float\(\)\) or the data \(data.pos.double\(\)\)")
     with pytest.raises(ValueError, match=message):
         model(Data(pos=_cloud().float()))
     assert model(Data(pos=_cloud())).dtype == torch.float64
-    with pytest.raises(ValueError, match="data.pos is torch.float64 but the model is torch.float32"):
+    with pytest.raises(ValueError, match="data.pos is torch.float64 but the model's parameters are torch.float32"):
         ECSE(make_backbone("mlp", 1), cutoff=3.0, out_shape=(1,))(Data(pos=_cloud()))
     # no GPU needed: parameters on the meta device stand in for "another device"
     meta = ECSE(make_backbone("mlp", 1).to("meta"), cutoff=3.0, out_shape=(1,))
-    with pytest.raises(ValueError, match="ECSE: data.pos is on cpu but the model is on meta"):
+    with pytest.raises(ValueError, match="ECSE: data.pos is on cpu but the model's parameters are on meta"):
         meta(Data(pos=_cloud().float()))
     # a parameter-free backbone (any function) takes any dtype
     def backbone(d):
