@@ -43,7 +43,7 @@ from .frames import Frames, add_mirror_frames
 from .frameset import FrameParams, candidate_frames
 from .pruning import auxiliary_weight, prune_weights
 
-__all__ = ["LocalFrames", "local_frames"]
+__all__ = ["LocalFrames", "assemble_local_frames", "local_frames"]
 
 
 class LocalFrames(NamedTuple):
@@ -162,8 +162,20 @@ def local_frames(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, cel
     n = pos.shape[0]
     if batch is None:
         batch = torch.zeros(n, dtype=torch.long, device=pos.device)
-    p = params
     _, r_in, frames = candidate_frames(pos, cutoff, batch, cell, pbc, params)
+    return assemble_local_frames(frames, r_in, n, params, o3)
+
+
+def assemble_local_frames(frames: Frames, r_in: Tensor, num_centers: int, params: FrameParams = FrameParams(),
+                          o3: bool = False) -> LocalFrames:
+    """Per-centre ensembles from candidate ``frames``: auxiliary weight, pruning, optional
+    mirror frames, one identity copy per centre that needs the auxiliary path, weights
+    normalised per centre, copies sorted by centre.
+
+    Shared by :func:`local_frames` (frames from an atom's neighbour list) and
+    :func:`ecse.pyg.edge_local_frames` (frames from a layer's own edges).
+    """
+    n, p = num_centers, params
     aux = auxiliary_weight(frames.weight, frames.center, n, p.aux_threshold)
     weight = prune_weights(frames.weight, frames.center, n, p.pruning_threshold, p.num_prunings,
                            p.aux_threshold)
@@ -172,13 +184,13 @@ def local_frames(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, cel
     if o3:
         kept = add_mirror_frames(kept)
     aux_atoms = torch.nonzero(aux > 0).reshape(-1)
-    eye = torch.eye(3, dtype=pos.dtype, device=pos.device).expand(aux_atoms.numel(), 3, 3)
+    eye = torch.eye(3, dtype=r_in.dtype, device=r_in.device).expand(aux_atoms.numel(), 3, 3)
     atom = torch.cat([kept.center, aux_atoms])
     rotation = torch.cat([kept.rotation, eye])
     raw = torch.cat([kept.weight, aux[aux_atoms]])
     invariant = torch.cat([torch.zeros_like(kept.center, dtype=torch.bool),
                            torch.ones_like(aux_atoms, dtype=torch.bool)])
-    norm = pos.new_zeros(n).index_add(0, atom, raw)
+    norm = r_in.new_zeros(n).index_add(0, atom, raw)
     order = torch.argsort(atom, stable=True)
     atom = atom[order]
     return LocalFrames(atom, rotation[order], raw[order] / norm[atom], invariant[order], n, aux,

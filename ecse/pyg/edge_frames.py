@@ -34,10 +34,9 @@ import torch
 from torch import Tensor
 
 from ..cutoff import adaptive_inner_cutoff
-from ..frames import Frames, add_mirror_frames, build_frames
+from ..frames import build_frames
 from ..frameset import FrameParams
-from ..local import LocalFrames
-from ..pruning import auxiliary_weight, prune_weights
+from ..local import LocalFrames, assemble_local_frames
 
 __all__ = ["edge_local_frames", "frame_coordinates"]
 
@@ -73,24 +72,7 @@ def edge_local_frames(center: Tensor, vector: Tensor, num_centers: int, cutoff: 
     r_in = adaptive_inner_cutoff(center, vector, n, outer, p.beta, p.angle_threshold, p.angle_width,
                                  p.radial_width)
     frames = build_frames(center, vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width, outer)
-    aux = auxiliary_weight(frames.weight, frames.center, n, p.aux_threshold)
-    weight = prune_weights(frames.weight, frames.center, n, p.pruning_threshold, p.num_prunings,
-                           p.aux_threshold)
-    retained = weight > 0
-    kept = Frames(frames.center[retained], frames.rotation[retained], weight[retained])
-    if o3:
-        kept = add_mirror_frames(kept)
-    aux_centers = torch.nonzero(aux > 0).reshape(-1)
-    eye = torch.eye(3, dtype=vector.dtype, device=vector.device).expand(aux_centers.numel(), 3, 3)
-    atom = torch.cat([kept.center, aux_centers])
-    raw = torch.cat([kept.weight, aux[aux_centers]])
-    invariant = torch.cat([torch.zeros_like(kept.center, dtype=torch.bool),
-                           torch.ones_like(aux_centers, dtype=torch.bool)])
-    norm = vector.new_zeros(n).index_add(0, atom, raw)
-    order = torch.argsort(atom, stable=True)
-    atom = atom[order]
-    return LocalFrames(atom, torch.cat([kept.rotation, eye])[order], raw[order] / norm[atom], invariant[order],
-                       n, aux, int((frames.weight > 0).sum()), r_in)
+    return assemble_local_frames(frames, r_in, n, p, o3)
 
 
 def frame_coordinates(lf: LocalFrames, vector: Tensor, copy: Tensor) -> Tensor:
