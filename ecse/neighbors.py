@@ -33,7 +33,7 @@ from torch import Tensor
 from . import point_ops
 
 __all__ = ["NeighborList", "neighbor_list", "within_radius", "MAX_NEIGHBORS", "SINGULAR_TOL",
-           "estimate_neighbors"]
+           "estimate_neighbors", "lattice_measure"]
 
 #: largest estimated mean number of neighbours per atom of a periodic structure
 MAX_NEIGHBORS = 500
@@ -97,6 +97,25 @@ def _periodic_pairs(
     return as_tensor(centers), as_tensor(neighbors), as_tensor(shifts)
 
 
+def lattice_measure(vectors: np.ndarray, where: str = "") -> float:
+    """Volume (area, length) spanned by the periodic lattice vectors ``vectors`` ``[P, 3]``
+    (1 for none); ``ValueError`` when they are linearly dependent: ``measure <=
+    SINGULAR_TOL`` times the product of their lengths. ``where`` (e.g. ``" in file[3]"``)
+    goes into the message.
+
+    >>> round(lattice_measure(np.eye(3) * 2.0), 9)
+    8.0
+    """
+    lengths = float(np.prod(np.linalg.norm(vectors, axis=1)))
+    gram = float(np.linalg.det(vectors @ vectors.T)) if len(vectors) else 1.0
+    measure = float(np.sqrt(max(gram, 0.0)))
+    if measure <= SINGULAR_TOL * lengths:
+        raise ValueError(f"singular cell{where}: the periodic lattice vectors {vectors.tolist()} are linearly "
+                         f"dependent (volume {measure:.3g}, lengths' product {lengths:.3g}); give independent "
+                         "vectors, or pbc=False for an open structure")
+    return measure
+
+
 def estimate_neighbors(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
     """Estimated mean number of neighbours per atom within ``cutoff`` of one periodic
     structure (``positions`` ``[N, 3]``, ``cell`` ``[3, 3]``, ``pbc`` ``[3]``), from its
@@ -110,12 +129,7 @@ def estimate_neighbors(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
         524
     """
     vectors = cell[pbc]
-    lengths = np.linalg.norm(vectors, axis=1)
-    gram = float(np.linalg.det(vectors @ vectors.T)) if len(vectors) else 1.0
-    measure = np.sqrt(max(gram, 0.0))
-    if measure <= SINGULAR_TOL * float(np.prod(lengths)):
-        raise ValueError(f"singular cell: the periodic lattice vectors {vectors.tolist()} are linearly dependent "
-                         f"(|det| {measure:.3g} relative to their lengths' product {float(np.prod(lengths)):.3g})")
+    measure = lattice_measure(vectors)
     basis = np.linalg.svd(vectors, full_matrices=True)[2][len(vectors):] if len(vectors) else np.eye(3)
     extent = np.ptp(positions @ basis.T, axis=0) if len(positions) else np.zeros(len(basis))
     volume = measure * float(np.prod(np.maximum(extent, 2.0 * cutoff)))

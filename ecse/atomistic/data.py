@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..neighbors import SINGULAR_TOL, neighbor_list
+from ..neighbors import SINGULAR_TOL, lattice_measure, neighbor_list
 from ..elements import MAX_Z
 
 __all__ = [
@@ -55,12 +55,7 @@ def _periodicity(atoms, name: Optional[str] = None) -> tuple[np.ndarray, np.ndar
     if not pbc.any():
         return np.zeros((3, 3)), np.zeros(3, dtype=bool)
     vectors = cell[pbc]
-    lengths = float(np.prod(np.linalg.norm(vectors, axis=1)))
-    measure = float(np.sqrt(max(np.linalg.det(vectors @ vectors.T), 0.0)))
-    if measure <= SINGULAR_TOL * lengths:
-        raise ValueError(f"singular cell{_where(name)}: the periodic lattice vectors {vectors.tolist()} are "
-                         f"linearly dependent (volume {measure:.3g}); give independent vectors, or pbc=False "
-                         "for an open structure")
+    lattice_measure(vectors, _where(name))
     full = np.asarray(atoms.cell.complete(), dtype=np.float64)
     if abs(np.linalg.det(full)) <= SINGULAR_TOL * float(np.prod(np.linalg.norm(full, axis=1))):
         # non-periodic vectors along periodic ones: replace them by orthonormal directions
