@@ -99,8 +99,9 @@ class ECSE(nn.Module):
             structure needs more than :data:`GLOBAL_PASSES_WARNING` passes.
             ``"local"``: every per-atom update of a message-passing backbone is
             evaluated in that atom's own frames and averaged (:mod:`ecse.local`); cost
-            about (frames per atom) x the bare model, linear in system size.  Needs a backbone with ``forward(data, local_frames=...)`` such
-            as ``ecse.backbones.PET``; the auxiliary path is then the backbone's own
+            about (frames per atom) x the bare model, linear in system size.  Needs a
+            backbone with ``forward(data, local_frames=...)`` such as
+            ``ecse.backbones.PET``; the auxiliary path is then the backbone's own
             direction-free evaluation, and ``aux``/``chunk_size`` are not used.  Any other
             model (PyG point models: PointNet2, DGCNN, PointTransformer, your own
             ``MessagePassing`` on ``pos``) gets its layers that read relative positions
