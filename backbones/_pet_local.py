@@ -3,8 +3,11 @@ bare model and of local frame ensembles (:mod:`ecse.local`) behind one small int
 
 PET's transformer runs over token *sequences*: a central token and one token per edge.
 The bare model has one sequence per atom (:class:`AtomSequences`, where every method is
-the identity); a local ensemble has one per (atom, frame) copy (:class:`FrameSequences`),
-each seeing the atom's edges in its own frame, plus direction-free auxiliary copies.
+the identity).  A local ensemble either averages each edge token over the atom's frames
+before the transformer, which then runs once per atom (:class:`AveragedSequences`,
+``PET(frame_average="tokens")``), or runs it once per (atom, frame) copy
+(:class:`FrameSequences`, ``frame_average="layers"``), each copy seeing the atom's edges
+in its own frame, plus direction-free auxiliary copies.
 Every method takes ``part``, a slice of the edge tokens covering whole sequences, so
 that PET can build the tokens of a group of sequences, run the layer on them and
 reduce them to per-edge values without holding a token-sized tensor for all of them
@@ -15,6 +18,7 @@ method                 bare (one per atom)         local (one per frame copy)
 =====================  ==========================  ===========================================
 ``tokens(v)``          ``v``                       ``v`` repeated for every copy of the edge
 ``directions(r)``      ``r``                       :math:`\mathbf r_{ij} F_{ik}` (0: auxiliary)
+``embed(layer, g, m)`` edge tokens                 edge tokens of every copy
 ``edges(o)``           ``o``                       weighted average over the copies of an edge
                                                    (the part's edges ``edge_span(part)``)
 ``edge_readout(b)``    ``(b, None)``               ``b`` without, and the covariant edge readouts
@@ -34,9 +38,13 @@ from ecse.covariant import OutputSpec
 
 from ._pet_utils import pad_edges
 
-__all__ = ["AtomSequences", "FrameSequences", "chunk_cost"]
+__all__ = ["AtomSequences", "AveragedSequences", "FrameSequences", "chunk_cost"]
 
 _ALL = slice(None)
+#: memory of a frame copy of an edge in :meth:`AveragedSequences.embed`, in tokens
+#: (:func:`chunk_cost`'s unit, about 4 ``d_model`` numbers): one ``d_model``-wide activation
+#: kept for the backward pass, the rest transient.
+COPY_COST = 0.25
 
 
 def chunk_cost(num_sequences: Tensor, length: Tensor, attention_length: float) -> Tensor:
@@ -66,6 +74,9 @@ class AtomSequences:
         center: ``[E]`` centre atom of each edge, sorted.
     """
 
+    #: ``[S]`` memory cost of a sequence besides its tokens (in tokens), or ``None``.
+    extra_cost: Optional[Tensor] = None
+
     def __init__(self, z: Tensor, center: Tensor):
         self.z, self.owner = z, center
         self.slot, self.max_nb = pad_edges(center, z.shape[0])
@@ -85,6 +96,8 @@ class AtomSequences:
             window = length[s0:s0 + width]
             counts = torch.arange(1, window.numel() + 1, device=window.device)
             cost = chunk_cost(counts, torch.cummax(window, 0).values, attention_length)  # non-decreasing
+            if self.extra_cost is not None:
+                cost = cost + torch.cumsum(self.extra_cost[s0:s0 + width], 0)
             s0 += max(int((cost <= budget).sum()), 1)
             bounds.append(s0)
         ends = torch.cat([degree.new_zeros(1), torch.cumsum(degree, 0)])[bounds].tolist()
@@ -97,6 +110,15 @@ class AtomSequences:
     def directions(self, vectors: Tensor, part: slice = _ALL) -> Tensor:
         """The edge vectors ``[E, 3]`` as the edge tokens of ``part`` see them, ``[T, 3]``."""
         return vectors if part == _ALL else vectors[part]
+
+    def geometry_edges(self, edge_values: Tensor, part: slice = _ALL) -> Tensor:
+        """Per-edge values ``[E, ...]`` -> per row of the geometry that ``directions`` gives."""
+        return self.tokens(edge_values, part)
+
+    def embed(self, layer, geometry: Tensor, message: Tensor, part: slice = _ALL) -> Tensor:
+        """The edge tokens ``[T, d]`` of ``part``: ``layer.embed`` of the geometry rows and of
+        the per-edge messages ``message`` ``[E, d]``."""
+        return layer.embed(geometry, self.tokens(message, part))
 
     def edge_span(self, part: slice) -> tuple[int, int]:
         """The edges ``a0:a1`` that the tokens of ``part`` (whole sequences) belong to."""
@@ -175,3 +197,45 @@ class FrameSequences(AtomSequences):
         aux_values = None if self.aux_bonds is None else self.spec.unpack(self.aux_bonds)
         return self.lf.combine_covariant(values, self.spec, aux_values, self.owner[self.aux],
                                          self.vectors[self.edge[self.aux]])
+
+
+class AveragedSequences(AtomSequences):
+    r"""One sequence per atom whose edge tokens are averaged over the atom's frame copies
+    of a :class:`ecse.local.LocalFrames` (:meth:`ecse.backbones._pet_layer.GNNLayer.embed_averaged`):
+    the geometry has one row per copy of an edge (:math:`\mathbf r_{ij} F_{ik}`, zero
+    direction for auxiliary copies), everything after the token is bare PET.  A copy of an
+    edge counts as :data:`COPY_COST` tokens of memory (``extra_cost``).
+
+    Args:
+        lf: the local frames.
+        z: ``[N]`` atomic numbers.
+        center: ``[E]`` centre atom of each edge, sorted.
+    """
+
+    def __init__(self, lf, z: Tensor, center: Tensor):
+        if lf.num_atoms != z.numel():
+            raise ValueError(f"local_frames are for {lf.num_atoms} atoms, data has {z.numel()}")
+        super().__init__(z, center)
+        self.lf = lf
+        self.copy, self.edge = lf.edge_copies(center)  # sorted by copy, copies by atom
+        atom = lf.atom[self.copy]
+        # copy rows of the edges t0:t1 (whole atoms): bound[t0]:bound[t1]
+        self.bound = torch.searchsorted(atom, torch.cat([center, center.new_tensor([z.numel()])]))
+        self.extra_cost = COPY_COST * torch.bincount(atom, minlength=z.numel()).double()
+
+    def _rows(self, part: slice) -> slice:
+        if part == _ALL:
+            return _ALL
+        return slice(int(self.bound[part.start]), int(self.bound[part.stop]))
+
+    def directions(self, vectors: Tensor, part: slice = _ALL) -> Tensor:
+        rows = self._rows(part)
+        return self.lf.rotate(vectors[self.edge[rows]], self.copy[rows])
+
+    def geometry_edges(self, edge_values: Tensor, part: slice = _ALL) -> Tensor:
+        return edge_values[self.edge[self._rows(part)]]
+
+    def embed(self, layer, geometry: Tensor, message: Tensor, part: slice = _ALL) -> Tensor:
+        rows, t0 = self._rows(part), 0 if part == _ALL else part.start
+        weight = self.lf.weight.to(geometry.dtype)[self.copy[rows]]
+        return layer.embed_averaged(geometry, self.tokens(message, part), self.edge[rows] - t0, weight)

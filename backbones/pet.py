@@ -40,8 +40,9 @@ from ecse.elements import MAX_Z
 from ecse.neighbors import neighbor_list
 
 from ._init import reinitialise
-from ._pet_local import AtomSequences, FrameSequences
-from ._pet_utils import GaussianBasis, TransformerLayer, cutoff_switch, mlp, reverse_edges
+from ._pet_layer import GNNLayer
+from ._pet_local import AtomSequences, AveragedSequences, FrameSequences
+from ._pet_utils import GaussianBasis, cutoff_switch, reverse_edges
 
 __all__ = ["PET"]
 
@@ -57,36 +58,6 @@ def _species(data) -> Tensor:
         raise ValueError(f"PET: unknown element(s) with atomic number {sorted(set(z[bad].tolist()))}; "
                          f"supported: 1..{MAX_Z}")
     return z
-
-
-class _GNNLayer(nn.Module):
-    """One PET message-passing layer: edge tokens + central token -> transformer -> heads."""
-
-    def __init__(self, d: int, n_tf: int, heads: int, d_ff: int, head_hidden: int, pre_ln: bool,
-                 fused: bool, out_dim: int = 1, num_radial: int = 0):
-        super().__init__()
-        self.r_embed = nn.Linear(4 + num_radial, d)
-        self.compress = nn.Sequential(nn.Linear(2 * d, d), nn.SiLU(), nn.Linear(d, d))
-        self.central = nn.Embedding(MAX_Z + 1, d)
-        self.layers = nn.ModuleList(TransformerLayer(d, heads, d_ff, pre_ln, fused) for _ in range(n_tf))
-        self.head, self.bond_head = mlp(d, head_hidden, out_dim), mlp(d, head_hidden, out_dim)
-
-    def forward(self, z, center, slot, max_nb, geometry, fc, message):
-        """``geometry`` ``[T, 4 + num_radial]``: (r_ij, |r_ij|, basis of |r_ij|) per edge token."""
-        N = z.shape[0]
-        edge = self.compress(torch.cat([self.r_embed(geometry), message], 1))
-        # sequence per atom: central token (slot 0, weight 1), then its edges, then padding
-        x = self.central(z)[:, None, :].repeat(1, max_nb + 1, 1).index_put((center, slot), edge)
-        weight = torch.cat([fc.new_ones(N, 1), fc.new_zeros(N, max_nb)], 1).index_put((center, slot), fc)
-        valid = torch.zeros(N, max_nb + 1, dtype=torch.bool, device=z.device)
-        valid[:, 0] = True
-        valid[center, slot] = True
-        for layer in self.layers:
-            x = layer(x, weight, valid)
-        out_edge = x[center, slot]
-        atom = self.head(x[:, 0])
-        bond = self.bond_head(out_edge) * fc[:, None]
-        return atom, bond, out_edge
 
 
 class PET(nn.Module):
@@ -137,6 +108,18 @@ class PET(nn.Module):
             only through the MLPs that follow it, which learn slowly where the forces
             hinge on a narrow range of distances (``benchmarks/water_forces.py``
             compares both embeddings on bulk water).
+        frame_average: how ``forward(data, local_frames=lf)`` (``ECSE(..., mode="local")``)
+            uses an atom's frames.  ``"tokens"``: average every edge token over the
+            atom's frames after the first hidden layer of the token MLP
+            (:mod:`ecse.backbones._pet_layer`), then run the transformer once per atom, so a
+            local ensemble costs about one bare evaluation whatever the number of frames.
+            ``"layers"``: run every layer's transformer once per (atom, frame) copy and
+            average its edge outputs, which costs (frames per atom) times the bare model.
+            Both are exactly invariant and as smooth as the frame weights; they are
+            different models (equal when every atom has one frame).  ``None`` (default):
+            ``"tokens"`` for scalar outputs, ``"layers"`` for covariant ones, whose copies
+            are rotated back one by one (``"tokens"`` would rotate one set of invariant
+            components by the average of the frames, which vanishes as frames multiply).
 
     Shapes:
         input: ``data.pos`` ``[N, 3]``, ``data.z`` ``[N]`` (atomic numbers 1..118),
@@ -154,8 +137,8 @@ class PET(nn.Module):
     to scalar outputs, as :math:`b_z I` to rank-2 outputs and to the first ``0e``
     component of Irreps outputs (an invariant, covariant baseline).
 
-    ``forward(data, local_frames=lf)`` evaluates every per-atom update in each of the
-    atom's own frames (:mod:`ecse.local`); use it through
+    ``forward(data, local_frames=lf)`` evaluates every per-atom update in the atom's own
+    frames (:mod:`ecse.local`, ``frame_average``); use it through
     ``ECSE(PET(), cutoff=5.0, mode="local")``.
     """
 
@@ -165,7 +148,8 @@ class PET(nn.Module):
                  num_gnn_layers: int = 3, num_transformer_layers: int = 3, num_heads: int = 4,
                  dim_feedforward: int = 512, head_hidden: int = 128, pre_ln: bool = False,
                  fused_attention: bool = False, level: str = "graph", output: str = "scalar",
-                 chunk_tokens: Optional[int] = 4096, zero_init_heads: bool = False, num_radial: int = 0):
+                 chunk_tokens: Optional[int] = 4096, zero_init_heads: bool = False, num_radial: int = 0,
+                 frame_average: Optional[str] = None):
         super().__init__()
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
@@ -177,6 +161,12 @@ class PET(nn.Module):
             raise ValueError(f"chunk_tokens must be positive or None, got {chunk_tokens}")
         self.cutoff, self.cutoff_width, self.level = float(cutoff), float(cutoff_width), level
         self.spec, self.output, self.chunk_tokens = OutputSpec(output), output, chunk_tokens
+        if frame_average not in (None, "tokens", "layers"):
+            raise ValueError(f"frame_average must be None, 'tokens' or 'layers', got {frame_average!r}")
+        if frame_average == "tokens" and not self.spec.is_scalar:
+            raise ValueError(f"frame_average='tokens' needs a scalar output, got output={output!r} "
+                             "(covariant outputs use 'layers')")
+        self.frame_average = frame_average or ("tokens" if self.spec.is_scalar else "layers")
         # sequence length from which the attention weights (num_heads x L per token, a few
         # copies) cost as much memory as the rest of a token's activations (~4 d_model)
         self.attention_length = 4.0 * d_model / num_heads
@@ -185,11 +175,11 @@ class PET(nn.Module):
                             num_transformer_layers=num_transformer_layers, num_heads=num_heads,
                             dim_feedforward=dim_feedforward, head_hidden=head_hidden, pre_ln=pre_ln,
                             fused_attention=fused_attention, level=level, output=output, chunk_tokens=chunk_tokens,
-                            zero_init_heads=zero_init_heads, num_radial=num_radial)
+                            zero_init_heads=zero_init_heads, num_radial=num_radial, frame_average=frame_average)
         self.neighbor_embedding = nn.Embedding(MAX_Z + 1, d_model)
         self.radial = GaussianBasis(cutoff, num_radial) if num_radial else None
         self.gnn_layers = nn.ModuleList(
-            _GNNLayer(d_model, num_transformer_layers, num_heads, dim_feedforward, head_hidden, pre_ln,
+            GNNLayer(d_model, num_transformer_layers, num_heads, dim_feedforward, head_hidden, pre_ln,
                       fused_attention, out_dim, num_radial)
             for _ in range(num_gnn_layers))
         self.register_buffer("composition_offsets", torch.zeros(MAX_Z + 1))
@@ -251,9 +241,14 @@ class PET(nn.Module):
         r = nl.vector.norm(dim=-1)
         fc = cutoff_switch(r, self.cutoff, self.cutoff_width)
         rev = reverse_edges(nl.center, nl.neighbor, nl.vector)
-        # token sequences: one per atom, or one per (atom, frame) copy (ecse.backbones._pet_local)
-        seq = (AtomSequences(z, nl.center) if local_frames is None
-               else FrameSequences(local_frames, z, nl.center, nl.vector, self.spec))
+        # token sequences: one per atom (bare, or frame-averaged tokens), or one per (atom, frame)
+        # copy (ecse.backbones._pet_local)
+        if local_frames is None:
+            seq = AtomSequences(z, nl.center)
+        elif self.frame_average == "tokens":
+            seq = AveragedSequences(local_frames, z, nl.center)
+        else:
+            seq = FrameSequences(local_frames, z, nl.center, nl.vector, self.spec)
         message = self.neighbor_embedding(z[nl.neighbor])  # m_ij = Emb(z_j)
         total = self.composition_offsets.new_zeros(seq.z.numel(), self.out_dim)  # sum_l E_i^(l)
         chunks = seq.chunks(self.chunk_tokens, self.attention_length)
@@ -272,7 +267,7 @@ class PET(nn.Module):
 
     def _token_inputs(self, seq, part: slice, vectors, r, fc) -> tuple[Tensor, Tensor]:
         """Edge-token geometry ``(r_ij, |r_ij|, g(|r_ij|))`` and cutoff switch of ``part``."""
-        d = seq.tokens(r, part)
+        d = seq.geometry_edges(r, part)
         radial = [] if self.radial is None else [self.radial(d)]
         return torch.cat([seq.directions(vectors, part), d[:, None]] + radial, 1), seq.tokens(fc, part)
 
@@ -284,8 +279,8 @@ class PET(nn.Module):
         no token-sized tensor of all groups is kept."""
         if len(chunks) == 1:
             geometry, fc_tokens = inputs
-            atom, bond, edge_out = layer(seq.z, seq.owner, seq.slot, seq.max_nb, geometry, fc_tokens,
-                                         seq.tokens(message))
+            atom, bond, edge_out = layer(seq.z, seq.owner, seq.slot, seq.max_nb, seq.embed(layer, geometry, message),
+                                         fc_tokens)
             bond, aux_bond = seq.edge_readout(bond)
             seq.keep_aux(aux_bond)
             return atom.index_add(0, seq.owner, bond), seq.edges(edge_out)
@@ -310,8 +305,8 @@ class PET(nn.Module):
         part = slice(t0, t1)
         geometry, fc_tokens = self._token_inputs(seq, part, vectors, r, fc)
         owner, slot = seq.owner[part] - s0, seq.slot[part]
-        atom, bond, edge_out = layer(seq.z[s0:s1], owner, slot, int(slot.max()) if t1 > t0 else 0, geometry,
-                                     fc_tokens, seq.tokens(message, part))
+        atom, bond, edge_out = layer(seq.z[s0:s1], owner, slot, int(slot.max()) if t1 > t0 else 0,
+                                     seq.embed(layer, geometry, message, part), fc_tokens)
         bond, aux_bond = seq.edge_readout(bond, part)
         return atom.index_add(0, owner, bond), seq.edges(edge_out, part, seq.edge_span(part)), aux_bond
 

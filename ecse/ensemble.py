@@ -98,8 +98,10 @@ class ECSE(nn.Module):
             whole cell (a perfect 8-atom diamond cell: 96); ``forward`` warns when a
             structure needs more than :data:`GLOBAL_PASSES_WARNING` passes.
             ``"local"``: every per-atom update of a message-passing backbone is
-            evaluated in that atom's own frames and averaged (:mod:`ecse.local`); cost
-            about (frames per atom) x the bare model, linear in system size.  Needs a
+            evaluated in that atom's own frames and averaged (:mod:`ecse.local`), linear in
+            system size: PET (default ``frame_average="tokens"``) averages each edge
+            token over the atom's frames and costs about one bare pass; other backbones
+            cost about (frames per atom) x the bare model.  Needs a
             backbone with ``forward(data, local_frames=...)`` such as
             ``ecse.backbones.PET``; the auxiliary path is then the backbone's own
             direction-free evaluation, and ``aux``/``chunk_size`` are not used.  Any other
@@ -264,8 +266,8 @@ class ECSE(nn.Module):
         if passes > GLOBAL_PASSES_WARNING:
             warnings.warn(f"ECSE global mode: a structure needs {passes} backbone passes (one per retained frame; "
                           f"warning above {GLOBAL_PASSES_WARNING}); for solids and other large systems, "
-                          "mode='local' with a message-passing backbone (e.g. ecse.backbones.PET) costs about "
-                          "(frames per atom) x one pass", stacklevel=2)
+                          "mode='local' costs about one pass with ecse.backbones.PET (frame-averaged tokens) and "
+                          "(frames per atom) passes with other message-passing backbones", stacklevel=2)
 
     def _forward_local(self, data, pos_geo: Tensor, batch: Tensor, num_graphs: int, cell, geo) -> Tensor:
         if isinstance(self.backbone, LocalPointModel):  # frames per layer centre (ecse.pyg)

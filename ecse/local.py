@@ -22,7 +22,10 @@ atom of a linear molecule) still contributes vectors and anisotropic tensors.  A
 :math:`F_{ik} \to R F_{ik}` and leaves :math:`\mathbf r_{ij} F_{ik}` and the weights
 unchanged, so invariant features stay exactly invariant layer after layer, and covariant
 outputs rotate exactly.  The cost is about (mean frames per atom) times the bare model,
-independent of the system size.
+independent of the system size, for a backbone that runs each update on every copy.  A
+backbone may instead average only its direction-dependent inputs over the copies and run
+the rest once per atom (PET's ``frame_average="tokens"``: edge tokens), at about the bare
+model's cost.
 
 Interface for a backbone (see :class:`ecse.backbones.PET` for a complete example): accept
 ``forward(data, local_frames=None)``; when given a :class:`LocalFrames`, evaluate each

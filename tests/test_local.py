@@ -145,10 +145,11 @@ def test_chunked_layers_give_the_same_energy_forces_and_training_gradients():
         pet, model = _local("scalar", chunk_tokens=chunk)
         energy, forces = energy_and_forces(model, data, create_graph=True)
         forces.pow(2).sum().backward()
-        results.append((energy.detach(), forces.detach(), [p.grad.clone() for p in pet.parameters()]))
+        # (a force loss leaves the heads' last biases without a gradient: None in both runs)
+        results.append((energy.detach(), forces.detach(), [p.grad for p in pet.parameters()]))
     (e0, f0, g0), (e1, f1, g1) = results
     assert torch.allclose(e0, e1, rtol=1e-12) and torch.allclose(f0, f1, rtol=1e-10, atol=1e-12)
-    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(g0, g1))
+    assert all((a is None and b is None) or torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(g0, g1))
 
 
 def test_local_mode_needs_a_local_backbone_and_a_matching_output():
