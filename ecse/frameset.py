@@ -32,7 +32,9 @@ class FrameParams:
         radial_width: ``delta``, width of the radial switches and margin of r_in. 0.15.
         aux_threshold: ``w_max`` from which the auxiliary model is off. 0.5.
         pruning_threshold: frames below this fraction of ``w_max`` are pruned. 0.9.
-        num_prunings: pruning rounds. 4.
+        num_prunings: pruning rounds, 0 = no pruning. 4. Each round doubles the sharpness of
+            the smooth max that the weights are compared with; the step is applied once
+            (not compounded as published, see :mod:`ecse.pruning`).
         max_outer_cutoff: the outer cutoff is ``min(cutoff, max_outer_cutoff)``. 10.
     """
 

@@ -88,16 +88,29 @@ def test_frames_are_proper_rotations_and_rotate_with_the_input():
     assert torch.allclose(a.inner_cutoff, b.inner_cutoff, atol=1e-12)
 
 
+def _prune_one_step(weights, threshold=0.9, beta=8.0, aux=0.5):
+    """Loop reference of ecse.pruning: one step against SM_beta(w; w) of the unpruned weights."""
+    w_max = ref.smooth_max(weights, weights, beta)
+    turn_on = ref.fc(w_max, aux, aux / 2)
+    return [wk * (ref.q(wk, threshold * w_max, (1 - threshold) * w_max) * (1 - turn_on) + turn_on)
+            for wk in weights]
+
+
 def test_pruning_matches_reference_and_keeps_the_best():
     g = torch.Generator().manual_seed(1)
     w = torch.rand(30, generator=g, dtype=torch.float64) * 3
     index = torch.zeros(30, dtype=torch.long)
+    # one round is the published rule exactly
+    assert np.allclose(prune_weights(w, index, 1, rounds=1).numpy(), ref.prune(w.tolist(), rounds=1), atol=1e-12)
+    # more rounds sharpen the smooth max (beta 1, 2, 4, 8) instead of compounding the step
+    for rounds, beta in [(2, 2.0), (4, 8.0), (9, 8.0)]:
+        expected = _prune_one_step(w.tolist(), beta=beta)
+        assert np.allclose(prune_weights(w, index, 1, rounds=rounds).numpy(), expected, atol=1e-12)
     pruned = prune_weights(w, index, 1)
-    expected = ref.prune(w.tolist())
-    assert np.allclose(pruned.numpy(), expected, atol=1e-12)
-    assert int((pruned > 0).sum()) < 30  # something was pruned
+    assert int((pruned > 0).sum()) < int((prune_weights(w, index, 1, rounds=1) > 0).sum()) < 30
     assert pruned[w.argmax()] == w.max()  # the best frame keeps its full weight
     assert bool((pruned <= w).all())
+    assert torch.equal(prune_weights(w, index, 1, rounds=0), w)
 
 
 def test_pruning_is_off_for_small_weights_and_aux_takes_over():
