@@ -1,0 +1,615 @@
+"""Smoothness of ECSE(PET): curvature along paths, NVE energy conservation, pruning sweep (printed, never asserted).
+
+    python benchmarks/smoothness.py [--systems methane water cu300 cu1000] [--quick] [--points 200]
+                                    [--span 0.2] [--nve-ps 2.0] [--budget 120] [--nve-budget 150]
+                                    [--sweep-budget 45] [--sweep-nve-ps 1.0] [--cu-size 1]
+                                    [--checkpoints /work/scratch/smoothness_ckpt] [--out rows.json]
+
+Every model is bare ``PET`` (small sizes, float64) and ``ECSE(pet, cutoff=5.0)`` (global) and
+``ECSE(pet, cutoff=5.0, mode="local")`` around the *same* weights, with ``ECSE``'s own
+defaults (no frame setting is passed, so a rerun picks up changed defaults); only the
+pruning sweep passes ``pruning_threshold`` / ``num_prunings`` explicitly.
+
+Systems (the probe structure of each; global mode pools the frames of every atom, so its
+cost grows with the cell, and small cells keep it affordable):
+
+* ``methane``: the first structure of the bundled ``methane`` test set (5 atoms);
+* ``water``: a 24-atom periodic cell (8 molecules, 6.22 A cube, the density of the 192-atom
+  box) cut from ``../shared/data/water_bulk_64``: the octant of one frame whose 8 whole
+  molecules (hydrogens joined to their oxygen) keep the largest intermolecular O-O and
+  O-H distances across the new periodic boundary (both printed);
+* ``cu300`` / ``cu1000``: EMT thermal fcc Cu cells at 300 / 1000 K from
+  ``ecse.atomistic.emt.emt_structures`` (``--cu-size 1``: the 4-atom cubic cell, the default,
+  so that global mode is affordable; ``--cu-size 2``: 32 atoms);
+* ``water192`` (not in the default list): the whole 192-atom box (bare and local; global
+  only within the budget).
+
+Measurements:
+
+1. **Curvature ratio**: along one random straight path (``--span`` A, the Frobenius norm
+   of the displacement of all atoms, sampled at ``--points`` points; direction seeded)
+   ``max |d2E/ds2|`` of each ECSE mode over bare PET's on the same path
+   (``ecse.testing.smoothness_profile``), for (a) the trained PET and (b) the
+   *near-invariant model*: a Morse pair potential (minimum at the nearest-neighbour
+   distance of each pair of species in the probe structure) plus the trained PET scaled to
+   carry 10 % of the RMS force.  A profile estimated (points x seconds per call) above
+   ``--budget`` s is run on a coarser grid that fits (at least 21 points, bare re-run on the
+   same grid; printed with its point count) or skipped with the reason printed.
+2. **NVE**: velocity Verlet (``ecse.atomistic.md.run_nve``, ``--timestep`` 0.5 fs,
+   ``--nve-ps`` ps, initial velocities at the system's temperature, float64) of bare,
+   global and local around the trained PET: drift (eV/atom/ps, linear fit of the total
+   energy) and the largest excursion ``max |E_tot - E_tot(0)|`` per atom, and their ratios
+   to bare's.  A trajectory estimated above ``--nve-budget`` s is shortened to fit (its
+   length printed) and skipped below 0.1 ps.  Methane and water get harmonic springs
+   (``k = 5 eV/A^2``) on their intramolecular pairs at the starting lengths, added to every
+   model alike (bare, global, local): invariant, they keep a briefly trained PET's molecules
+   from flying apart (without them the bare methane run heats to thousands of K) and do not
+   change what ECSE adds to the PET term.
+3. **Pruning sweep** (``--sweep-systems``): frames per centre (local: frame copies per atom;
+   global: retained frames per structure) against the curvature ratio of the trained PET,
+   both modes, for several ``(pruning_threshold, num_prunings)`` settings (0 rounds: no
+   pruning); on methane also NVE drift and excursion (``--sweep-nve-ps``); profiles within
+   ``--sweep-budget`` s (coarser grid or skipped above it).
+
+Trained PETs: ``PET(**SMALL)`` (``benchmarks/scaling.py``) fitted to energies and forces
+(Adam, ``--train-seconds`` s of wall time on one thread, seeded) on the bundled methane
+training set, the 192-atom water frames (frames 0-299) and EMT Cu cells generated at 300
+and 1000 K (one model for both temperatures); saved as ``{system}.pt`` under
+``--checkpoints`` and loaded from there on a rerun (``--retrain`` to refit).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scaling import SMALL  # noqa: E402
+
+CUTOFF = 5.0
+SYSTEMS = ["methane", "water", "cu300", "cu1000"]
+ALL_SYSTEMS = SYSTEMS + ["water192"]
+TEMPERATURE = {"methane": 300.0, "water": 300.0, "water192": 300.0, "cu300": 300.0, "cu1000": 1000.0}
+MODEL_OF = {"methane": "methane", "water": "water", "water192": "water", "cu300": "cu", "cu1000": "cu"}
+SWEEP = [("defaults", None, None), ("0.9, 1 round", 0.9, 1), ("0.8, 4 rounds", 0.8, 4),
+         ("0.5, 4 rounds", 0.5, 4), ("0.97, 4 rounds", 0.97, 4), ("no pruning", 0.9, 0)]
+MODES = ("global", "local")
+
+
+# ---- structures -------------------------------------------------------------------------------
+
+def water_frames(data_dir: Path):
+    from ase.io import read
+
+    return read(data_dir / "water_bulk_64" / "water_deepmd_400.xyz", index=":")
+
+
+def _octant(atoms, k: int):
+    """The whole molecules whose oxygen lies in octant ``k`` of a cubic box, in a cube half as wide."""
+    from ase import Atoms
+
+    length = float(atoms.cell.lengths()[0])
+    half = length / 2
+    pos, sym = atoms.positions, np.array(atoms.get_chemical_symbols())
+    oxygens, hydrogens = np.flatnonzero(sym == "O"), np.flatnonzero(sym == "H")
+    shift = np.array([(k >> b) & 1 for b in range(3)]) * half
+    new_pos, new_sym = [], []
+    for o in oxygens:
+        po = (pos[o] - shift) % length
+        if not (po < half).all():
+            continue
+        d = pos[hydrogens] - pos[o]
+        d -= length * np.round(d / length)
+        new_pos.append(po)
+        new_sym.append("O")
+        for h in np.argsort(np.linalg.norm(d, axis=1))[:2]:
+            new_pos.append(po + d[h])
+            new_sym.append("H")
+    return Atoms(new_sym, positions=new_pos, cell=[half] * 3, pbc=True)
+
+
+def _closest_contacts(atoms) -> tuple[float, float]:
+    """Smallest intermolecular O-O and O-H distances (molecules = consecutive O, H, H)."""
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijd", atoms, 3.5)
+    mol, sym = np.arange(len(atoms)) // 3, np.array(atoms.get_chemical_symbols())
+    inter = mol[i] != mol[j]
+    oo, oh = inter & (sym[i] == "O") & (sym[j] == "O"), inter & (sym[i] != sym[j])
+    return (float(d[oo].min()) if oo.any() else math.inf), (float(d[oh].min()) if oh.any() else math.inf)
+
+
+def small_water_cell(data_dir: Path, molecules: int = 8):
+    """24-atom periodic water cell cut from the 192-atom box (see the module docstring)."""
+    best = None
+    for f, atoms in enumerate(water_frames(data_dir)):
+        for k in range(8):
+            cell = _octant(atoms, k)
+            if len(cell) != 3 * molecules:
+                continue
+            oo, oh = _closest_contacts(cell)
+            score = min(oo - 2.5, oh - 1.6)
+            if best is None or score > best[0]:
+                best = (score, cell, f"water_bulk_64 frame {f}, octant {k}: {len(cell)} atoms in a "
+                                     f"{cell.cell.lengths()[0]:.2f} A cube, closest intermolecular O-O {oo:.2f} A, "
+                                     f"O-H {oh:.2f} A")
+    return best[1], best[2]
+
+
+def probe_structure(name: str, args):
+    """``(ase.Atoms, description)`` of a system's probe structure."""
+    from ase.io import read
+
+    from ecse.atomistic.datasets import bundled_dataset
+    from ecse.atomistic.emt import emt_structures
+
+    if name == "methane":
+        return read(bundled_dataset("methane")["test"], index=0), "bundled methane_test[0], 5 atoms"
+    if name == "water":
+        return small_water_cell(args.data)
+    if name == "water192":
+        return water_frames(args.data)[399], "water_bulk_64 frame 399 (not trained on), 192 atoms"
+    temperature = TEMPERATURE[name]
+    (atoms,) = emt_structures("thermal", "Cu", temperature=temperature, n=1, size=args.cu_size, seed=101)
+    return atoms, f"EMT thermal fcc Cu at {temperature:.0f} K, {len(atoms)} atoms (emt_structures seed 101)"
+
+
+def training_frames(model_name: str, args) -> list:
+    from ase.io import read
+
+    from ecse.atomistic.datasets import bundled_dataset
+    from ecse.atomistic.emt import emt_structures
+
+    if model_name == "methane":
+        return read(bundled_dataset("methane")["train"], index=":")
+    if model_name == "water":
+        return water_frames(args.data)[:300]
+    return [a for t, seed in ((300.0, 1), (1000.0, 2))
+            for a in emt_structures("thermal", "Cu", temperature=t, n=24, size=args.cu_size, seed=seed)]
+
+
+def to_data(atoms, dtype=torch.float64):
+    from ecse.atomistic import atoms_to_data
+
+    return atoms_to_data(atoms, dtype=dtype)
+
+
+# ---- models -----------------------------------------------------------------------------------
+
+def make_pet(seed: int):
+    from ecse.backbones import PET
+
+    torch.manual_seed(seed)
+    return PET(cutoff=CUTOFF, **SMALL).double()
+
+
+def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: float = 2e-3, log=print):
+    """A small PET fitted to energies and forces for ``seconds`` of wall time (Adam, MSE of
+    energy per atom + MSE of force components); returns ``(pet, info)``."""
+    from torch_geometric.data import Batch
+
+    from ecse.atomistic.derivatives import energy_and_forces
+
+    pet = make_pet(seed)
+    data = []
+    for a in frames:
+        d = to_data(a)
+        d.energy = torch.tensor([a.get_potential_energy()], dtype=torch.float64)
+        d.forces = torch.as_tensor(a.get_forces(), dtype=torch.float64)
+        data.append(d)
+    # composition offsets by least squares, output scale = force std
+    species = sorted({int(z) for d in data for z in d.z})
+    counts = torch.tensor([[float((d.z == s).sum()) for s in species] for d in data], dtype=torch.float64)
+    energies = torch.cat([d.energy for d in data])
+    offsets = torch.linalg.lstsq(counts, energies[:, None]).solution[:, 0]
+    pet.set_composition_offsets({s: float(o) for s, o in zip(species, offsets)})
+    pet.set_output_scale(float(torch.cat([d.forces for d in data]).std()))
+    opt = torch.optim.Adam(pet.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    batch_size = max(1, min(batch_size, 200 // data[0].num_nodes))
+    start, step, losses = time.perf_counter(), 0, []
+    pet.train()
+    while time.perf_counter() - start < seconds:
+        idx = torch.randint(len(data), (batch_size,), generator=gen).tolist()
+        batch = Batch.from_data_list([data[i] for i in idx])
+        energy, forces = energy_and_forces(pet, batch, create_graph=True)
+        n = torch.bincount(batch.batch).double()
+        loss = ((energy - batch.energy) / n).pow(2).mean() + (forces - batch.forces).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        step += 1
+    pet.eval()
+    info = {"steps": step, "seconds": time.perf_counter() - start, "seed": seed, "frames": len(data),
+            "loss_first": losses[0], "loss_last10": float(np.mean(losses[-10:]))}
+    log(f"  trained: {step} steps in {info['seconds']:.0f} s, loss {info['loss_first']:.3g} -> "
+        f"{info['loss_last10']:.3g} (mean of the last 10)")
+    return pet, info
+
+
+def trained_pet(model_name: str, args):
+    """Load ``{checkpoints}/{model_name}.pt`` or train (and save) it."""
+    if model_name == "cu":
+        model_name = f"cu{args.cu_size}"
+    path = args.checkpoints / f"{model_name}.pt"
+    if path.exists() and not args.retrain:
+        saved = torch.load(path, weights_only=False)
+        if saved["config"] == SMALL and saved["info"]["seconds"] >= 0.9 * args.train_seconds:
+            pet = make_pet(0)
+            pet.load_state_dict(saved["state_dict"])
+            print(f"  {model_name} PET loaded from {path} ({saved['info']['steps']} training steps)")
+            return pet.eval(), saved["info"]
+    print(f"  training the {model_name} PET for {args.train_seconds:.0f} s (seed {args.seed})", flush=True)
+    pet, info = train_pet(training_frames(model_name.rstrip("0123456789"), args), args.train_seconds, args.seed)
+    args.checkpoints.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": pet.state_dict(), "config": SMALL, "info": info}, path)
+    return pet, info
+
+
+class Morse(nn.Module):
+    """Pair potential ``sum_{i<j} D [(1 - exp(-a (r - r0_ij)))^2 - 1] f_c(r)`` with ``r0`` per
+    pair of species (a smooth cutoff ``f_c`` over the last 0.5 A before ``cutoff``)."""
+
+    def __init__(self, r0: torch.Tensor, depth: float = 0.3, a: float = 1.8, cutoff: float = CUTOFF):
+        super().__init__()
+        self.register_buffer("r0", r0)
+        self.depth, self.a, self.cutoff = depth, a, cutoff
+
+    def forward(self, data) -> torch.Tensor:
+        from ecse.neighbors import neighbor_list
+
+        batch = getattr(data, "batch", None)
+        batch = torch.zeros_like(data.z) if batch is None else batch
+        nl = neighbor_list(data.pos, self.cutoff, batch, getattr(data, "cell", None), getattr(data, "pbc", None))
+        r = nl.vector.norm(dim=-1)
+        x = ((self.cutoff - r) / 0.5).clamp(0, 1)
+        fc = x * x * x * (10 - 15 * x + 6 * x * x)  # C2 smoothstep
+        pair = self.depth * ((1 - torch.exp(-self.a * (r - self.r0[data.z[nl.center], data.z[nl.neighbor]]))) ** 2 - 1)
+        num_graphs = int(batch.max()) + 1 if batch.numel() else 1
+        return 0.5 * torch.zeros(num_graphs, dtype=r.dtype).index_add_(0, batch[nl.center], pair * fc)
+
+
+def nearest_neighbour_table(atoms) -> torch.Tensor:
+    """``[119, 119]`` smallest distance of each pair of species in ``atoms`` (2.5 A if absent)."""
+    from ase.neighborlist import neighbor_list
+
+    table = torch.full((119, 119), 2.5, dtype=torch.float64)
+    i, j, d = neighbor_list("ijd", atoms, CUTOFF)
+    z = atoms.numbers
+    for a, b in {(int(z[p]), int(z[q])) for p, q in zip(i, j)}:
+        table[a, b] = table[b, a] = float(d[(z[i] == a) & (z[j] == b)].min())
+    return table
+
+
+class NearInvariant(nn.Module):
+    """Morse pair potential plus ``scale`` times a PET (the near-invariant model of issue 15)."""
+
+    supports_local_frames = True
+
+    def __init__(self, morse: Morse, pet, scale: float):
+        super().__init__()
+        self.morse, self.pet, self.scale = morse, pet, float(scale)
+        self.spec = pet.spec
+
+    def forward(self, data, local_frames=None):
+        out = self.pet(data) if local_frames is None else self.pet(data, local_frames=local_frames)
+        return self.morse(data) + self.scale * out
+
+
+def near_invariant(pet, atoms, share: float = 0.1):
+    """The near-invariant model around ``pet`` with the PET term at ``share`` of the RMS force
+    of the Morse term on ``atoms``."""
+    from ecse.atomistic.derivatives import energy_and_forces
+
+    morse = Morse(nearest_neighbour_table(atoms))
+    data = to_data(atoms)
+    f_morse = energy_and_forces(morse, data)[1]
+    f_pet = energy_and_forces(pet, data)[1]
+    scale = share * float(f_morse.pow(2).mean().sqrt() / f_pet.pow(2).mean().sqrt())
+    return NearInvariant(morse, pet, scale).eval()
+
+
+class Restrained(nn.Module):
+    """``model(data)`` plus harmonic springs ``k/2 (r - r0)^2`` on the intramolecular pairs of a
+    molecular system (minimum-image distances in a periodic cell); invariant, so it exerts no net
+    force or torque and leaves the comparison of bare and wrapped PET unchanged."""
+
+    def __init__(self, model, pairs: torch.Tensor, r0: torch.Tensor, k: float = 5.0):
+        super().__init__()
+        self.model, self.k = model, k
+        self.register_buffer("pairs", pairs)
+        self.register_buffer("r0", r0)
+        self.spec = getattr(model, "spec", None)
+
+    @staticmethod
+    def _lengths(pos, pairs, cell):
+        d = pos[pairs[1]] - pos[pairs[0]]
+        if cell is not None and bool(cell.reshape(3, 3).abs().sum() > 0):
+            cell = cell.reshape(3, 3).to(pos.dtype)
+            d = d - torch.round(d @ torch.linalg.inv(cell)) @ cell
+        return d.norm(dim=-1)
+
+    def forward(self, data):
+        r = self._lengths(data.pos, self.pairs, getattr(data, "cell", None))
+        return self.model(data) + 0.5 * self.k * (r - self.r0).pow(2).sum().reshape(1)
+
+
+def restraint_pairs(name: str, atoms):
+    """``(pairs [2, P], r0 [P])`` of the intramolecular pairs of methane (all) and water
+    (consecutive O, H, H), ``None`` for metals."""
+    if name.startswith("cu"):
+        return None
+    n = len(atoms)
+    groups = [list(range(n))] if name == "methane" else [list(range(i, i + 3)) for i in range(0, n, 3)]
+    pairs = torch.tensor([(a, b) for g in groups for i, a in enumerate(g) for b in g[i + 1:]]).T
+    data = to_data(atoms)
+    return pairs, Restrained._lengths(data.pos, pairs, getattr(data, "cell", None)).detach()
+
+
+def wrapped(backbone, mode: str, setting=None):
+    """``ECSE(backbone, cutoff=5.0[, mode="local"])``; ``setting``: explicit pruning, else defaults."""
+    from ecse import ECSE
+
+    kwargs = {} if mode == "global" else {"mode": "local"}
+    if setting is not None and setting[1] is not None:
+        kwargs.update(pruning_threshold=setting[1], num_prunings=setting[2])
+    return ECSE(backbone, CUTOFF, **kwargs).eval()
+
+
+# ---- measurements -----------------------------------------------------------------------------
+
+def seconds_per_call(model, data) -> float:
+    from ecse.atomistic.derivatives import energy_and_forces
+
+    start = time.perf_counter()
+    energy_and_forces(model, data)
+    return time.perf_counter() - start
+
+
+def frames_per_centre(model, data) -> float:
+    """Local: frame copies with weight > 0 per atom (mean); global: retained frames per structure."""
+    from ecse import global_frames, local_frames
+
+    cell, pbc = getattr(data, "cell", None), getattr(data, "pbc", None)
+    batch = torch.zeros_like(data.z)
+    if model.mode == "local":
+        lf = local_frames(data.pos, CUTOFF, batch, cell, pbc, model.params)
+        kept = (~lf.invariant) & (lf.weight > 0)
+        return float(kept.sum()) / lf.num_atoms
+    return float(global_frames(data.pos, CUTOFF, batch, 1, cell, pbc, model.params).graph.numel())
+
+
+class Profiles:
+    """Curvature profiles along one path per structure, bare ones cached per grid."""
+
+    def __init__(self, atoms, args):
+        self.data, self.args, self._bare = to_data(atoms), args, {}
+
+    def profile(self, model, points: int):
+        from ecse.testing import smoothness_profile
+
+        batch = None if points <= 50 else 10
+        return smoothness_profile(model, self.data, span=self.args.span, points=points, seed=self.args.path_seed,
+                                  batch_size=batch)
+
+    def ratio(self, label: str, model, bare, log, budget=None) -> dict:
+        """Curvature of ``model`` over ``bare``'s on the same path; coarser grid or skip by budget."""
+        points, args = self.args.points, self.args
+        budget = args.budget if budget is None else budget
+        t = seconds_per_call(model, self.data)
+        if points * t > budget:
+            points = int(budget / t)
+            if points < 21:
+                log(f"    {label}: skipped, {t:.2f} s per call x 21 points exceeds the budget of {budget:.0f} s")
+                return {"skipped": f"{t:.2f} s per call"}
+        key = (id(bare), points)
+        if key not in self._bare:
+            self._bare[key] = abs(self.profile(bare, points).worst_curvature)
+        start = time.perf_counter()
+        prof = self.profile(model, points)
+        worst = abs(prof.worst_curvature)
+        return {"points": points, "curvature": worst, "bare_curvature": self._bare[key],
+                "ratio": worst / self._bare[key], "worst_s": prof.worst_s, "seconds_per_call": t,
+                "seconds": time.perf_counter() - start}
+
+
+def nve(model, atoms, temperature: float, ps: float, args, log, label: str, restraint=None) -> dict:
+    from ecse.atomistic import ECSECalculator
+    from ecse.atomistic.md import run_nve
+
+    if restraint is not None:
+        model = Restrained(model, *restraint)
+    steps = int(round(ps * 1000 / args.timestep))
+    t = seconds_per_call(model, to_data(atoms))
+    if steps * t > args.nve_budget:
+        steps = int(args.nve_budget / t)
+        if steps * args.timestep / 1000 < 0.1:
+            log(f"    NVE {label}: skipped, {t:.2f} s per step allows under 0.1 ps within {args.nve_budget:.0f} s")
+            return {"skipped": f"{t:.2f} s per step"}
+    res = run_nve(atoms, ECSECalculator(model), timestep_fs=args.timestep, steps=steps,
+                  temperature_K=temperature, seed=args.seed)
+    return {"ps": steps * args.timestep / 1000, "steps": steps, "drift": res.drift_per_atom_per_ps,
+            "excursion": res.max_deviation_per_atom, "seconds": res.wall_time_s,
+            "mean_T": float(res.temperature_K.mean())}
+
+
+# ---- the benchmark ----------------------------------------------------------------------------
+
+def measure_system(name: str, args, log) -> dict:
+    atoms, source = probe_structure(name, args)
+    log(f"\n## {name}: {source}")
+    pet, info = trained_pet(MODEL_OF[name], args)
+    row = {"system": name, "source": source, "atoms": len(atoms), "training": info, "curvature": {}, "nve": {}}
+    prof = Profiles(atoms, args)
+    models = {"trained": pet, "near-invariant": near_invariant(pet, atoms)}
+    row["near_invariant_scale"] = models["near-invariant"].scale
+    for kind, bare in models.items():
+        for mode in MODES:
+            model = wrapped(bare, mode)
+            row["curvature"][f"{kind}/{mode}"] = r = prof.ratio(f"{kind} {mode}", model, bare, log)
+            if "ratio" in r:
+                r["frames_per_centre"] = frames_per_centre(model, prof.data)
+                log(f"    curvature {kind:14s} {mode:6s}: ratio {r['ratio']:.3g} ({r['curvature']:.4g} vs bare "
+                    f"{r['bare_curvature']:.4g}; {r['points']} points, worst at s = {r['worst_s']:.4f}; "
+                    f"{r['frames_per_centre']:.1f} frames/centre)", flush=True)
+    if args.nve_ps > 0 and name != "water192":
+        for mode in ("bare", *MODES):
+            model = pet if mode == "bare" else wrapped(pet, mode)
+            row["nve"][mode] = r = nve(model, atoms, TEMPERATURE[name], args.nve_ps, args, log, mode,
+                                       restraint_pairs(name, atoms))
+            if "drift" in r:
+                log(f"    NVE {mode:6s}: {r['ps']:.2f} ps, drift {r['drift']:+.2e} eV/atom/ps, excursion "
+                    f"{r['excursion']:.2e} eV/atom, <T> {r['mean_T']:.0f} K [{r['seconds']:.0f} s]", flush=True)
+    return row
+
+
+def sweep(name: str, args, log) -> list[dict]:
+    atoms, _ = probe_structure(name, args)
+    pet, _ = trained_pet(MODEL_OF[name], args)
+    prof = Profiles(atoms, args)
+    out = []
+    for setting in SWEEP:
+        for mode in MODES:
+            model = wrapped(pet, mode, setting)
+            row = {"system": name, "setting": setting[0], "pruning_threshold": setting[1],
+                   "num_prunings": setting[2], "mode": mode, "frames_per_centre": frames_per_centre(model, prof.data)}
+            row.update(prof.ratio(f"{setting[0]} {mode}", model, pet, log, args.sweep_budget))
+            if name == "methane" and args.sweep_nve_ps > 0:
+                row["nve"] = nve(model, atoms, TEMPERATURE[name], args.sweep_nve_ps, args, log, f"{setting[0]} {mode}",
+                                 restraint_pairs(name, atoms))
+            out.append(row)
+            log(_sweep_line(row), flush=True)
+    if name == "methane" and args.sweep_nve_ps > 0:
+        bare = nve(pet, atoms, TEMPERATURE[name], args.sweep_nve_ps, args, log, "bare", restraint_pairs(name, atoms))
+        out.append({"system": name, "setting": "bare", "mode": "bare", "nve": bare})
+        log(f"| {name} | bare PET | - | - | - | {_fmt(bare.get('drift'), '+.2e')} | "
+            f"{_fmt(bare.get('excursion'), '.2e')} |")
+    return out
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _sweep_line(r: dict) -> str:
+    n = r.get("nve", {})
+    return (f"| {r['system']} | {r['setting']} | {r['mode']} | {r['frames_per_centre']:.2f} | "
+            f"{_fmt(r.get('ratio'), '.3g')}{'' if r.get('points', args_points_default) == args_points_default else ' (%s pts)' % r.get('points', '-')} | "
+            f"{_fmt(n.get('drift'), '+.2e')} | {_fmt(n.get('excursion'), '.2e')} |")
+
+
+args_points_default = 200
+
+
+def tables(rows: list[dict]) -> str:
+    lines = ["### Curvature ratio: max |d2E/ds2| of ECSE(PET) (defaults) over bare PET's, same path",
+             "", "| system | atoms | model | global | local | frames/centre (global per structure, local per atom) |",
+             "|---|---|---|---|---|---|"]
+
+    def cell(r):
+        if "ratio" not in r:
+            return f"skipped ({r.get('skipped', '-')})"
+        pts = "" if r["points"] == args_points_default else f" ({r['points']} pts)"
+        return f"{r['ratio']:.3g}{pts}"
+
+    for row in rows:
+        for kind in ("trained", "near-invariant"):
+            g, lo = row["curvature"][f"{kind}/global"], row["curvature"][f"{kind}/local"]
+            lines.append(f"| {row['system']} | {row['atoms']} | {kind} | {cell(g)} | {cell(lo)} | "
+                         f"{_fmt(g.get('frames_per_centre'), '.1f')}, {_fmt(lo.get('frames_per_centre'), '.2f')} |")
+    lines += ["", "### NVE, trained PET: drift (eV/atom/ps) and max |E_tot - E_tot(0)| (eV/atom); ratio to bare",
+              "", "| system | ps | bare drift | global drift (x bare) | local drift (x bare) | bare excursion | "
+              "global excursion (x bare) | local excursion (x bare) |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        n = row["nve"]
+        if not n:
+            continue
+        b = n["bare"]
+
+        def rel(mode, key):
+            r = n.get(mode, {})
+            if key not in r:
+                return f"skipped ({r.get('skipped', '-')})"
+            ratio = abs(r[key] / b[key]) if b.get(key) else math.nan
+            pts = "" if abs(r["ps"] - b["ps"]) < 1e-9 else f" [{r['ps']:.2f} ps]"
+            return f"{r[key]:+.2e} ({ratio:.2g}x){pts}" if key == "drift" else f"{r[key]:.2e} ({ratio:.2g}x){pts}"
+
+        lines.append(f"| {row['system']} | {_fmt(b.get('ps'), '.2f')} | {_fmt(b.get('drift'), '+.2e')} | "
+                     f"{rel('global', 'drift')} | {rel('local', 'drift')} | {_fmt(b.get('excursion'), '.2e')} | "
+                     f"{rel('global', 'excursion')} | {rel('local', 'excursion')} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    global args_points_default
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=ALL_SYSTEMS)
+    parser.add_argument("--points", type=int, default=200, help="points of each curvature path")
+    parser.add_argument("--span", type=float, default=0.2, help="path length (A, Frobenius norm over all atoms)")
+    parser.add_argument("--path-seed", type=int, default=0, help="seed of the random path direction")
+    parser.add_argument("--nve-ps", type=float, default=2.0, help="NVE length (ps); 0: no NVE")
+    parser.add_argument("--timestep", type=float, default=0.5, help="NVE time step (fs)")
+    parser.add_argument("--budget", type=float, default=120.0, help="seconds per curvature profile (coarser grid above)")
+    parser.add_argument("--nve-budget", type=float, default=150.0, help="seconds per NVE trajectory (shorter above)")
+    parser.add_argument("--sweep-systems", nargs="*", default=["methane", "water", "cu300"], choices=ALL_SYSTEMS)
+    parser.add_argument("--sweep-budget", type=float, default=45.0, help="seconds per sweep profile")
+    parser.add_argument("--sweep-nve-ps", type=float, default=1.0, help="NVE length of the methane sweep (ps)")
+    parser.add_argument("--cu-size", type=int, default=1, help="EMT Cu cell: size**3 cubic cells of 4 atoms")
+    parser.add_argument("--train-seconds", type=float, default=150.0, help="training time per PET (s)")
+    parser.add_argument("--checkpoints", type=Path, default=Path("/work/scratch/smoothness_ckpt"))
+    parser.add_argument("--retrain", action="store_true", help="refit even if a checkpoint exists")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the PETs, training and MD velocities")
+    parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.points, args.nve_ps, args.sweep_nve_ps = min(args.points, 41), min(args.nve_ps, 0.05), min(args.sweep_nve_ps, 0.05)
+        args.budget, args.nve_budget = min(args.budget, 20.0), min(args.nve_budget, 20.0)
+        args.sweep_budget = min(args.sweep_budget, 10.0)
+        args.train_seconds = min(args.train_seconds, 10.0)
+        args.checkpoints = args.checkpoints / "quick"
+    args_points_default = args.points
+    torch.set_num_threads(args.threads)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "commit": commit,
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "loadavg_start": os.getloadavg(),
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    print(f"torch {meta['torch']}, {meta['threads']} thread(s), float64, PET(**SMALL); commit {commit}; "
+          f"{meta['date']}; load average {meta['loadavg_start'][0]:.2f}")
+    print(f"paths: {args.span} A (Frobenius norm), {args.points} points, direction seed {args.path_seed}; "
+          f"budget {args.budget:.0f} s per profile; NVE {args.nve_ps} ps at {args.timestep} fs, "
+          f"budget {args.nve_budget:.0f} s per trajectory")
+    start = time.perf_counter()
+    rows = [measure_system(name, args, print) for name in args.systems]
+    print("\n" + tables(rows))
+    sweeps = []
+    if args.sweep_systems:
+        print("\n### Pruning sweep, trained PET: frames per centre vs curvature ratio (and NVE on methane)\n\n"
+              "| system | pruning setting | mode | frames/centre | curvature ratio | NVE drift | NVE excursion |\n"
+              "|---|---|---|---|---|---|---|")
+        for name in args.sweep_systems:
+            sweeps += sweep(name, args, print)
+    meta["loadavg_end"] = os.getloadavg()
+    print(f"\ntotal {time.perf_counter() - start:.0f} s; load average at the end {meta['loadavg_end'][0]:.2f}")
+    result = {"meta": meta, "rows": rows, "sweep": sweeps}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()
