@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MLP, EdgeConv, global_max_pool, global_mean_pool
 
-from ecse.point_ops import knn_graph
+from ecse.point_ops import feature_knn_graph, knn_graph
 
 from ._init import reinitialise
 from .pointnet2 import check_level, read_data
@@ -39,6 +39,12 @@ class DGCNN(nn.Module):
         act (str, optional): Activation. (default: :obj:`"leaky_relu"` with slope 0.2)
         norm (str, optional): Normalisation of the MLPs. (default: :obj:`None`)
         dropout (float, optional): Dropout of the head. (default: :obj:`0.0`)
+        feature_knn (str, optional): Neighbour search of the graphs in feature space:
+            ``"dense"`` (:func:`ecse.point_ops.feature_knn_graph`, matrix products and
+            top-k per graph, a cost independent of how the features are distributed) or
+            ``"tree"`` (:func:`ecse.point_ops.knn_graph`, torch-cluster's KD-tree when
+            installed).  Both are quadratic in the cloud size; they may pick different
+            neighbours only where two distances agree to rounding. (default: :obj:`"dense"`)
 
     Shapes:
         - **input:** ``data.pos`` :math:`(N, 3)`, ``data.x`` :math:`(N, F_{in})` if
@@ -49,10 +55,14 @@ class DGCNN(nn.Module):
 
     def __init__(self, out_channels: int, in_channels: int = 0, level: str = "graph",
                  k: int = 20, hidden: int = 64, widths: Sequence[int] = (1, 1, 2, 4),
-                 act: str = "leaky_relu", norm: Optional[str] = None, dropout: float = 0.0):
+                 act: str = "leaky_relu", norm: Optional[str] = None, dropout: float = 0.0,
+                 feature_knn: str = "dense"):
         super().__init__()
+        if feature_knn not in ("dense", "tree"):
+            raise ValueError(f"feature_knn must be 'dense' or 'tree', got {feature_knn!r}")
         self._config = dict(out_channels=out_channels, in_channels=in_channels, level=level, k=k, hidden=hidden,
-                            widths=widths, act=act, norm=norm, dropout=dropout)
+                            widths=widths, act=act, norm=norm, dropout=dropout, feature_knn=feature_knn)
+        self.feature_knn = feature_knn
         self.out_channels, self.in_channels = out_channels, in_channels
         self.level, self.k, self.hidden = check_level(level), k, hidden
         self.widths = tuple(widths)
@@ -82,7 +92,10 @@ class DGCNN(nn.Module):
         h = pos if x is None else torch.cat([x, pos], dim=-1)
         feats = []
         for i, conv in enumerate(self.convs):
-            edge_index = knn_graph(pos if i == 0 else h, self.k, batch, loop=True)
+            if i == 0 or self.feature_knn == "tree":
+                edge_index = knn_graph(pos if i == 0 else h, self.k, batch, loop=True)
+            else:
+                edge_index = feature_knn_graph(h, self.k, batch, loop=True)
             h = conv(h, edge_index)
             feats.append(h)
         local = torch.cat(feats, dim=-1)

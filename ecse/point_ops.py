@@ -6,7 +6,9 @@ Same signatures, conventions and return formats as ``torch_cluster`` (which
 * ``"cluster"``: ``torch_cluster`` kernels, used by default when it is importable;
 * ``"torch"``: pure, vectorised torch. Distances are computed exactly
   (``(y_i - x_j)**2`` summed, no ``|a|^2 + |b|^2 - 2ab`` cancellation) in row chunks of
-  at most ~4M distances, and only between points of the same graph.
+  at most ~4M distances, and only between points of the same graph; ``knn`` in more than
+  three dimensions (feature spaces) uses matrix products instead
+  (:func:`feature_knn_graph`).
 
 Choose with :func:`set_backend`, :func:`use_backend`, or the environment variable
 ``ECSE_NEIGHBOR_BACKEND`` (``auto`` | ``torch`` | ``cluster``) read at import. Batch
@@ -40,7 +42,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["knn", "knn_graph", "radius", "radius_graph", "fps", "set_backend",
+__all__ = ["knn", "knn_graph", "feature_knn_graph", "radius", "radius_graph", "fps", "set_backend",
            "get_backend", "use_backend", "HAS_TORCH_CLUSTER"]
 
 try:  # a broken binary (torch ABI mismatch) raises OSError/RuntimeError, not ImportError
@@ -147,6 +149,8 @@ def _search(x: Tensor, y: Tensor, bx: Tensor, by: Tensor, k: int,
     n, m, d = x.size(0), y.size(0), x.size(1)
     if n == 0 or m == 0 or k <= 0:
         return _empty(x)
+    if r is None and d > 3:  # feature spaces: matrix products (see _dense_knn)
+        return _dense_knn(x, y, bx, by, k, exclude_self)
     num_graphs = int(torch.maximum(bx.max(), by.max())) + 1
     ptr = torch.zeros(num_graphs + 1, dtype=torch.long, device=x.device)
     ptr[1:] = torch.bincount(bx, minlength=num_graphs).cumsum(0)
@@ -187,6 +191,54 @@ def _search(x: Tensor, y: Tensor, bx: Tensor, by: Tensor, k: int,
     if not rows:
         return _empty(x)
     return torch.stack([torch.cat(rows), torch.cat(cols)])
+
+
+@torch.no_grad()
+def _dense_knn(x: Tensor, y: Tensor, bx: Tensor, by: Tensor, k: int, exclude_self: bool = False,
+               include_self: bool = False) -> Tensor:
+    """kNN by matrix products per graph: ``|x_j|^2 - 2 y_i . x_j`` (features centred per
+    graph), graphs padded to ``[B, n_max, D]``, blocks of rows of at most ``_PAIRS`` scores,
+    ``topk`` per row (nearest first).  ``exclude_self`` / ``include_self`` (``x is y``):
+    the node itself never / always among its neighbours.  Quadratic in the graph size."""
+    dev, dim = x.device, x.size(1)
+    num_graphs = int(torch.maximum(bx.max(), by.max())) + 1
+
+    def pad(points, batch):
+        deg = torch.bincount(batch, minlength=num_graphs)
+        ptr = torch.cat([deg.new_zeros(1), deg.cumsum(0)])
+        local = torch.arange(points.size(0), device=dev) - ptr[batch]
+        dense = points.new_zeros(num_graphs, max(int(deg.max()), 1), dim)
+        dense[batch, local] = points
+        mask = torch.zeros(dense.shape[:2], dtype=torch.bool, device=dev)
+        mask[batch, local] = True
+        return dense, mask, deg, ptr
+
+    xd, xmask, xdeg, xptr = pad(x, bx)
+    yd, ymask, _, yptr = pad(y, by)
+    mean = xd.sum(1, keepdim=True) / xdeg.clamp_min(1)[:, None, None].to(x.dtype)
+    xd, yd = (xd - mean) * xmask[..., None], (yd - mean) * ymask[..., None]
+    bias = xd.square().sum(-1).masked_fill(~xmask, float("inf"))[:, None, :]  # padding never chosen
+    kk = min(k, xd.size(1))
+    rows = max(1, min(yd.size(1), _PAIRS // (num_graphs * xd.size(1))))
+    graph = torch.arange(num_graphs, device=dev)[:, None, None]
+    src, dst = [], []
+    for r0 in range(0, yd.size(1), rows):
+        r1 = min(yd.size(1), r0 + rows)
+        score = torch.baddbmm(bias, yd[:, r0:r1], xd.transpose(1, 2), alpha=-2.0)
+        if exclude_self or include_self:
+            i = torch.arange(r0, min(r1, xd.size(1)), device=dev)
+            score[:, i - r0, i] = float("inf") if exclude_self else -float("inf")
+        val, idx = score.topk(kk, -1, largest=False)
+        keep = (val < float("inf")) & ymask[:, r0:r1, None]
+        row = torch.arange(r0, r1, device=dev)[None, :, None]
+        dst.append((row + yptr[:-1][graph]).expand_as(idx)[keep])
+        src.append((idx + xptr[:-1][graph])[keep])
+    if not dst:
+        return _empty(x)
+    out = torch.stack([torch.cat(dst), torch.cat(src)])
+    if len(dst) > 1 and num_graphs > 1:  # blocks of rows hold rows of every graph: regroup by y
+        out = out[:, torch.argsort(out[0], stable=True)]
+    return out
 
 
 @torch.no_grad()
@@ -284,6 +336,34 @@ def knn_graph(x: Tensor, k: int, batch: Optional[Tensor] = None, loop: bool = Fa
     if get_backend() == "cluster":
         return _tc.knn_graph(x, k, batch, loop=loop, flow=flow)
     edge_index = _search(x.detach(), x.detach(), batch, batch, k, exclude_self=not loop)
+    return edge_index.flip(0) if flow == "source_to_target" else edge_index
+
+
+def feature_knn_graph(x: Tensor, k: int, batch: Optional[Tensor] = None, loop: bool = False,
+                      flow: str = "source_to_target") -> Tensor:
+    """:func:`knn_graph` in a feature space, by matrix products on either backend.
+
+    Per graph, the scores ``|x_j|^2 - 2 x_i . x_j`` of all pairs (features centred per
+    graph) in blocks of rows, and ``topk`` per row: quadratic time and, unlike a KD-tree
+    (torch-cluster on CPU), a cost that does not depend on how the features are
+    distributed; the rounding of the expanded square may reorder neighbours whose
+    distances agree to about ``eps * |x|^2``.  With ``loop=True`` every node is its own
+    first neighbour (one of the ``k``).  For coordinates (``D <= 3``) use :func:`knn_graph`.
+
+    Parameters and returns as :func:`knn_graph`.
+
+    Examples
+    --------
+    >>> feature_knn_graph(torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]]), 1)
+    tensor([[1, 0, 1],
+            [0, 1, 2]])
+    """
+    _check_points(x, "x")
+    _check_flow(flow)
+    batch = _check_batch(batch, x.size(0), x, "batch")
+    if x.size(0) == 0 or k <= 0:
+        return _empty(x)
+    edge_index = _dense_knn(x.detach(), x.detach(), batch, batch, k, exclude_self=not loop, include_self=loop)
     return edge_index.flip(0) if flow == "source_to_target" else edge_index
 
 

@@ -159,6 +159,22 @@ def test_radius_cap_keeps_nearest():
     assert torch.bincount(capped[0]).max() <= 4
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loop", [False, True])
+def test_feature_knn_matches_bruteforce(backend, dtype, loop, monkeypatch):
+    """Feature spaces (D > 3): matrix products per graph, in one block or many blocks of rows."""
+    x, b = cloud(SIZES, dtype, dim=16)
+    y, by = cloud([3, 2, 4, 5, 1, 2], dtype, dim=16, seed=1)
+    for pairs in (P._PAIRS, 37):
+        monkeypatch.setattr(P, "_PAIRS", pairs)
+        for k in [1, 3, 30]:
+            e = P.feature_knn_graph(x, k, b, loop=loop, flow="target_to_source")
+            assert edge_set(e) == ref_knn(x, x, k, b, b, skip_self=not loop)
+            assert torch.all(e[0][1:] >= e[0][:-1])  # grouped by centre
+        with P.use_backend("torch"):  # the torch backend's knn in D > 3 takes the same path
+            assert edge_set(P.knn(x, y, 4, b, by)) == ref_knn(x, y, 4, b, by)
+
+
 def test_chunking_does_not_change_results(monkeypatch):
     x, b = cloud([9, 30, 2, 17], seed=5)
     with P.use_backend("torch"):
