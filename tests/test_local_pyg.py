@@ -19,9 +19,9 @@ from torch_geometric.utils import scatter
 from ecse import ECSE, point_ops
 from ecse.backbones import DGCNN, PointNet2, PointTransformer
 from ecse.pyg import LocalFrameLayer, LocalPointModel, edge_local_frames, local_context, symmetrize_layers
-from ecse.pyg.model import _zero_coordinates
+from ecse.pyg.model import _coordinates_hook
 from ecse.switching import cutoff_function
-from ecse.testing import orthogonal_matrices, point_clouds, random_rotation, rotations
+from ecse.testing import orthogonal_matrices, point_clouds, random_rotation, rotations, transform_output
 
 from .models import make_backbone
 from .test_smoothness import _assert_continuous
@@ -219,10 +219,55 @@ def test_coordinates_as_features_need_the_hook():
     R = random_rotation(torch.Generator().manual_seed(5), dtype=torch.float64)
     for module in model.modules():
         for key, hook in list(module._forward_pre_hooks.items()):
-            if hook is _zero_coordinates:
+            if hook is _coordinates_hook:
                 del module._forward_pre_hooks[key]
     a, b = _outputs(model, data, R, torch.float64)
     assert _err(b, a) > 1e-3
+
+
+class _Capture(nn.Module):
+    """EdgeConv's ``nn``: remembers its input ``[x_i, x_j - x_i]``."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 4)
+
+    def forward(self, z):
+        self.seen = z.detach()
+        return self.lin(z)
+
+
+class _EdgeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = EdgeConv(_Capture(), aggr="max")
+
+    def forward(self, data):
+        return self.conv(data.pos, point_ops.knn_graph(data.pos, 4, data.batch))
+
+
+@pytest.mark.parametrize("origin", ["centroid", "centre"])
+def test_edge_conv_sees_coordinates_from_the_centroid_in_the_centres_frames(origin):
+    """origin='centroid': the centre at (p_i - c) F_ik (|p_i - c| preserved), sources at
+    (p_j - c) F_ik; origin='centre': the centre at zero.  x_j - x_i is the same either way."""
+    g = torch.Generator().manual_seed(21)
+    clouds = [Data(pos=torch.randn(n, 3, generator=g, dtype=torch.float64) + 5.0 * i) for i, n in enumerate((9, 11))]
+    batch = Batch.from_data_list(clouds)
+    model = LocalPointModel(_EdgeNet().double(), cutoff=3.0, origin=origin)
+    model(batch)
+    seen = model.model.conv.layer.nn.seen
+    centre, rel = seen[:, :3], seen[:, 3:]
+    if origin == "centre":
+        assert torch.equal(centre, torch.zeros_like(centre))
+    else:
+        c = torch.stack([d.pos.mean(0) for d in clouds])[batch.batch]
+        radii = (batch.pos - c).norm(dim=-1)
+        got = centre.norm(dim=-1)
+        # every copy's centre sits at the distance of one of the points from its centroid
+        assert bool((got[:, None] - radii[None, :]).abs().min(1).values.max() < 1e-12)
+        assert got.max() > 1.0  # not at the origin
+    lengths = torch.cdist(batch.pos, batch.pos)
+    assert bool((rel.norm(dim=-1)[:, None] - lengths.flatten()[None]).abs().min(1).values.max() < 1e-12)
 
 
 def test_local_output_depends_on_the_shape():
@@ -399,9 +444,60 @@ def test_covariant_node_outputs_are_not_trivial():
     assert bool((a.norm(dim=-1) > 1e-3).all())  # every node has frames here
 
 
-def test_covariant_output_at_graph_level_is_refused():
-    with pytest.raises(ValueError, match="level='node'"):
-        LocalPointModel(make_backbone("dgcnn", 3), cutoff=3.0, output="vector")
+GRAPH_OUTPUTS = {"vector": 3, "rank2": 9, "1x0e+1x1o+1x2e": 9}
+
+
+def _act(output, R, y):
+    """``y`` (``[..., *components]``) rotated by ``R``, computed independently of ECSE."""
+    if output == "vector":
+        return y @ R.T
+    if output == "rank2":
+        return R @ y @ R.T
+    return transform_output(y, R, output)  # the test kit's Wigner matrices (checked against e3nn)
+
+
+@pytest.mark.parametrize("output", list(GRAPH_OUTPUTS))
+@pytest.mark.parametrize("name", BACKBONES)
+@settings(max_examples=2, deadline=None)
+@given(data=CLOUDS, R=rotations())
+def test_covariant_graph_outputs_rotate_with_the_cloud(name, output, data, R):
+    """Graph level: per-node outputs rotated back per node, summed per graph (two graphs
+    in one batch, only the second rotated and translated)."""
+    other = Data(pos=torch.randn(7, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 1.3)
+    for dtype in (torch.float64, torch.float32):
+        model = LocalPointModel(make_backbone(name, GRAPH_OUTPUTS[output], "node").to(dtype), cutoff=3.0,
+                                output=output, level="graph")
+        pos = data.pos.to(torch.float64)
+        moved = pos @ R.to(torch.float64).T + torch.tensor([0.3, -1.1, 2.0], dtype=torch.float64)
+        one = Batch.from_data_list([Data(pos=other.pos.to(dtype)), Data(pos=pos.to(dtype))])
+        two = Batch.from_data_list([Data(pos=other.pos.to(dtype)), Data(pos=moved.to(dtype))])
+        with torch.no_grad():
+            a, b = model(one), model(two)
+        assert a.shape[0] == 2 and a.dtype == dtype and torch.isfinite(a).all()
+        Rd = R.to(dtype)
+        expected = _act(output, Rd, a[1:].reshape(1, 3, 3) if output == "rank2" else a[1:])
+        assert _err(b[1:], expected) <= TOL[dtype], (_err(b[1:], expected), dtype)
+        assert _err(b[:1], a[:1]) <= TOL[dtype]  # the unmoved graph is unchanged
+
+
+def test_covariant_graph_output_is_the_sum_of_node_outputs_and_not_trivial():
+    g = torch.Generator().manual_seed(13)
+    clouds = [Data(pos=torch.randn(n, 3, generator=g, dtype=torch.float64) * 1.3) for n in (9, 12)]
+    batch = Batch.from_data_list(clouds)
+    bare = make_backbone("dgcnn", 3, "node").double()
+    node = LocalPointModel(bare, cutoff=3.0, output="vector", level="node")
+    graph = LocalPointModel(bare, cutoff=3.0, output="vector", level="graph")
+    with torch.no_grad():
+        per_node, per_graph = node(batch), graph(batch)
+    assert per_graph.shape == (2, 3) and bool((per_graph.norm(dim=-1) > 1e-3).all())
+    assert torch.allclose(per_graph, scatter(per_node, batch.batch, 0, reduce="sum"), atol=1e-12)
+
+
+def test_covariant_output_of_a_pooled_model_is_refused():
+    model = LocalPointModel(make_backbone("dgcnn", 3), cutoff=3.0, output="vector")  # graph-level backbone
+    data = Batch.from_data_list([Data(pos=torch.randn(12, 3, dtype=torch.float64))] * 2)
+    with pytest.raises(ValueError, match="per-node outputs"):
+        model.double()(data)
 
 
 class NormalConv(MessagePassing):
@@ -540,5 +636,10 @@ def test_ecse_local_mode_vector_node_output_and_refusals():
     assert _err(b, a @ R.T) <= 1e-10
     with pytest.raises(ValueError, match="local_frames"):
         ECSE(nn.Linear(3, 1), cutoff=3.0, mode="local")  # nothing that reads relative positions
-    with pytest.raises(ValueError, match="level='node'"):
-        ECSE(make_backbone("dgcnn", 3), cutoff=3.0, output="vector", mode="local")
+    graph = ECSE(make_backbone("dgcnn", 3, "node").double(), cutoff=3.0, output="vector", level="graph",
+                 mode="local").double()
+    a, b = _outputs(graph, data, R, torch.float64)
+    assert a.shape == (1, 3) and _err(b, a @ R.T) <= 1e-10
+    with pytest.raises(ValueError, match="per-node outputs"):  # a graph-level backbone pools itself
+        _outputs(ECSE(make_backbone("dgcnn", 3).double(), cutoff=3.0, output="vector", mode="local").double(),
+                 data, R, torch.float64)

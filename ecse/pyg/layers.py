@@ -14,8 +14,9 @@ Each term only sees rotation-invariant coordinates, so :math:`h_i` is exactly in
 (and translation invariant) whenever the features :math:`x` are.
 
 Vectorised by an *expanded graph*: every (centre, frame) copy becomes a target node at
-the origin with the centre's features, and every edge of a copy gets its own source node
-at :math:`\mathbf r_{ij} F_{ik}` with the source's features; the layer's own ``forward``
+the origin (or at the centre seen from its graph's centroid, below) with the centre's
+features, and every edge of a copy gets its own source node displaced by
+:math:`\mathbf r_{ij} F_{ik}` with the source's features; the layer's own ``forward``
 runs once on this graph and the copies' outputs are averaged per centre.  Supported:
 
 * ``"pos"``: any ``MessagePassing`` whose ``forward`` takes ``pos`` and ``edge_index``
@@ -25,8 +26,17 @@ runs once on this graph and the copies' outputs are averaged per centre.  Suppor
   (pair) inputs stay bipartite; single tensors give a single-node-set expanded graph.
 * ``"edge"``: ``EdgeConv`` and ``"dynamic"``: ``DynamicEdgeConv``, when the last three
   columns of ``x`` are the coordinates of a known point set (e.g. ``data.pos``): those
-  columns are replaced by :math:`\mathbf r_{ij} F_{ik}` for sources and by zero for the
-  centre.  Otherwise the layer only sees features and runs unchanged.
+  columns are replaced by :math:`(\mathbf p_j - \mathbf o_i) F_{ik}` for sources and
+  :math:`(\mathbf p_i - \mathbf o_i) F_{ik}` for the centre, :math:`\mathbf o_i` the
+  centroid of the centre's graph (``origin="centroid"`` of the context; ``"centre"``:
+  :math:`\mathbf o_i = \mathbf p_i`, the centre at zero): the bare layer on its
+  cloud seen from the centroid in the centre's frame.  Otherwise the layer only sees
+  features and runs unchanged.
+
+In ``"pos"`` layers the centre copies sit at :math:`(\mathbf p_i - \mathbf o_i) F_{ik}`
+and their sources at :math:`(\mathbf p_i - \mathbf o_i) F_{ik} + \mathbf r_{ij} F_{ik}`
+likewise (relative positions as above; a layer reading absolute positions sees them
+from the centroid).
 
 A layer with ``add_self_loops=True`` gets its self loops added on the original graph
 (as PyG does) and switched off on the expanded one.  ``PPFConv`` is not adapted: its
@@ -135,9 +145,13 @@ class LocalFrameLayer(nn.Module):
         vector = pos_src.to(geo)[src] - pos_dst.to(geo)[dst]
         lf, copy, edge = self._frames(ctx, dst, vector, pos_dst.shape[0])
         atom, s = lf.atom, src[edge]
-        rel = frame_coordinates(lf, vector[edge], copy).to(pos_src.dtype)
+        rel = frame_coordinates(lf, vector[edge], copy)
+        zero = _centre_coordinates(ctx, lf, pos_src, pos_dst, src, dst)
+        if zero is None:
+            zero, rel = pos_dst.new_zeros(atom.numel(), 3), rel.to(pos_src.dtype)
+        else:  # sources at centre + r_ij F_ik: relative positions unchanged
+            zero, rel = zero.to(pos_dst.dtype), (zero[copy] + rel).to(pos_src.dtype)
         new = dict(a)
-        zero = pos_dst.new_zeros(atom.numel(), 3)
         if a.get("normal") is not None:
             n_src, n_dst = _pair(a["normal"])
             rot = lf.rotation
@@ -176,9 +190,14 @@ class LocalFrameLayer(nn.Module):
         vector = p_src.to(geo)[src] - p_dst.to(geo)[dst]
         lf, copy, edge = self._frames(ctx, dst, vector, x_dst.shape[0])
         s = src[edge]
-        rel = frame_coordinates(lf, vector[edge], copy).to(x_src.dtype)
+        rel = frame_coordinates(lf, vector[edge], copy)
+        centre = _centre_coordinates(ctx, lf, p_src, p_dst, src, dst)
+        if centre is None:
+            centre, rel = x_dst.new_zeros(lf.atom.numel(), 3), rel.to(x_src.dtype)
+        else:  # sources at centre + r_ij F_ik: x_j - x_i unchanged
+            centre, rel = centre.to(x_dst.dtype), (centre[copy] + rel).to(x_src.dtype)
         xs = torch.cat([x_src[s, :-3], rel], -1)
-        xd = torch.cat([x_dst[lf.atom, :-3], x_dst.new_zeros(lf.atom.numel(), 3)], -1)
+        xd = torch.cat([x_dst[lf.atom, :-3], centre], -1)
         new_edges = torch.stack([torch.arange(s.numel(), device=s.device), copy])
         out = self.layer.propagate(new_edges, x=(xs, xd), size=(s.numel(), lf.atom.numel()))
         return lf.combine(out)
@@ -214,6 +233,27 @@ class LocalFrameLayer(nn.Module):
         finally:
             if loops is True:
                 self.layer.add_self_loops = True
+
+
+def _centre_coordinates(ctx: LocalContext, lf, p_src: Tensor, p_dst: Tensor, src: Tensor,
+                        dst: Tensor) -> Optional[Tensor]:
+    """Each copy's centre seen from its graph's origin in the copy's frame,
+    ``(p_i - o_i) F_ik`` (``(|p_i - o_i|, 0, 0)`` for auxiliary copies), float64 at
+    least; ``None`` where the origins are unknown (the centre is then at the origin).
+
+    The origins of a centre set not registered with them are those of its edges'
+    sources (the same graph); a centre without edges is its own origin."""
+    o_dst = ctx.origin_of(p_dst)
+    if o_dst is None:
+        o_src = ctx.origin_of(p_src)
+        if o_src is None:
+            return None
+        o_dst = p_dst.to(o_src.dtype).clone()
+        o_dst[dst] = o_src[src]
+        ctx.register(p_dst, origin=o_dst)
+    atom = lf.atom
+    offset = p_dst.to(o_dst.dtype)[atom] - o_dst[atom]
+    return frame_coordinates(lf, offset, torch.arange(atom.numel(), device=atom.device))
 
 
 def _rotate(vectors: Tensor, rotation: Tensor, invariant: Tensor) -> Tensor:

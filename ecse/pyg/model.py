@@ -7,11 +7,15 @@ behaviour outside a local context).  :class:`LocalPointModel` runs the model ins
 
 * each adapted layer is evaluated in its centres' own frames and averaged (exactly
   invariant outputs, translation invariant too);
-* raw coordinates used as point *features* are seen from the point's own frames, whose
-  origin is the point itself: a linear layer (``torch.nn.Linear`` or PyG's ``Linear``,
-  e.g. the first layer of an ``MLP``) whose input ends with the three coordinate
-  columns of a known point set (``data.pos``, or the source/centre positions handed to an
-  adapted layer, e.g. FPS centres) gets those columns as zeros;
+* raw coordinates used as point *features* inside an adapted layer (``EdgeConv`` on
+  ``[x, pos]``) are seen from the centroid of the point's graph in each of the centre's
+  frames (``origin="centroid"``) or from the centre itself (``origin="centre"``);
+* raw coordinates used as point features elsewhere have no frame: a linear layer
+  (``torch.nn.Linear`` or PyG's ``Linear``, e.g. the first layer of an ``MLP``) whose
+  input ends with the three coordinate columns of a known point set (``data.pos``, or
+  the source/centre positions handed to an adapted layer, e.g. FPS centres) gets those
+  columns as :math:`(|\mathbf p_i - \mathbf o_i|, 0, 0)`, the distance from the
+  centroid (zeros with ``origin="centre"``);
 * everything else (neighbour search, FPS, pooling, distance interpolation, layers that
   see only invariant features) is unchanged; it must itself be rotation invariant, as
   radius/kNN search, deterministic FPS and distance weights are (up to exact ties).
@@ -19,16 +23,20 @@ behaviour outside a local context).  :class:`LocalPointModel` runs the model ins
 The network then sees only invariant features, and invariant (scalar) outputs are
 exact.  Smoothness: frames and weights add no discontinuity while each layer's edge set is
 fixed (see :mod:`ecse.pyg.edge_frames` for edges entering or leaving); the model's own
-discrete choices (kNN sets, FPS, a capped ball query) jump as in the bare model.  A covariant node-level output (``output="vector"``, ``"rank2"``, an Irreps
-string; ``level="node"``) is read as the node's components in each of its own frames
-:math:`F_{ik}` (:func:`ecse.local.local_frames`, neighbours within ``cutoff``) and
-rotated back,
+discrete choices (kNN sets, FPS, a capped ball query) jump as in the bare model.
+
+A covariant output (``output="vector"``, ``"rank2"``, an Irreps string) needs a model
+with per-node outputs :math:`v_i` (e.g. ``level="node"`` of the shipped backbones); each
+is read as the node's components in each of its own frames :math:`F_{ik}`
+(:func:`ecse.local.local_frames`, neighbours within ``cutoff``) and rotated back,
 
 .. math::
     y_i = \sum_k \bar w_{ik}\, F_{ik} \cdot v_i + \bar w^{aux}_i\, \pi(v_i),
 
-with :math:`v_i` the model's (invariant) output and :math:`\pi` the projection on the
-invariant part of the type (:meth:`ecse.local.LocalFrames.combine_covariant`).
+with :math:`\pi` the projection on the invariant part of the type
+(:meth:`ecse.local.LocalFrames.combine_covariant`).  At ``level="graph"`` the output is
+the sum of the nodes' :math:`y_i` over each graph (as PET's per-atom contributions):
+a model that pools itself has no frame left to rotate its pooled output back with.
 """
 from __future__ import annotations
 
@@ -45,7 +53,7 @@ from ..covariant import OutputSpec
 from ..frameset import FrameParams
 from ..local import local_frames
 from ._transparent import make_transparent
-from .context import current_context, local_context
+from .context import ORIGINS, current_context, local_context
 from .layers import LocalFrameLayer, layer_kind
 
 __all__ = ["LocalPointModel", "symmetrize_layers"]
@@ -86,15 +94,22 @@ def _inside_adapter(model: nn.Module, name: str) -> bool:
     return any(isinstance(model.get_submodule(".".join(parts[:i])), LocalFrameLayer) for i in range(1, len(parts)))
 
 
-def _zero_coordinates(module: nn.Module, args: tuple):
-    """Forward pre-hook of linear layers: coordinates of a known point set -> zeros."""
+def _coordinates_hook(module: nn.Module, args: tuple):
+    """Forward pre-hook of linear layers: coordinates of a known point set ->
+    ``(|p - o|, 0, 0)`` (distance from the centroid of the point's graph), or zeros where
+    the origins are unknown."""
     ctx = current_context()
     if ctx is None or not args:
         return None
     x = args[0]
-    if ctx.match(x) is None:
+    p = ctx.match(x)
+    if p is None:
         return None
-    return (torch.cat([x[:, :-3], x.new_zeros(x.shape[0], 3)], -1), *args[1:])
+    origin, coords = ctx.origin_of(p), x.new_zeros(x.shape[0], 3)
+    if origin is not None:
+        coords = torch.cat([(p.to(origin.dtype) - origin).norm(dim=-1, keepdim=True).to(x.dtype),
+                            coords[:, 1:]], -1)
+    return (torch.cat([x[:, :-3], coords], -1), *args[1:])
 
 
 class LocalPointModel(nn.Module):
@@ -115,15 +130,22 @@ class LocalPointModel(nn.Module):
         params: :class:`~ecse.frameset.FrameParams`.
         o3: add mirror frames (exact under reflections too; twice the copies).
         output: ``"scalar"`` (any invariant output) or a covariant type of
-            :class:`~ecse.covariant.OutputSpec` (``level="node"`` only).
-        level: ``"graph"`` or ``"node"``.
+            :class:`~ecse.covariant.OutputSpec`; the model must then return per-node
+            outputs ``[N, ...]`` (see the module docstring).
+        level: ``"graph"`` or ``"node"``; for a covariant output, ``"graph"`` sums the
+            rotated-back node outputs over each graph.
+        origin: where coordinates read as features are measured from: ``"centroid"``
+            of each graph (what the bare model sees of a centred cloud, per frame) or
+            ``"centre"`` (every centre at its own frames' origin: no information
+            beyond the layers' neighbourhoods).  Relative positions are unaffected.
 
     Raises:
-        ValueError: the model has no layer that reads relative positions, or a
-            covariant output at graph level.
+        ValueError: the model has no layer that reads relative positions; (when
+            called) a covariant output but the model's output is not per node.
 
     Shapes:
-        as ``model``; covariant outputs ``[N, *component_shape]``.
+        as ``model``; covariant outputs ``[N, *component_shape]`` (``level="node"``) or
+        ``[B, *component_shape]`` (``level="graph"``).
 
     After each call, ``last_stats`` holds frames per centre (over all adapted calls)
     and per-layer records.
@@ -147,15 +169,15 @@ class LocalPointModel(nn.Module):
     """
 
     def __init__(self, model: nn.Module, cutoff: float, params: FrameParams = FrameParams(), o3: bool = False,
-                 output: str = "scalar", level: str = "graph"):
+                 output: str = "scalar", level: str = "graph", origin: str = "centroid"):
         super().__init__()
+        if origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
         self.model, self.cutoff, self.params, self.o3 = model, float(cutoff), params, bool(o3)
+        self.origin = origin
         self.spec, self.level = OutputSpec(output), level
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
-        if not self.spec.is_scalar and level != "node":
-            raise ValueError(f"local mode for PyG models gives covariant outputs (output={output!r}) per node "
-                             "only (level='node'): a graph-level output of the model is already pooled")
         self.adapted = symmetrize_layers(model)
         make_transparent(self, "model")  # state-dict keys of the bare model: its checkpoints load
         if not self.adapted:
@@ -165,8 +187,8 @@ class LocalPointModel(nn.Module):
                              "nothing to symmetrise; use mode='global'")
         for name, module in model.named_modules():
             if isinstance(module, _LINEAR) and not _inside_adapter(model, name) \
-                    and _zero_coordinates not in module._forward_pre_hooks.values():
-                module.register_forward_pre_hook(_zero_coordinates)
+                    and _coordinates_hook not in module._forward_pre_hooks.values():
+                module.register_forward_pre_hook(_coordinates_hook)
         self._by_name = _named_parameters(model)
         self.last_stats: dict = {}
 
@@ -177,17 +199,19 @@ class LocalPointModel(nn.Module):
         """``model(data)``; a model with ``forward(..., pos, ...)`` as ``model(data)`` (its
         arguments by name from the data) or with its own arguments."""
         data = args[0] if len(args) == 1 and not kwargs else None
-        with local_context(self.cutoff, self.params, self.o3) as ctx:
+        with local_context(self.cutoff, self.params, self.o3, self.origin) as ctx:
             if self._by_name is not None and isinstance(data, BaseData):
                 kwargs = {k: getattr(data, k, None) for k, required in self._by_name.items()
                           if required or k in data or k == "batch"}
-                ctx.register(kwargs.get("pos"))
+                ctx.register_graphs(kwargs.get("pos"), kwargs.get("batch"))
                 y = self.model(**kwargs)
             elif self._by_name is not None:  # called with the model's own arguments
-                ctx.register(inspect.signature(self.model.forward).bind_partial(*args, **kwargs).arguments.get("pos"))
+                bound = inspect.signature(self.model.forward).bind_partial(*args, **kwargs).arguments
+                ctx.register_graphs(bound.get("pos"), bound.get("batch"))
                 y = self.model(*args, **kwargs)
             else:
-                ctx.register(getattr(args[0] if args else None, "pos", None))
+                first = args[0] if args else None
+                ctx.register_graphs(getattr(first, "pos", None), getattr(first, "batch", None))
                 y = self.model(*args, **kwargs)
         self.last_stats = _stats(ctx.records)
         if self.spec.is_scalar:
@@ -195,16 +219,20 @@ class LocalPointModel(nn.Module):
         if not isinstance(data, BaseData):
             raise ValueError(f"output={self.spec.name!r}: call the local model as model(data) (a PyG Data/Batch "
                              "with pos) for covariant outputs")
-        pos, batch, _ = check_point_cloud(data)
+        pos, batch, num_graphs = check_point_cloud(data)
         geo = torch.promote_types(pos.dtype, torch.float64)
         cell = getattr(data, "cell", None)
         lf = local_frames(pos.to(geo), self.cutoff, batch, None if cell is None else cell.to(geo),
                           getattr(data, "pbc", None), self.params, self.o3)
         values = self.spec.components(y).to(geo)
         if values.shape[0] != pos.shape[0]:
-            raise ValueError(f"output={self.spec.name!r} at level='node' needs [N={pos.shape[0]}, ...] from the "
-                             f"model, got {tuple(y.shape)}")
-        return lf.combine_covariant(values[lf.atom], self.spec).to(y.dtype)
+            raise ValueError(f"output={self.spec.name!r} in local mode needs per-node outputs [N={pos.shape[0]}, "
+                             f"...] from the model (at level={self.level!r}; e.g. the backbone's level='node'), "
+                             f"got {tuple(y.shape)}: a pooled output has no frame to be rotated back with")
+        out = lf.combine_covariant(values[lf.atom], self.spec)
+        if self.level == "graph":
+            out = out.new_zeros(num_graphs, *out.shape[1:]).index_add(0, batch, out)
+        return out.to(y.dtype)
 
 
 def _named_parameters(model: nn.Module) -> Optional[dict[str, bool]]:
