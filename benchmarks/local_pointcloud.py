@@ -7,7 +7,8 @@ One synthetic shape (``ecse.demos.shapes.sample_shape("ellipsoid", n)``, noise 0
 size, float32, inference (``torch.no_grad``).  The ECSE cutoff is the median radius that
 holds 16 neighbours (:func:`ecse.demos.shape_demo.choose_cutoff`) with
 ``length_scale = cutoff / 5``, as in ``ecse shapes``.  Backbones (``hidden=32``):
-PointNet2 with ball radii ``(cutoff, 2 cutoff)``, DGCNN with ``k=16``, PointTransformer
+PointNet2 with ball radii ``(cutoff, 2 cutoff)``, DGCNN with ``k=16`` (feature-space
+kNN ``--dgcnn-knn``: ``dense`` matrix products, the default, or ``tree``), PointTransformer
 with ``k=16``.  Modes: ``bare``; ``global`` (``ECSE(model, mode="global")``, the whole
 model once per retained frame of the cloud, chunks of 65536 points); ``local``
 (:class:`ecse.pyg.LocalPointModel`: each geometric layer once per frame of each of its
@@ -68,7 +69,7 @@ def _peak_mib() -> float:
     return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _setup(name: str, size: int):
+def _setup(name: str, size: int, feature_knn: str = "dense"):
     import torch
     from torch_geometric.data import Batch, Data
 
@@ -85,7 +86,7 @@ def _setup(name: str, size: int):
     if name == "pointnet2":
         model = PointNet2(8, radii=(cutoff, 2 * cutoff), hidden=32)
     elif name == "dgcnn":
-        model = DGCNN(8, k=16, hidden=32)
+        model = DGCNN(8, k=16, hidden=32, feature_knn=feature_knn)
     else:
         model = PointTransformer(8, k=16, hidden=32)
     return model.eval(), data, cutoff
@@ -98,7 +99,7 @@ def worker(args) -> None:
     from ecse.pyg import LocalPointModel
 
     torch.set_num_threads(args.threads)
-    bare, data, cutoff = _setup(args.model, args.size)
+    bare, data, cutoff = _setup(args.model, args.size, args.dgcnn_knn)
     if args.estimate_only:  # frames of the global ensemble only (its time: frames x bare)
         fs = global_frames(data.pos.double(), cutoff, params=FrameParams.scaled(cutoff / 5))
         print(json.dumps({"model": args.model, "mode": "global", "points": args.size,
@@ -129,7 +130,8 @@ def worker(args) -> None:
 
 def _run(args, model: str, mode: str, size: int, estimate_only: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--worker", mode, "--model", model, "--size", str(size),
-           "--threads", str(args.threads), "--repeats", str(args.repeats)] + (["--estimate-only"] * estimate_only)
+           "--threads", str(args.threads), "--repeats", str(args.repeats), "--dgcnn-knn", args.dgcnn_knn] \
+        + (["--estimate-only"] * estimate_only)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode:
@@ -145,6 +147,8 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--global-max-points", type=int, default=256,
                         help="above this size the global time is estimated as (frames) x (bare time)")
+    parser.add_argument("--dgcnn-knn", choices=["dense", "tree"], default="dense",
+                        help="DGCNN's feature-space neighbour search (DGCNN(feature_knn=...))")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--worker", choices=["bare", "global", "local"], help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=MODELS, help=argparse.SUPPRESS)
@@ -157,7 +161,8 @@ def main(argv=None) -> None:
     import torch
 
     print(f"torch {torch.__version__}, cpu, {args.threads} thread(s), float32, inference, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}; DGCNN feature kNN {args.dgcnn_knn}; load average "
+          f"{os.getloadavg()[0]:.1f}")
     print(f"{'model':>17} {'points':>6} {'mode':>6} {'frames':>7} {'time (s)':>9} {'x bare':>7} {'peak MiB':>9}")
     rows = []
     for model in args.models:
@@ -179,6 +184,7 @@ def main(argv=None) -> None:
                 print(f"{model:>17} {size:>6} {mode:>6} {frames:>7} {row['seconds']:>9.3f} {ratio:>7} "
                       f"{peak:>9}{' est.' if estimate else ''}", flush=True)
     _summary(rows, args.models, args.sizes)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
@@ -192,12 +198,15 @@ def _summary(rows: list[dict], models, sizes) -> None:
         a, b = seconds.get((model, mode, small)), seconds.get((model, mode, large))
         return f"{(b / large) / (a / small):.2f}" if a and b and large > small else "-"
 
+    def ratio(model, size):
+        local, bare = seconds.get((model, "local", size)), seconds.get((model, "bare", size))
+        return f"{local / bare:.2f}" if local and bare else "-"
+
     print(f"\n{'model':>17} {'local/bare @1024':>17} {f'local s/point {large}/{small}':>24} "
-          f"{f'bare s/point {large}/{small}':>23}")
+          f"{f'bare s/point {large}/{small}':>23}   local/bare per size ({', '.join(map(str, sizes))})")
     for model in models:
-        local, bare = seconds.get((model, "local", 1024)), seconds.get((model, "bare", 1024))
-        ratio = f"{local / bare:.2f}" if local and bare else "-"
-        print(f"{model:>17} {ratio:>17} {per_point(model, 'local'):>24} {per_point(model, 'bare'):>23}")
+        print(f"{model:>17} {ratio(model, 1024):>17} {per_point(model, 'local'):>24} {per_point(model, 'bare'):>23}"
+              f"   {' '.join(ratio(model, n) for n in sizes)}")
     print("(targets: local/bare <= 4 at 1024 points; local time per point ratio <= 1.3)")
 
 if __name__ == "__main__":

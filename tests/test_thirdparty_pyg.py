@@ -242,6 +242,15 @@ def test_local_shapes_benchmark_smoke(capsys):
     assert "ECSE local" in out and "acc rot" in out
 
 
+def test_local_shapes_benchmark_equal_epochs(capsys):
+    rows = _benchmark("local_shapes").main(["--epochs", "2", "--models", "local", "local-centre",
+                                            "--n-train-per-class", "2", "--n-test-per-class", "1",
+                                            "--n-points", "24", "--k", "5", "--hidden", "8"])
+    assert [r["model"] for r in rows] == ["local", "local-centre"]
+    assert all(r["epochs"] == 2 and r["changed"] == 0 for r in rows)
+    assert "2 epochs per model" in capsys.readouterr().out
+
+
 def test_local_pointcloud_benchmark_workers_and_summary(capsys):
     bench = _benchmark("local_pointcloud")
     rows = []
@@ -253,4 +262,6 @@ def test_local_pointcloud_benchmark_workers_and_summary(capsys):
     bench._summary(rows, ["dgcnn"], [48, 96])
     line = capsys.readouterr().out.splitlines()[-2].split()
     # local: twice the time for twice the points; bare: no time at 96 points
-    assert line[0] == "dgcnn" and float(line[-2]) == pytest.approx(1.0) and line[-1] == "-"
+    assert line[0] == "dgcnn" and float(line[2]) == pytest.approx(1.0) and line[3] == "-"
+    # local / bare per size: at 48 points, and none at 96 points (no bare time)
+    assert float(line[4]) == pytest.approx(rows[1]["seconds"] / rows[0]["seconds"], rel=1e-2) and line[5] == "-"
