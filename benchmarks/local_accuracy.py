@@ -11,6 +11,14 @@ seeded split of ``water_deepmd_400.xyz``):
 2. train PET with the local ensemble in the loop (``ecse: {in_loop: true, mode: local,
    num_prunings: 4}``) for the same budget and evaluate it.
 
+With ``--frame-average``, instead: train PET with the local ensemble in the loop twice,
+with ``frame_average="tokens"`` (edge tokens averaged over each atom's frames, the
+transformer once per atom: PET's default) and ``"layers"`` (every layer once per (atom,
+frame) copy), for the same number of epochs (``--epochs``; same seed, data and batches),
+and evaluate each as trained:
+
+    python benchmarks/local_accuracy.py --frame-average --epochs 10 --water-train 30 --water-val 5
+
 Reported: test energy MAE per atom (meV/atom) and force MAE (meV/Å). The global ensemble
 costs one PET pass per retained frame (72 on a water box), so water is evaluated on the
 first ``--water-test`` test structures for every model alike.
@@ -35,7 +43,8 @@ MODEL = dict(cutoff=5.0, d_model=64, num_gnn_layers=2, num_transformer_layers=2,
              dim_feedforward=128, head_hidden=64)
 
 
-def _config(dataset: str, data: Path, minutes: float, out: Path, local_in_loop: bool) -> dict:
+def _config(dataset: str, data: Path, minutes: float, out: Path, local_in_loop: bool, water_train: int = 300,
+            water_val: int = 50) -> dict:
     options = dict(model=MODEL, loss=dict(energy_weight=0.1, forces_weight=1.0),
                    optimiser=dict(lr=1e-3, decay="constant", warmup_epochs=0.0, epochs=10_000),
                    run=dict(max_time=60 * minutes, output_dir=str(out), seed=0, progress=False))
@@ -47,7 +56,7 @@ def _config(dataset: str, data: Path, minutes: float, out: Path, local_in_loop: 
                                test_file=str(d / "methane_test.xyz"))
         options["optimiser"]["batch_size"] = 16
     else:
-        options["data"] = dict(files=str(data / "water_bulk_64" / "water_deepmd_400.xyz"), split_sizes=[300, 50, 50])
+        options["data"] = dict(files=str(data / "water_bulk_64" / "water_deepmd_400.xyz"), split_sizes=[water_train, water_val, 50])
         options["optimiser"]["batch_size"] = 2
     return options
 
@@ -69,16 +78,55 @@ def _mae(model, test: list, batch_size: int) -> dict:
             "frames_per_atom": stats.get("frames_per_atom", stats.get("frames_per_centre"))}
 
 
+def compare_frame_average(args) -> dict:
+    """Local ensemble in the loop, ``frame_average`` tokens vs layers, equal epochs."""
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for dataset in args.datasets:
+            rows = {}
+            for average in ("tokens", "layers"):
+                cfg = _config(dataset, args.data, 1e4, Path(tmp) / dataset / average, True, args.water_train,
+                              args.water_val)
+                cfg["model"] = {**MODEL, "frame_average": average}
+                cfg["optimiser"]["epochs"] = args.epochs
+                start = time.perf_counter()
+                run = train(cfg, log=None)
+                seconds = time.perf_counter() - start
+                ckpt = run["best_checkpoint"] if Path(run["best_checkpoint"]).is_file() else run["last_checkpoint"]
+                test = load_splits(run["config"], torch.float32)[2][:args.water_test if dataset == "water" else None]
+                pet = load_model(ckpt, wrap=False)
+                rows[f"local in loop, {average}"] = {**_mae(ECSE(pet, cutoff=5.0, mode="local"), test,
+                                                            16 if dataset == "methane" else 1),
+                                                      "steps": run["global_step"], "train_s": seconds}
+            results[dataset] = rows
+            print(f"\n{dataset} ({args.epochs} epochs, test structures: {len(test)})")
+            print(f"  {'model':<28} {'E MAE meV/atom':>15} {'F MAE meV/A':>12} {'train s':>8} {'frames/atom':>11}")
+            for label, r in rows.items():
+                print(f"  {label:<28} {r['energy_mae_meV_per_atom']:>15.2f} {r['forces_mae_meV_per_A']:>12.1f} "
+                      f"{r['train_s']:>8.0f} {r['frames_per_atom']:>11.2f}", flush=True)
+    return results
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--datasets", nargs="+", default=["methane", "water"], choices=["methane", "water"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--water-test", type=int, default=10)
+    parser.add_argument("--water-train", type=int, default=300, help="water training structures")
+    parser.add_argument("--water-val", type=int, default=50, help="water validation structures")
+    parser.add_argument("--frame-average", action="store_true",
+                        help="compare PET's frame_average tokens vs layers, trained in the loop")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per model with --frame-average")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.frame_average:
+        results = compare_frame_average(args)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        return
     results = {}
     print(f"PET {MODEL}, {args.minutes:g} min of training per model, {args.threads} thread(s), float32")
     with tempfile.TemporaryDirectory() as tmp:

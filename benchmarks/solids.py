@@ -10,7 +10,8 @@ For every system (periodic cells from ``../shared/data``, the bundled ``methane`
   weight > 0 per atom; mean and max) and retained frames per structure of the global
   ensemble (``ecse.global_frames``), published frame settings, 5 A cutoff;
 * energy + forces (autograd) of bare PET and of ``ECSE(PET, mode="local")`` with the same
-  weights, measured side by side (interleaved calls, median of ``--repeats``): time and
+  weights (PET's default ``frame_average="tokens"``; on ``--layers-systems`` also
+  ``frame_average="layers"``, every layer once per frame copy), measured side by side (interleaved calls, median of ``--repeats``): time and
   cost ratio, and the peak resident memory of each call above the memory before it
   (Linux ``/proc/self/clear_refs``; ``-`` elsewhere).  The global ensemble is timed only
   when its backbone passes (retained frames per structure) are at most
@@ -28,7 +29,7 @@ The PET has random weights (seeded, float64, eval mode; its output heads are not
 zero-initialised, so its energy depends on orientation as a trained model's does).
 ``--pet small`` (the default, so that a run fits in about ten minutes on one thread) is
 ``benchmarks/scaling.py``'s small PET; ``--pet default`` is ``PET()`` (published sizes).
-Both evaluate their layers in chunks of ``--chunk-tokens`` tokens (bounded memory).
+Both evaluate their layers in chunks of ``--chunk-tokens`` tokens (default: PET's own, bounded memory).
 """
 from __future__ import annotations
 
@@ -93,11 +94,12 @@ def to_batch(atoms_list):
     return Batch.from_data_list([atoms_to_data(a, dtype=torch.float64) for a in atoms_list])
 
 
-def make_pet(size: str, chunk_tokens: int, seed: int = 0):
+def make_pet(size: str, chunk_tokens: int | None, seed: int = 0):
     from ecse.backbones import PET
 
     torch.manual_seed(seed)
-    pet = PET(chunk_tokens=chunk_tokens, **(SMALL if size == "small" else {})).double().eval()
+    chunks = {} if chunk_tokens is None else {"chunk_tokens": chunk_tokens}
+    pet = PET(**chunks, **(SMALL if size == "small" else {})).double().eval()
     heads = [p for layer in pet.gnn_layers for p in (layer.head[-1].weight, layer.bond_head[-1].weight)]
     if all(bool((h == 0).all()) for h in heads):  # zero-initialised heads: make the energy orientation-dependent
         for h in heads:
@@ -106,6 +108,15 @@ def make_pet(size: str, chunk_tokens: int, seed: int = 0):
 
 
 # ---- measurement helpers --------------------------------------------------------------------
+
+def per_copy_pet(pet):
+    """``pet`` with the same weights and ``frame_average="layers"``."""
+    from ecse.backbones import PET
+
+    other = PET(**{**pet._config, "frame_average": "layers"}).double().eval()
+    other.load_state_dict(pet.state_dict())
+    return other
+
 
 def _status_kib(key: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -204,6 +215,8 @@ def measure_system(name: str, pet, args) -> dict:
     row = {"system": name, "source": source, "atoms": int(data.pos.shape[0] // data.num_graphs),
            "structures": data.num_graphs, **frame_counts(data, local.params)}
     models = {"bare": pet, "local": local}
+    if name in args.layers_systems:  # the same weights, every layer once per (atom, frame) copy
+        models["layers"] = ECSE(per_copy_pet(pet), CUTOFF, mode="local")
     if row["global_per_structure"] <= args.global_max_passes:
         models["global"] = ECSE(pet, CUTOFF, mode="global")
     timing = side_by_side(models, data, args.repeats)
@@ -263,15 +276,15 @@ def _fmt(value, spec: str) -> str:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| system | atoms | local frames/atom (mean, max) | global frames/structure | bare ms/atom | "
-             "local / bare | global / bare | peak MiB (bare, local) | curvature ratio | "
+             "local / bare | layers / bare | global / bare | peak MiB (bare, local) | curvature ratio | "
              "rotation error, ECSE: E rel., F max eV/A (bare: E rel.) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         atoms = f"{r['atoms']}" + (f" (x{r['structures']})" if r["structures"] > 1 else "")
         ms = 1e3 * r["bare_seconds"] / (r["atoms"] * r["structures"])
         lines.append(
             f"| {r['system']} | {atoms} | {r['local_mean']:.2f}, {r['local_max']} | {r['global_per_structure']:.1f} | "
-            f"{ms:.2f} | {r['local_ratio']:.1f}x | {_fmt(r.get('global_ratio'), '.1f')} | "
+            f"{ms:.2f} | {r['local_ratio']:.1f}x | {_fmt(r.get('layers_ratio'), '.1f')} | {_fmt(r.get('global_ratio'), '.1f')} | "
             f"{_fmt(r['bare_peak_mib'], '.0f')}, {_fmt(r['local_peak_mib'], '.0f')} | "
             f"{_fmt(r.get('curvature_ratio'), '.2f')} | {r['rot_err_energy']:.0e}, {r['rot_err_forces_max']:.0e} ({r['bare_rot_err_energy']:.0e}) |")
     return "\n".join(lines)
@@ -282,7 +295,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
     parser.add_argument("--repeats", type=int, default=3, help="side-by-side timing repeats (median)")
     parser.add_argument("--pet", choices=["small", "default"], default="small")
-    parser.add_argument("--chunk-tokens", type=int, default=32768)
+    parser.add_argument("--chunk-tokens", type=int, default=None, help="PET's chunk_tokens (default: PET's own)")
+    parser.add_argument("--layers-systems", nargs="*", default=["methane", "water192", "cu300"],
+                        help="also time local mode with frame_average='layers' (same weights) on these")
     parser.add_argument("--points", type=int, default=7, help="points of the curvature path")
     parser.add_argument("--rms", type=float, default=0.1, help="per-atom RMS displacement (A) at the path's end")
     parser.add_argument("--budget", type=float, default=75.0,
@@ -307,12 +322,12 @@ def main(argv=None) -> dict:
             "chunk_tokens": args.chunk_tokens, "repeats": args.repeats, "points": args.points, "rms": args.rms,
             "budget_s": args.budget, "global_max_passes": args.global_max_passes, "commit": commit,
             "loadavg": os.getloadavg()}
+    pet = make_pet(args.pet, args.chunk_tokens)
     print(f"torch {meta['torch']}, {meta['threads']} thread(s), float64, {args.pet} PET (random weights, seed 0), "
-          f"chunks of {args.chunk_tokens} tokens, median of {args.repeats}; commit {commit}; "
+          f"chunks of {pet.chunk_tokens} tokens, median of {args.repeats}; commit {commit}; "
           f"load average {meta['loadavg'][0]:.2f}")
     print(f"curvature: {args.points} points, per-atom RMS displacement {args.rms} A, skipped above {args.budget:.0f} s "
           f"(estimate); global ensemble timed up to {args.global_max_passes:g} passes per structure")
-    pet = make_pet(args.pet, args.chunk_tokens)
     start = time.perf_counter()
     rows = []
     for name in args.systems:
