@@ -505,9 +505,9 @@ def _fmt(value, spec: str) -> str:
 
 def _sweep_line(r: dict) -> str:
     n = r.get("nve", {})
+    grid = "" if r.get("points", args_points_default) == args_points_default else f" ({r.get('points', '-')} pts)"
     return (f"| {r['system']} | {r['setting']} | {r['mode']} | {r['frames_per_centre']:.2f} | "
-            f"{_fmt(r.get('ratio'), '.3g')}{'' if r.get('points', args_points_default) == args_points_default else ' (%s pts)' % r.get('points', '-')} | "
-            f"{_fmt(n.get('drift'), '+.2e')} | {_fmt(n.get('excursion'), '.2e')} |")
+            f"{_fmt(r.get('ratio'), '.3g')}{grid} | {_fmt(n.get('drift'), '+.2e')} | {_fmt(n.get('excursion'), '.2e')} |")
 
 
 args_points_default = 200
@@ -577,7 +577,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     if args.quick:
-        args.points, args.nve_ps, args.sweep_nve_ps = min(args.points, 41), min(args.nve_ps, 0.05), min(args.sweep_nve_ps, 0.05)
+        args.points, args.nve_ps = min(args.points, 41), min(args.nve_ps, 0.05)
+        args.sweep_nve_ps = min(args.sweep_nve_ps, 0.05)
         args.budget, args.nve_budget = min(args.budget, 20.0), min(args.nve_budget, 20.0)
         args.sweep_budget = min(args.sweep_budget, 10.0)
         args.train_seconds = min(args.train_seconds, 10.0)

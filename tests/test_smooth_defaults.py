@@ -28,7 +28,7 @@ from ecse.atomistic import atoms_to_data  # noqa: E402
 from ecse.atomistic.emt import emt_structures  # noqa: E402
 from ecse.backbones import PET  # noqa: E402
 from ecse.rotations import random_rotation  # noqa: E402
-from ecse.testing import assert_smooth, smoothness_profile  # noqa: E402
+from ecse.testing import assert_smooth  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:ECSE global mode")  # a 4-atom crystal needs ~76 passes
 
@@ -40,7 +40,7 @@ TINY = dict(d_model=8, num_gnn_layers=1, num_transformer_layers=1, num_heads=2, 
 
 def water_cell() -> Atoms:
     """4 water molecules (randomly oriented, on alternate sites of a 2x2x2 grid 2.46 A apart)
-    in a periodic 4.92 A cube: about the density of liquid water, closest O-O 3.5 A."""
+    in a periodic 4.92 A cube: about the density of liquid water, closest O-O about 3.5 A."""
     gen = torch.Generator().manual_seed(0)
     h2o = torch.as_tensor(molecule("H2O").positions, dtype=torch.float64)
     pos = []
