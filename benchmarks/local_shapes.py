@@ -31,8 +31,9 @@ statistics are recomputed on the last epoch's clouds (not counted).
 * ``local``: ``ECSE(DGCNN, mode="local")`` (:class:`ecse.pyg.LocalPointModel`), trained
   through the wrapper on the unrotated shapes (it is exactly invariant, so rotating
   them would change nothing);
-* ``local-centre`` (not run by default): the same with ``origin="centre"`` (each point
-  at its own frames' origin: the first EdgeConv sees only its neighbour patch).
+* ``local-centroid`` (not run by default): the same with ``origin="centroid"`` (the
+  first EdgeConv sees the cloud from its centroid in each centre's frames, as the bare
+  model sees a centred cloud, instead of each point at its own frames' origin).
 
 Reported per model: epochs done within the budget, seconds per epoch, accuracy on the
 unrotated and on the rotated test shapes, test shapes whose prediction changes under
@@ -56,9 +57,9 @@ from ecse.demos.shape_demo import build_classifier, choose_cutoff, rotate_shapes
 from ecse.demos.shapes import SHAPE_CLASSES, make_shapes
 from ecse.frame_views import FrameViewSampler
 
-MODELS = ("bare", "global", "local", "local-centre")
+MODELS = ("bare", "global", "local", "local-centroid")
 LABELS = {"bare": "bare DGCNN + rotation augmentation", "global": "ECSE global (frame-view training)",
-          "local": "ECSE local (trained through it)", "local-centre": "ECSE local, origin='centre'"}
+          "local": "ECSE local (trained through it)", "local-centroid": "ECSE local, origin='centroid'"}
 
 
 def train_for(model: nn.Module, clouds_of_epoch, budget: float, lr: float, batch_size: int, seed: int,
@@ -131,8 +132,10 @@ def run(args) -> list[dict]:
                     state["views"] = FrameViewSampler(train, cutoff, seed=args.seed, length_scale=cutoff / 5)
                 return state["views"](epoch)
         else:
-            model = ECSE(backbone, cutoff=cutoff, mode="local", out_shape=(num_classes,), length_scale=cutoff / 5)
-            model.backbone.origin = "centre" if name == "local-centre" else "centroid"
+            extra = {} if args.local_prunings is None else {"num_prunings": args.local_prunings}
+            model = ECSE(backbone, cutoff=cutoff, mode="local", out_shape=(num_classes,), length_scale=cutoff / 5,
+                         **extra)
+            model.backbone.origin = "centroid" if name == "local-centroid" else "centre"
             trained, clouds = model, (lambda epoch: train)
         row = {"model": name, **train_for(trained, clouds, args.budget, args.lr, 16, args.seed, args.epochs)}
         start = time.perf_counter()
@@ -156,6 +159,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
     parser.add_argument("--epochs", type=int, default=None,
                         help="train every model for this many epochs instead of --budget seconds")
+    parser.add_argument("--local-prunings", type=int, default=None,
+                        help="local mode: ECSE(num_prunings=...) (default: ECSE's own)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="+", default=list(MODELS[:3]), choices=MODELS)

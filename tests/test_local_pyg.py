@@ -270,6 +270,23 @@ def test_edge_conv_sees_coordinates_from_the_centroid_in_the_centres_frames(orig
     assert bool((rel.norm(dim=-1)[:, None] - lengths.flatten()[None]).abs().min(1).values.max() < 1e-12)
 
 
+@pytest.mark.parametrize("name", BACKBONES)
+@settings(max_examples=3, deadline=None)
+@given(data=CLOUDS, R=rotations())
+def test_centroid_origin_is_exact(name, data, R):
+    """origin='centroid' (coordinates from each graph's centroid, in the centres' frames):
+    two graphs per batch, only the second rotated and translated."""
+    other = torch.randn(7, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 1.3
+    pos = data.pos.to(torch.float64)
+    moved = pos @ R.to(torch.float64).T + torch.tensor([0.3, -1.1, 2.0], dtype=torch.float64)
+    for dtype in (torch.float64, torch.float32):
+        model = LocalPointModel(make_backbone(name, 2, "node").to(dtype), cutoff=3.0, origin="centroid")
+        with torch.no_grad():
+            a = model(Batch.from_data_list([Data(pos=other.to(dtype)), Data(pos=pos.to(dtype))]))
+            b = model(Batch.from_data_list([Data(pos=other.to(dtype)), Data(pos=moved.to(dtype))]))
+        assert _err(b, a) <= TOL[dtype], (_err(b, a), dtype)
+
+
 def test_local_output_depends_on_the_shape():
     model = LocalPointModel(LayerNet("user").double(), cutoff=3.0)
     g = torch.Generator().manual_seed(6)

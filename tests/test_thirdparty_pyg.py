@@ -243,10 +243,10 @@ def test_local_shapes_benchmark_smoke(capsys):
 
 
 def test_local_shapes_benchmark_equal_epochs(capsys):
-    rows = _benchmark("local_shapes").main(["--epochs", "2", "--models", "local", "local-centre",
+    rows = _benchmark("local_shapes").main(["--epochs", "2", "--models", "local", "local-centroid",
                                             "--n-train-per-class", "2", "--n-test-per-class", "1",
                                             "--n-points", "24", "--k", "5", "--hidden", "8"])
-    assert [r["model"] for r in rows] == ["local", "local-centre"]
+    assert [r["model"] for r in rows] == ["local", "local-centroid"]
     assert all(r["epochs"] == 2 and r["changed"] == 0 for r in rows)
     assert "2 epochs per model" in capsys.readouterr().out
 

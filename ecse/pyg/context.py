@@ -34,11 +34,11 @@ class LocalContext:
         o3: add mirror frames (exact under reflections too).
         origin: where a centre's coordinates are measured from when an adapted layer
             sees them (the centre itself, or the source points of a layer that reads
-            absolute coordinates such as ``EdgeConv`` on ``[x, pos]``): ``"centroid"``
-            -- from the centroid of the centre's graph (point sets registered with
-            their ``batch``, and point sets reached from them through a layer's
-            edges), in each of the centre's frames; ``"centre"`` -- from the centre
-            itself (every centre at its frames' origin; strictly local).  Relative
+            absolute coordinates such as ``EdgeConv`` on ``[x, pos]``): ``"centre"``
+            -- from the centre itself (every centre at its frames' origin; strictly
+            local); ``"centroid"`` -- from the centroid of the centre's graph (point
+            sets registered with their ``batch``, and point sets reached from them
+            through a layer's edges), in each of the centre's frames.  Relative
             positions are the same either way.
 
     Attributes:
@@ -51,7 +51,7 @@ class LocalContext:
     """
 
     def __init__(self, cutoff: float, params: FrameParams = FrameParams(), o3: bool = False,
-                 origin: str = "centroid"):
+                 origin: str = "centre"):
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
         self.cutoff, self.params, self.o3, self.origin = float(cutoff), params, bool(o3), origin
@@ -111,7 +111,7 @@ def current_context() -> Optional[LocalContext]:
 
 @contextmanager
 def local_context(cutoff: float, params: FrameParams = FrameParams(), o3: bool = False,
-                  origin: str = "centroid") -> Iterator[LocalContext]:
+                  origin: str = "centre") -> Iterator[LocalContext]:
     """Open a :class:`LocalContext` (per thread; contexts nest).
 
     Example:
