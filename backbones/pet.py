@@ -109,17 +109,19 @@ class PET(nn.Module):
             hinge on a narrow range of distances (``benchmarks/water_forces.py``
             compares both embeddings on bulk water).
         frame_average: how ``forward(data, local_frames=lf)`` (``ECSE(..., mode="local")``)
-            uses an atom's frames.  ``"tokens"``: average every edge token over the
-            atom's frames after the first hidden layer of the token MLP
-            (:mod:`ecse.backbones._pet_layer`), then run the transformer once per atom, so a
-            local ensemble costs about one bare evaluation whatever the number of frames.
-            ``"layers"``: run every layer's transformer once per (atom, frame) copy and
-            average its edge outputs, which costs (frames per atom) times the bare model.
-            Both are exactly invariant and as smooth as the frame weights; they are
-            different models (equal when every atom has one frame).  ``None`` (default):
-            ``"tokens"`` for scalar outputs, ``"layers"`` for covariant ones, whose copies
-            are rotated back one by one (``"tokens"`` would rotate one set of invariant
-            components by the average of the frames, which vanishes as frames multiply).
+            uses an atom's frames.  ``"layers"`` (default): run every layer's
+            transformer once per (atom, frame) copy and average its edge outputs and
+            readouts, which costs (frames per atom) times the bare model.  ``"tokens"``
+            (scalar outputs only): average every edge token over the atom's frames after
+            the first hidden layer of the token MLP (:mod:`ecse.backbones._pet_layer`),
+            then run the transformer once per atom, so a local ensemble costs about one
+            bare evaluation whatever the number of frames (solids).  Both are exactly
+            invariant and as continuous as the frame weights; they are different models
+            (equal when every atom has one frame).  ``"tokens"`` is rougher: where the
+            weights change, the averaged token moves by the difference between the
+            frames' hidden activations, which a nearly invariant (trained) model does
+            not make small, while ``"layers"`` averages outputs that it does
+            (``benchmarks/RESULTS.md``, smooth forces).
 
     Shapes:
         input: ``data.pos`` ``[N, 3]``, ``data.z`` ``[N]`` (atomic numbers 1..118),
@@ -149,7 +151,7 @@ class PET(nn.Module):
                  dim_feedforward: int = 512, head_hidden: int = 128, pre_ln: bool = False,
                  fused_attention: bool = False, level: str = "graph", output: str = "scalar",
                  chunk_tokens: Optional[int] = 4096, zero_init_heads: bool = False, num_radial: int = 0,
-                 frame_average: Optional[str] = None):
+                 frame_average: str = "layers"):
         super().__init__()
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
@@ -161,12 +163,12 @@ class PET(nn.Module):
             raise ValueError(f"chunk_tokens must be positive or None, got {chunk_tokens}")
         self.cutoff, self.cutoff_width, self.level = float(cutoff), float(cutoff_width), level
         self.spec, self.output, self.chunk_tokens = OutputSpec(output), output, chunk_tokens
-        if frame_average not in (None, "tokens", "layers"):
-            raise ValueError(f"frame_average must be None, 'tokens' or 'layers', got {frame_average!r}")
+        if frame_average not in ("tokens", "layers"):
+            raise ValueError(f"frame_average must be 'tokens' or 'layers', got {frame_average!r}")
         if frame_average == "tokens" and not self.spec.is_scalar:
             raise ValueError(f"frame_average='tokens' needs a scalar output, got output={output!r} "
                              "(covariant outputs use 'layers')")
-        self.frame_average = frame_average or ("tokens" if self.spec.is_scalar else "layers")
+        self.frame_average = frame_average
         # sequence length from which the attention weights (num_heads x L per token, a few
         # copies) cost as much memory as the rest of a token's activations (~4 d_model)
         self.attention_length = 4.0 * d_model / num_heads

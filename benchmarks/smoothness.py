@@ -3,7 +3,7 @@
     python benchmarks/smoothness.py [--systems methane water cu300 cu1000] [--quick] [--points 200]
                                     [--span 0.2] [--nve-ps 2.0] [--budget 120] [--nve-budget 150]
                                     [--sweep-budget 45] [--sweep-nve-ps 1.0] [--cu-size 1]
-                                    [--checkpoints /work/scratch/smoothness_ckpt] [--out rows.json]
+                                    [--checkpoints DIR] [--out rows.json]
 
 Every model is bare ``PET`` (small sizes, float64) and ``ECSE(pet, cutoff=5.0)`` (global) and
 ``ECSE(pet, cutoff=5.0, mode="local")`` around the *same* weights, with ``ECSE``'s own
@@ -65,6 +65,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -568,7 +569,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--sweep-nve-ps", type=float, default=1.0, help="NVE length of the methane sweep (ps)")
     parser.add_argument("--cu-size", type=int, default=1, help="EMT Cu cell: size**3 cubic cells of 4 atoms")
     parser.add_argument("--train-seconds", type=float, default=150.0, help="training time per PET (s)")
-    parser.add_argument("--checkpoints", type=Path, default=Path("/work/scratch/smoothness_ckpt"))
+    parser.add_argument("--checkpoints", type=Path, default=Path(tempfile.gettempdir()) / "ecse_smoothness_ckpt",
+                        help="where trained PETs are kept and reused (default: a folder in the temp directory)")
     parser.add_argument("--retrain", action="store_true", help="refit even if a checkpoint exists")
     parser.add_argument("--seed", type=int, default=0, help="seed of the PETs, training and MD velocities")
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")

@@ -10,8 +10,9 @@ For every system (periodic cells from ``../shared/data``, the bundled ``methane`
   weight > 0 per atom; mean and max) and retained frames per structure of the global
   ensemble (``ecse.global_frames``), published frame settings, 5 A cutoff;
 * energy + forces (autograd) of bare PET and of ``ECSE(PET, mode="local")`` with the same
-  weights (PET's default ``frame_average="tokens"``; on ``--layers-systems`` also
-  ``frame_average="layers"``, every layer once per frame copy), measured side by side (interleaved calls, median of ``--repeats``): time and
+  weights and ``PET(frame_average="tokens")`` (column ``local``; its curvature and
+  rotation errors too), and on ``--layers-systems`` with PET's default
+  ``frame_average="layers"`` (every layer once per frame copy), measured side by side (interleaved calls, median of ``--repeats``): time and
   cost ratio, and the peak resident memory of each call above the memory before it
   (Linux ``/proc/self/clear_refs``; ``-`` elsewhere).  The global ensemble is timed only
   when its backbone passes (retained frames per structure) are at most
@@ -109,11 +110,11 @@ def make_pet(size: str, chunk_tokens: int | None, seed: int = 0):
 
 # ---- measurement helpers --------------------------------------------------------------------
 
-def per_copy_pet(pet):
-    """``pet`` with the same weights and ``frame_average="layers"``."""
+def with_frame_average(pet, frame_average: str):
+    """``pet`` with the same weights and the given ``frame_average``."""
     from ecse.backbones import PET
 
-    other = PET(**{**pet._config, "frame_average": "layers"}).double().eval()
+    other = PET(**{**pet._config, "frame_average": frame_average}).double().eval()
     other.load_state_dict(pet.state_dict())
     return other
 
@@ -211,12 +212,13 @@ def measure_system(name: str, pet, args) -> dict:
 
     atoms_list, source = structures(name, args.data, args.methane_count, args.quick)
     data = to_batch(atoms_list)
-    local = ECSE(pet, CUTOFF, mode="local")
+    # "local": frame-averaged tokens (cost); "layers": PET's default, every layer once per (atom, frame) copy
+    local = ECSE(with_frame_average(pet, "tokens"), CUTOFF, mode="local")
     row = {"system": name, "source": source, "atoms": int(data.pos.shape[0] // data.num_graphs),
            "structures": data.num_graphs, **frame_counts(data, local.params)}
     models = {"bare": pet, "local": local}
-    if name in args.layers_systems:  # the same weights, every layer once per (atom, frame) copy
-        models["layers"] = ECSE(per_copy_pet(pet), CUTOFF, mode="local")
+    if name in args.layers_systems:
+        models["layers"] = ECSE(with_frame_average(pet, "layers"), CUTOFF, mode="local")
     if row["global_per_structure"] <= args.global_max_passes:
         models["global"] = ECSE(pet, CUTOFF, mode="global")
     timing = side_by_side(models, data, args.repeats)
@@ -244,7 +246,8 @@ def sweep(name: str, pet, base: dict, args) -> list[dict]:
     data = to_batch(structures(name, args.data, args.methane_count, args.quick)[0][:1])
     out = []
     for label, threshold, rounds in SWEEP:
-        model = ECSE(pet, CUTOFF, mode="local", pruning_threshold=threshold, num_prunings=rounds)
+        model = ECSE(with_frame_average(pet, "tokens"), CUTOFF, mode="local", pruning_threshold=threshold,
+                     num_prunings=rounds)
         row = {"system": name, "setting": label, "pruning_threshold": threshold, "num_prunings": rounds,
                **frame_counts(data, model.params)}
         if (threshold, rounds) == (0.9, 4) and base["structures"] == 1:  # the table's own measurement
@@ -276,7 +279,7 @@ def _fmt(value, spec: str) -> str:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| system | atoms | local frames/atom (mean, max) | global frames/structure | bare ms/atom | "
-             "local / bare | layers / bare | global / bare | peak MiB (bare, local) | curvature ratio | "
+             "local (tokens) / bare | local (layers) / bare | global / bare | peak MiB (bare, local) | curvature ratio | "
              "rotation error, ECSE: E rel., F max eV/A (bare: E rel.) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -297,7 +300,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--pet", choices=["small", "default"], default="small")
     parser.add_argument("--chunk-tokens", type=int, default=None, help="PET's chunk_tokens (default: PET's own)")
     parser.add_argument("--layers-systems", nargs="*", default=["methane", "water192", "cu300"],
-                        help="also time local mode with frame_average='layers' (same weights) on these")
+                        help="also time local mode with PET's default frame_average='layers' (same weights) on these")
     parser.add_argument("--points", type=int, default=7, help="points of the curvature path")
     parser.add_argument("--rms", type=float, default=0.1, help="per-atom RMS displacement (A) at the path's end")
     parser.add_argument("--budget", type=float, default=75.0,

@@ -1,8 +1,8 @@
-"""PET's frame-averaged tokens (``PET(frame_average="tokens")``, local mode's default for
-scalar outputs): the averaged token against a loop over frame copies, hand-made frames
-against bare PET, exactness on molecules, clouds and crystals in float64 and float32,
-and the option's checks.  Smoothness and chunking of local mode: tests/test_local.py,
-tests/test_memory.py (scalar local mode runs this path by default)."""
+"""PET's frame-averaged tokens (``PET(frame_average="tokens")``): the averaged token
+against a loop over frame copies, hand-made frames against bare PET, exactness on
+molecules, alloys and perfect crystals in float64 and float32, chunked against
+unchunked, continuity, and the option's checks.  The per-copy default
+(``frame_average="layers"``): tests/test_local.py."""
 import pytest
 import torch
 from ase.build import bulk, molecule
@@ -17,7 +17,7 @@ from ecse.local import LocalFrames, local_frames
 from ecse.testing import random_rotation
 
 SMALL = dict(d_model=16, num_gnn_layers=2, num_transformer_layers=1, num_heads=2, dim_feedforward=32,
-             head_hidden=16, cutoff=4.0)
+             head_hidden=16, cutoff=4.0, frame_average="tokens")
 
 
 def test_averaged_token_matches_a_loop_over_copies():
@@ -110,13 +110,13 @@ def test_tokens_mode_is_exactly_invariant(name, dtype, tol):
 
 
 def test_frame_average_option():
+    options = {k: v for k, v in SMALL.items() if k != "frame_average"}
+    assert PET(**options).frame_average == "layers"
     assert PET(**SMALL).frame_average == "tokens"
-    assert PET(**SMALL, output="vector").frame_average == "layers"
-    assert PET(**SMALL, frame_average="layers").frame_average == "layers"
     with pytest.raises(ValueError, match="frame_average"):
-        PET(**SMALL, frame_average="frames")
+        PET(**options, frame_average="frames")
     with pytest.raises(ValueError, match="scalar output"):
-        PET(**SMALL, output="vector", frame_average="tokens")
+        PET(**SMALL, output="vector")
 
 
 def test_tokens_and_layers_agree_where_every_atom_has_one_frame():
@@ -126,8 +126,33 @@ def test_tokens_and_layers_agree_where_every_atom_has_one_frame():
     out = []
     for mode in ("tokens", "layers"):
         torch.manual_seed(0)
-        out.append(PET(**SMALL, frame_average=mode).double()(data, local_frames=lf))
+        out.append(PET(**{**SMALL, "frame_average": mode}).double()(data, local_frames=lf))
     assert torch.allclose(out[0], out[1], rtol=1e-12)
     # and on real frames they differ (different models), both exactly invariant (above / test_local.py)
     lf = local_frames(data.pos, 4.0)
     assert lf.num_frames > data.num_nodes
+
+
+def test_tokens_chunked_equals_unchunked():
+    atoms = _structures()["alloy"]
+    data = Batch.from_data_list([atoms_to_data(atoms, dtype=torch.float64)])
+    results = []
+    for chunks in (None, 40):
+        torch.manual_seed(0)
+        model = ECSE(PET(**{**SMALL, "chunk_tokens": chunks}).double(), cutoff=4.0, mode="local").double()
+        results.append(torch.cat([t.reshape(-1) for t in energy_and_forces(model, data)]))
+    assert torch.allclose(results[0], results[1], rtol=1e-11, atol=1e-12)
+
+
+def test_tokens_mode_is_continuous_where_frames_appear_and_hand_over():
+    # the paths of tests/test_local.py: frames appear and are pruned; every atom loses its frames
+    from .test_local import _assert_continuous, _local
+
+    x0 = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0, 1.05, 0], [0.3, 0.4, 1.0], [3.5, 3.0, 0.5]], dtype=torch.float64)
+    v = torch.zeros_like(x0)
+    v[3] = torch.tensor([0.3, 0.4, 1.0], dtype=torch.float64) * 1.2
+    _assert_continuous(_local("scalar", cutoff=4.0, frame_average="tokens")[1], x0, v, torch.tensor([6, 1, 1, 8, 1]))
+    x0 = torch.tensor([[0.0, 0, 0], [1.0, 0.6, 0], [2.0, 0, 0], [3.0, 0.6, 0]], dtype=torch.float64)
+    v = torch.zeros_like(x0)
+    v[1, 1] = v[3, 1] = -0.6
+    _assert_continuous(_local("scalar", cutoff=4.0, frame_average="tokens")[1], x0, v, torch.tensor([6, 6, 8, 1]))

@@ -62,11 +62,11 @@ class PETHypers(Section):
     num_radial: int = 0
     """Gaussian functions of the interatomic distance added to the edge embedding's input
     (0: PET's linear edge embedding; else at least 2)."""
-    frame_average: Optional[Literal["tokens", "layers"]] = None
-    """How local mode uses an atom's frames: ``tokens`` averages every edge token over
-    them and runs the transformer once per atom (about one bare evaluation); ``layers``
-    runs it once per (atom, frame) copy (frames-per-atom times the cost). ``null``:
-    ``tokens`` for scalar outputs, ``layers`` for covariant ones."""
+    frame_average: Literal["tokens", "layers"] = "layers"
+    """How local mode uses an atom's frames: ``layers`` runs the transformer once per
+    (atom, frame) copy (frames-per-atom times the cost); ``tokens`` (energies only)
+    averages every edge token over them and runs the transformer once per atom (about
+    one bare evaluation on solids, but rougher forces)."""
 
     def check(self) -> None:
         self.positive("d_model", "num_gnn_layers", "num_transformer_layers", "num_heads", "dim_feedforward",
