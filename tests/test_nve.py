@@ -121,8 +121,8 @@ def test_the_check_catches_non_conservative_forces(trained, bare):
         "issue 15: with today's ECSE defaults the global drift is +5.0 eV/atom/ps and the excursion "
         "0.87 eV/atom against bare's -2.8e-5 eV/atom/ps and 2.6e-4 eV/atom"))),
     pytest.param("local", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 15: with today's ECSE defaults the local drift is +37 eV/atom/ps and the excursion "
-        "3.0 eV/atom against bare's -2.8e-5 eV/atom/ps and 2.6e-4 eV/atom"))),
+        "issue 15: with today's ECSE defaults the local drift is +2.4 eV/atom/ps and the excursion "
+        "0.20 eV/atom against bare's -2.8e-5 eV/atom/ps and 2.6e-4 eV/atom"))),
 ])
 def test_ecse_defaults_conserve_energy_like_bare(trained, bare, mode):
     pet, atoms = trained
