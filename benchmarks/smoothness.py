@@ -3,7 +3,7 @@
     python benchmarks/smoothness.py [--systems methane water cu300 cu1000] [--quick] [--points 200]
                                     [--span 0.2] [--nve-ps 2.0] [--budget 120] [--nve-budget 150]
                                     [--sweep-budget 45] [--sweep-nve-ps 1.0] [--cu-size 1]
-                                    [--checkpoints DIR] [--out rows.json]
+                                    [--checkpoints DIR] [--frame-average layers|tokens] [--out rows.json]
 
 Every model is bare ``PET`` (small sizes, float64) and ``ECSE(pet, cutoff=5.0)`` (global) and
 ``ECSE(pet, cutoff=5.0, mode="local")`` around the *same* weights, with ``ECSE``'s own
@@ -188,11 +188,11 @@ def to_data(atoms, dtype=torch.float64):
 
 # ---- models -----------------------------------------------------------------------------------
 
-def make_pet(seed: int):
+def make_pet(seed: int, frame_average: str = "layers"):
     from ecse.backbones import PET
 
     torch.manual_seed(seed)
-    return PET(cutoff=CUTOFF, **SMALL).double()
+    return PET(cutoff=CUTOFF, frame_average=frame_average, **SMALL).double()
 
 
 def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: float = 2e-3, log=print):
@@ -248,7 +248,7 @@ def trained_pet(model_name: str, args):
     if path.exists() and not args.retrain:
         saved = torch.load(path, weights_only=False)
         if saved["config"] == SMALL and saved["info"]["seconds"] >= 0.9 * args.train_seconds:
-            pet = make_pet(0)
+            pet = make_pet(0, args.frame_average)
             pet.load_state_dict(saved["state_dict"])
             print(f"  {model_name} PET loaded from {path} ({saved['info']['steps']} training steps)")
             return pet.eval(), saved["info"]
@@ -256,7 +256,9 @@ def trained_pet(model_name: str, args):
     pet, info = train_pet(training_frames(model_name.rstrip("0123456789"), args), args.train_seconds, args.seed)
     args.checkpoints.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": pet.state_dict(), "config": SMALL, "info": info}, path)
-    return pet, info
+    local = make_pet(0, args.frame_average)  # how local mode uses the frames (training is bare)
+    local.load_state_dict(pet.state_dict())
+    return local.eval(), info
 
 
 class Morse(nn.Module):
@@ -572,6 +574,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--checkpoints", type=Path, default=Path(tempfile.gettempdir()) / "ecse_smoothness_ckpt",
                         help="where trained PETs are kept and reused (default: a folder in the temp directory)")
     parser.add_argument("--retrain", action="store_true", help="refit even if a checkpoint exists")
+    parser.add_argument("--frame-average", choices=["layers", "tokens"], default="layers",
+                        help="PET's frame_average in local mode (default: PET's own)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the PETs, training and MD velocities")
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
