@@ -4,7 +4,7 @@ augmentation, ECSE global mode and ECSE local mode (printed only).
     python benchmarks/local_shapes.py [--budget 120] [--threads 1] [--seed 0]
                                       [--models bare global local] [--n-train-per-class 50]
                                       [--n-test-per-class 12] [--n-points 96] [--k 12] [--hidden 32]
-                                      [--epochs N]
+                                      [--epochs N] [--jitter 0.005] [--dropout 0.0]
 
 Data and classifier as in ``ecse shapes`` (:mod:`ecse.demos.shape_demo`): synthetic shapes
 of 8 classes (:func:`~ecse.demos.shapes.make_shapes`, float32), canonically oriented
@@ -14,7 +14,11 @@ training shapes, test shapes each under its own random rotation
 model; ECSE cutoff from :func:`~ecse.demos.shape_demo.choose_cutoff` (12 neighbours),
 ``length_scale = cutoff / 5``.
 
-Training, the same for every model: Adam, batch size 16, the same batch order, learning
+Training, the same for every model: every epoch's training clouds get fresh Gaussian
+noise of standard deviation ``--jitter`` on each coordinate (the same noise for every
+model; the shapes are about unit size, the median nearest-neighbour distance of their
+96 points about 0.11; ``--jitter 0`` switches it off; ``--dropout`` adds dropout to the
+hidden layers of every model's head), then Adam, batch size 16, the same batch order, learning
 rate ``lr`` decayed along a cosine of the *elapsed fraction of the wall-clock budget*;
 it stops after the first batch that ends past ``--budget`` seconds (everything an
 epoch needs, e.g. rotating or sampling its clouds, counts).  With ``--epochs`` every
@@ -22,18 +26,19 @@ model trains for that many epochs instead (cosine over the epochs): an equal bud
 that a shared, busy machine does not distort.  Then the batch-norm
 statistics are recomputed on the last epoch's clouds (not counted).
 
-* ``bare``: the DGCNN, each epoch's training shapes under fresh random rotations;
+* ``bare``: the DGCNN, each epoch's (jittered) training shapes under fresh random rotations;
 * ``global``: ``ECSE(DGCNN)`` in global mode; its backbone trained on one random ECSE
   frame view per shape and epoch (:class:`~ecse.frame_views.FrameViewSampler`, a
   stochastic version of training the whole ensemble at one backbone pass per shape;
-  the frames of the training set are computed inside the budget), evaluated as the
-  full ensemble;
-* ``local``: ``ECSE(DGCNN, mode="local")`` (:class:`ecse.pyg.LocalPointModel`), trained
-  through the wrapper on the unrotated shapes (it is exactly invariant, so rotating
-  them would change nothing);
-* ``local-centroid`` (not run by default): the same with ``origin="centroid"`` (the
-  first EdgeConv sees the cloud from its centroid in each centre's frames, as the bare
-  model sees a centred cloud, instead of each point at its own frames' origin).
+  the frames of the training set are computed once, inside the budget, on the
+  shapes without jitter), evaluated as the full ensemble;
+* ``local``: ``ECSE(DGCNN, mode="local")`` (:class:`ecse.pyg.LocalPointModel`, its
+  default ``origin="centroid"``: the first EdgeConv sees the cloud from its centroid in
+  each centre's frames, as the bare model sees a centred cloud), trained through the
+  wrapper on the (jittered) unrotated shapes (it is exactly invariant, so rotating them
+  would change nothing);
+* ``local-centre`` (not run by default): the same with ``origin="centre"`` (each point
+  at its own frames' origin: only its neighbour patch).
 
 Reported per model: epochs done within the budget, seconds per epoch, accuracy on the
 unrotated and on the rotated test shapes, test shapes whose prediction changes under
@@ -50,6 +55,7 @@ import warnings
 import torch
 from torch import nn
 from torch_geometric.loader import DataLoader
+from torch_geometric.nn import MLP
 
 from ecse import ECSE
 from ecse.demos.classifier_training import recalibrate_batchnorm
@@ -57,9 +63,21 @@ from ecse.demos.shape_demo import build_classifier, choose_cutoff, rotate_shapes
 from ecse.demos.shapes import SHAPE_CLASSES, make_shapes
 from ecse.frame_views import FrameViewSampler
 
-MODELS = ("bare", "global", "local", "local-centroid")
+MODELS = ("bare", "global", "local", "local-centre")
 LABELS = {"bare": "bare DGCNN + rotation augmentation", "global": "ECSE global (frame-view training)",
-          "local": "ECSE local (trained through it)", "local-centroid": "ECSE local, origin='centroid'"}
+          "local": "ECSE local (trained through it)", "local-centre": "ECSE local, origin='centre'"}
+
+
+def jitter_shapes(data_list, sigma: float, seed: int) -> list:
+    """Copies of the clouds with independent Gaussian noise of standard deviation ``sigma``
+    on every coordinate (the same noise whatever the model)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for d in data_list:
+        e = d.clone()
+        e.pos = d.pos + sigma * torch.randn(d.pos.shape, generator=g, dtype=torch.float64).to(d.pos.dtype)
+        out.append(e)
+    return out
 
 
 def train_for(model: nn.Module, clouds_of_epoch, budget: float, lr: float, batch_size: int, seed: int,
@@ -120,9 +138,15 @@ def run(args) -> list[dict]:
     rows = []
     for name in args.models:
         backbone = build_classifier(num_classes, k=args.k, hidden=args.hidden, seed=args.seed)
+        if args.dropout:
+            for m in backbone.head.modules():
+                if isinstance(m, MLP):
+                    m.dropout = [args.dropout] * (len(m.dropout) - 1) + [0.0]
+        base = (lambda epoch: jitter_shapes(train, args.jitter, args.seed + 40_000 + epoch)) if args.jitter \
+            else (lambda epoch: train)
         if name == "bare":
             model, trained = backbone, backbone
-            clouds = lambda epoch: rotate_shapes(train, seed=args.seed + 30_000 + epoch)  # noqa: E731
+            clouds = lambda epoch: rotate_shapes(base(epoch), seed=args.seed + 30_000 + epoch)  # noqa: E731
         elif name == "global":
             model, trained = wrap_classifier(backbone, cutoff, num_classes), backbone
             state = {}
@@ -135,8 +159,9 @@ def run(args) -> list[dict]:
             extra = {} if args.local_prunings is None else {"num_prunings": args.local_prunings}
             model = ECSE(backbone, cutoff=cutoff, mode="local", out_shape=(num_classes,), length_scale=cutoff / 5,
                          **extra)
-            model.backbone.origin = "centroid" if name == "local-centroid" else "centre"
-            trained, clouds = model, (lambda epoch: train)
+            if name == "local-centre":
+                model.backbone.origin = "centre"
+            trained, clouds = model, base
         row = {"model": name, **train_for(trained, clouds, args.budget, args.lr, 16, args.seed, args.epochs)}
         start = time.perf_counter()
         pred, pred_rot = predict(model, test), predict(model, test_rot)
@@ -170,6 +195,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--k", type=int, default=12)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--jitter", type=float, default=0.005,
+                        help="std of the fresh Gaussian noise on every epoch's training clouds (every model; 0: none)")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout of the classifier head (every model)")
     args = parser.parse_args(argv)
     rows = run(args)
     print("(frames: per shape for global, per layer centre for local; acc rot: accuracy on randomly rotated test "

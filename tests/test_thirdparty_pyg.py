@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from torch_geometric.data import Batch, Data
 
 from ecse import ECSE
+from ecse.demos.shapes import make_shapes
 from ecse.pyg import LocalPointModel
 from ecse.testing import point_clouds, random_rotation, rotations
 
@@ -243,12 +244,26 @@ def test_local_shapes_benchmark_smoke(capsys):
 
 
 def test_local_shapes_benchmark_equal_epochs(capsys):
-    rows = _benchmark("local_shapes").main(["--epochs", "2", "--models", "local", "local-centroid",
+    rows = _benchmark("local_shapes").main(["--epochs", "2", "--models", "local", "local-centre",
                                             "--n-train-per-class", "2", "--n-test-per-class", "1",
-                                            "--n-points", "24", "--k", "5", "--hidden", "8"])
-    assert [r["model"] for r in rows] == ["local", "local-centroid"]
+                                            "--n-points", "24", "--k", "5", "--hidden", "8", "--dropout", "0.5"])
+    assert [r["model"] for r in rows] == ["local", "local-centre"]
     assert all(r["epochs"] == 2 and r["changed"] == 0 for r in rows)
     assert "2 epochs per model" in capsys.readouterr().out
+
+
+def test_local_shapes_jitter_is_the_same_for_every_model():
+    """The training recipe's jitter: fresh per epoch, fixed by the seed (not by the model),
+    of the requested size, on copies (the training shapes stay as they were)."""
+    bench = _benchmark("local_shapes")
+    shapes = make_shapes(2, 40, seed=0)
+    before = [d.pos.clone() for d in shapes]
+    a, b, c = (bench.jitter_shapes(shapes, 0.01, seed) for seed in (5, 5, 6))
+    assert all(torch.equal(x.pos, y.pos) for x, y in zip(a, b))
+    assert not torch.equal(a[0].pos, c[0].pos)
+    noise = torch.cat([x.pos - d.pos for x, d in zip(a, shapes)])
+    assert 0.008 < float(noise.std()) < 0.012 and a[0].pos.dtype == shapes[0].pos.dtype
+    assert all(torch.equal(d.pos, p) for d, p in zip(shapes, before))
 
 
 def test_local_pointcloud_benchmark_workers_and_summary(capsys):

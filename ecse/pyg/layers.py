@@ -28,9 +28,10 @@ runs once on this graph and the copies' outputs are averaged per centre.  Suppor
   columns of ``x`` are the coordinates of a known point set (e.g. ``data.pos``): those
   columns are replaced by :math:`(\mathbf p_j - \mathbf o_i) F_{ik}` for sources and
   :math:`(\mathbf p_i - \mathbf o_i) F_{ik}` for the centre, :math:`\mathbf o_i` the
-  centre itself (``origin="centre"`` of the context, the default: the centre at zero)
-  or the centroid of the centre's graph (``origin="centroid"``: the bare layer on its
-  cloud seen from the centroid in the centre's frame).  Otherwise the layer only sees
+  centre itself (``origin="centre"`` of the context: the centre at zero) or the
+  centroid of the centre's graph (``origin="centroid"``, the default of
+  :class:`~ecse.pyg.LocalPointModel`: the bare layer on its cloud seen from the
+  centroid in the centre's frame).  Otherwise the layer only sees
   features and runs unchanged.
 
 In ``"pos"`` layers the centre copies sit at :math:`(\mathbf p_i - \mathbf o_i) F_{ik}`

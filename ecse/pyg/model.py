@@ -8,15 +8,18 @@ behaviour outside a local context).  :class:`LocalPointModel` runs the model ins
 * each adapted layer is evaluated in its centres' own frames and averaged (exactly
   invariant outputs, translation invariant too);
 * raw coordinates used as point *features* inside an adapted layer (``EdgeConv`` on
-  ``[x, pos]``) are seen from the centre itself (``origin="centre"``, the default: every
-  centre at its frames' origin) or from the centroid of the point's graph in each of
-  the centre's frames (``origin="centroid"``);
+  ``[x, pos]``) are seen from the centroid of the point's graph in each of the centre's
+  frames (``origin="centroid"``, the default: the centre at :math:`(\mathbf p_i -
+  \mathbf o_i) F_{ik}`, so each centre knows where its patch sits in the cloud, its
+  distance from the centroid and the centroid's direction in its frames, all exactly
+  invariant) or from the centre itself (``origin="centre"``: every centre at its
+  frames' origin, nothing beyond the layer's neighbourhood);
 * raw coordinates used as point features elsewhere have no frame: a linear layer
   (``torch.nn.Linear`` or PyG's ``Linear``, e.g. the first layer of an ``MLP``) whose
   input ends with the three coordinate columns of a known point set (``data.pos``, or
   the source/centre positions handed to an adapted layer, e.g. FPS centres) gets those
-  columns as zeros, or with ``origin="centroid"`` as
-  :math:`(|\mathbf p_i - \mathbf o_i|, 0, 0)`, the distance from the centroid;
+  columns as :math:`(|\mathbf p_i - \mathbf o_i|, 0, 0)`, the distance from the
+  centroid (zeros with ``origin="centre"``);
 * everything else (neighbour search, FPS, pooling, distance interpolation, layers that
   see only invariant features) is unchanged; it must itself be rotation invariant, as
   radius/kNN search, deterministic FPS and distance weights are (up to exact ties).
@@ -135,10 +138,11 @@ class LocalPointModel(nn.Module):
             outputs ``[N, ...]`` (see the module docstring).
         level: ``"graph"`` or ``"node"``; for a covariant output, ``"graph"`` sums the
             rotated-back node outputs over each graph.
-        origin: where coordinates read as features are measured from: ``"centre"``
-            (every centre at its own frames' origin: no information beyond the layers'
-            neighbourhoods) or ``"centroid"`` of each graph (what the bare model sees
-            of a centred cloud, per frame).  Relative positions are unaffected.
+        origin: where coordinates read as features are measured from: ``"centroid"``
+            of each graph (the default; what the bare model sees of a centred cloud,
+            per frame: how each centre's patch sits relative to the cloud) or
+            ``"centre"`` (every centre at its own frames' origin: no information
+            beyond the layers' neighbourhoods).  Relative positions are unaffected.
 
     Raises:
         ValueError: the model has no layer that reads relative positions; (when
@@ -170,7 +174,7 @@ class LocalPointModel(nn.Module):
     """
 
     def __init__(self, model: nn.Module, cutoff: float, params: FrameParams = FrameParams(), o3: bool = False,
-                 output: str = "scalar", level: str = "graph", origin: str = "centre"):
+                 output: str = "scalar", level: str = "graph", origin: str = "centroid"):
         super().__init__()
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
