@@ -3,7 +3,7 @@ augmentation, ECSE global mode and ECSE local mode (printed only).
 
     python benchmarks/local_shapes.py [--budget 120] [--threads 1] [--seed 0]
                                       [--models bare global local] [--n-train-per-class 50]
-                                      [--n-test-per-class 12] [--n-points 96] [--k 12] [--hidden 32]
+                                      [--n-test-per-class 50] [--n-points 96] [--k 12] [--hidden 32]
                                       [--epochs N] [--jitter 0.005] [--dropout 0.0]
 
 Data and classifier as in ``ecse shapes`` (:mod:`ecse.demos.shape_demo`): synthetic shapes
@@ -39,6 +39,9 @@ statistics are recomputed on the last epoch's clouds (not counted).
   would change nothing);
 * ``local-centre`` (not run by default): the same with ``origin="centre"`` (each point
   at its own frames' origin: only its neighbour patch).
+
+The default 50 test shapes per class (400) give a binomial standard error of about 1.3 %
+at 93 % accuracy (2.6 % with 12 per class).
 
 Reported per model: epochs done within the budget, seconds per epoch, accuracy on the
 unrotated and on the rotated test shapes, test shapes whose prediction changes under
@@ -190,7 +193,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="+", default=list(MODELS[:3]), choices=MODELS)
     parser.add_argument("--n-train-per-class", type=int, default=50)
-    parser.add_argument("--n-test-per-class", type=int, default=12)
+    parser.add_argument("--n-test-per-class", type=int, default=50)
     parser.add_argument("--n-points", type=int, default=96)
     parser.add_argument("--k", type=int, default=12)
     parser.add_argument("--hidden", type=int, default=32)
