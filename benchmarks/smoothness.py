@@ -52,7 +52,8 @@ Measurements:
    ``--sweep-budget`` s (coarser grid or skipped above it).
 
 Trained PETs: ``PET(**SMALL)`` (``benchmarks/scaling.py``) fitted to energies and forces
-(Adam, ``--train-seconds`` s of wall time on one thread, seeded) on the bundled methane
+(Adam, ``--train-seconds`` s of wall time on one thread, seeded; every structure randomly
+rotated in every batch, the published recipe and the training stack's default) on the bundled methane
 training set, the 192-atom water frames (frames 0-299) and EMT Cu cells generated at 300
 and 1000 K (one model for both temperatures); saved as ``{system}.pt`` under
 ``--checkpoints`` and loaded from there on a rerun (``--retrain`` to refit).
@@ -195,9 +196,26 @@ def make_pet(seed: int, frame_average: str = "layers"):
     return PET(cutoff=CUTOFF, frame_average=frame_average, **SMALL).double()
 
 
-def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: float = 2e-3, log=print):
+def rotate_batch(batch, gen: torch.Generator):
+    """Rotate every structure of ``batch`` (positions, forces, cell) by its own random rotation,
+    as the training stack's ``augment_rotations`` does (row vectors: ``x @ R.T``)."""
+    from ecse.rotations import random_rotations
+
+    rot = random_rotations(batch.num_graphs, gen, dtype=batch.pos.dtype)
+    per_node = rot[batch.batch]
+    batch.pos = torch.einsum("ni,nji->nj", batch.pos, per_node)
+    batch.forces = torch.einsum("ni,nji->nj", batch.forces, per_node)
+    if getattr(batch, "cell", None) is not None:
+        batch.cell = batch.cell @ rot.transpose(1, 2)
+    return batch
+
+
+def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: float = 2e-3, log=print,
+              augment: bool = True):
     """A small PET fitted to energies and forces for ``seconds`` of wall time (Adam, MSE of
-    energy per atom + MSE of force components); returns ``(pet, info)``."""
+    energy per atom + MSE of force components, every structure randomly rotated in every
+    batch unless ``augment=False``: the published recipe, and the training stack's default);
+    returns ``(pet, info)``."""
     from torch_geometric.data import Batch
 
     from ecse.atomistic.derivatives import energy_and_forces
@@ -224,6 +242,8 @@ def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: 
     while time.perf_counter() - start < seconds:
         idx = torch.randint(len(data), (batch_size,), generator=gen).tolist()
         batch = Batch.from_data_list([data[i] for i in idx])
+        if augment:
+            batch = rotate_batch(batch, gen)
         energy, forces = energy_and_forces(pet, batch, create_graph=True)
         n = torch.bincount(batch.batch).double()
         loss = ((energy - batch.energy) / n).pow(2).mean() + (forces - batch.forces).pow(2).mean()
@@ -233,7 +253,7 @@ def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: 
         losses.append(loss.item())
         step += 1
     pet.eval()
-    info = {"steps": step, "seconds": time.perf_counter() - start, "seed": seed, "frames": len(data),
+    info = {"steps": step, "seconds": time.perf_counter() - start, "seed": seed, "frames": len(data), "augmented": augment,
             "loss_first": losses[0], "loss_last10": float(np.mean(losses[-10:]))}
     log(f"  trained: {step} steps in {info['seconds']:.0f} s, loss {info['loss_first']:.3g} -> "
         f"{info['loss_last10']:.3g} (mean of the last 10)")
@@ -247,7 +267,8 @@ def trained_pet(model_name: str, args):
     path = args.checkpoints / f"{model_name}.pt"
     if path.exists() and not args.retrain:
         saved = torch.load(path, weights_only=False)
-        if saved["config"] == SMALL and saved["info"]["seconds"] >= 0.9 * args.train_seconds:
+        if (saved["config"] == SMALL and saved["info"]["seconds"] >= 0.9 * args.train_seconds
+                and saved["info"].get("augmented", False)):
             pet = make_pet(0, args.frame_average)
             pet.load_state_dict(saved["state_dict"])
             print(f"  {model_name} PET loaded from {path} ({saved['info']['steps']} training steps)")

@@ -53,3 +53,20 @@ def test_frame_weights_near_perfect_crystal_sites_are_resolved(kind):
     fine = _frame_average_curvature(kind, 81)  # h = 2.5e-4 A
     assert fine <= 1.5 * coarse + 1.0, (coarse, fine)  # no feature narrower than the coarse grid
     assert fine < 5e3, fine  # here ~8e2 (one step); the compounded published rule: ~4e5 (hcp), ~6e5 (diamond)
+
+
+def test_frame_probe_benchmark_ranks_pruning_as_rougher():
+    """``benchmarks/frame_probe.py`` on a 32-atom fcc cell: the published pruning keeps 24
+    frames per atom (the site's rotation group) and its weights are far rougher than the
+    120 unpruned frames' (about 50x at this grid)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import frame_probe
+
+    rows = frame_probe.main(["--systems", "fcc", "--settings", "published pruning", "none",
+                             "--points", "101", "--paths", "1"])
+    pruned, unpruned = rows
+    assert pruned["frames_mean"] == 24 and unpruned["frames_mean"] == 120
+    assert pruned["curvature_median"] > 10 * unpruned["curvature_median"], rows
