@@ -45,7 +45,9 @@ Measurements:
    model alike (bare, global, local): invariant, they keep a briefly trained PET's molecules
    from flying apart (without them the bare methane run heats to thousands of K) and do not
    change what ECSE adds to the PET term.
-3. **Pruning sweep** (``--sweep-systems``): frames per centre (local: frame copies per atom;
+3. **NVE with frame settings** (``--nve-settings``, instead of 1, 2 and 4): bare PET and
+   ``ECSE`` with each given setting (``ECSE`` keyword arguments) in ``--nve-modes``.
+4. **Pruning sweep** (``--sweep-systems``): frames per centre (local: frame copies per atom;
    global: retained frames per structure) against the curvature ratio of the trained PET,
    both modes, for several ``(pruning_threshold, num_prunings)`` settings (0 rounds: no
    pruning); on methane also NVE drift and excursion (``--sweep-nve-ps``); profiles within
@@ -523,6 +525,37 @@ def sweep(name: str, args, log) -> list[dict]:
     return out
 
 
+def parse_setting(spec: str) -> dict:
+    """``"num_prunings=0,radial_width=0.5"`` -> ``ECSE`` keyword arguments (``"defaults"``: none)."""
+    if spec == "defaults":
+        return {}
+    return {key: (int(value) if key == "num_prunings" else float(value))
+            for key, value in (item.split("=") for item in spec.split(","))}
+
+
+def nve_settings(name: str, specs: list, args, log) -> list[dict]:
+    """NVE of bare PET and of ``ECSE(pet, 5.0, mode=MODE, **setting)`` for each setting and
+    each of ``args.nve_modes``, same trained PET, start and length (``--nve-ps``)."""
+    atoms, _ = probe_structure(name, args)
+    pet, _ = trained_pet(MODEL_OF[name], args)
+    restraint = restraint_pairs(name, atoms)
+    bare = nve(pet, atoms, TEMPERATURE[name], args.nve_ps, args, log, "bare", restraint)
+    log(f"| {name} | bare PET | - | - | {_fmt(bare.get('drift'), '+.2e')} | {_fmt(bare.get('excursion'), '.2e')} |")
+    out = [{"system": name, "setting": "bare", "mode": "bare", "nve": bare}]
+    for spec in specs:
+        for mode in args.nve_modes:
+            from ecse import ECSE
+
+            model = ECSE(pet, CUTOFF, mode=mode, **parse_setting(spec)).eval()
+            frames = frames_per_centre(model, to_data(atoms))
+            r = nve(model, atoms, TEMPERATURE[name], args.nve_ps, args, log, f"{spec} {mode}", restraint)
+            out.append({"system": name, "setting": spec, "mode": mode, "frames_per_centre": frames, "nve": r})
+            ratio = {k: (f" ({abs(r[k] / bare[k]):.2g}x)" if k in r and bare.get(k) else "") for k in ("drift", "excursion")}
+            log(f"| {name} | {spec} | {mode} | {frames:.2f} | {_fmt(r.get('drift'), '+.2e')}{ratio['drift']} | "
+                f"{_fmt(r.get('excursion'), '.2e')}{ratio['excursion']} |", flush=True)
+    return out
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -597,6 +630,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--retrain", action="store_true", help="refit even if a checkpoint exists")
     parser.add_argument("--frame-average", choices=["layers", "tokens"], default="layers",
                         help="PET's frame_average in local mode (default: PET's own)")
+    parser.add_argument("--nve-settings", nargs="*", default=None,
+                        help='only NVE of bare PET and of ECSE with these settings on --systems: "defaults" or '
+                             'ECSE keyword arguments such as "num_prunings=0,radial_width=0.5"')
+    parser.add_argument("--nve-modes", nargs="+", default=list(MODES), choices=MODES,
+                        help="the ECSE modes of --nve-settings")
     parser.add_argument("--seed", type=int, default=0, help="seed of the PETs, training and MD velocities")
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
@@ -622,6 +660,14 @@ def main(argv=None) -> dict:
           f"budget {args.budget:.0f} s per profile; NVE {args.nve_ps} ps at {args.timestep} fs, "
           f"budget {args.nve_budget:.0f} s per trajectory")
     start = time.perf_counter()
+    if args.nve_settings is not None:
+        print(f"\n### NVE ({args.nve_ps} ps) of ECSE(PET) with frame settings, ratio to bare\n\n"
+              "| system | setting | mode | frames/centre | drift (eV/atom/ps) | excursion (eV/atom) |\n|---|---|---|---|---|---|")
+        rows = [r for name in args.systems for r in nve_settings(name, args.nve_settings, args, print)]
+        result = {"meta": meta, "nve_settings": rows}
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=1, default=str))
+        return result
     rows = [measure_system(name, args, print) for name in args.systems]
     print("\n" + tables(rows))
     sweeps = []
