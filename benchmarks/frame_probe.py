@@ -32,6 +32,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import solids  # noqa: E402  (the named structures)
+
 ROOT = Path(__file__).resolve().parents[1]
 CUTOFF = 5.0
 
@@ -44,36 +47,19 @@ SETTINGS = {  # explicit, so that a change of the defaults does not change a row
     "none, rw 0.3, aw 0.2": {"num_prunings": 0, "radial_width": 0.3, "angle_width": 0.2},
     "none, rw 0.5, aw 0.2": {"num_prunings": 0, "radial_width": 0.5, "angle_width": 0.2},
 }
-SYSTEMS = ["methane", "water192", "cu300", "cu1000", "alloy", "liquid", "fcc", "bcc", "hcp", "diamond"]
+SYSTEMS = [name for name in solids.SYSTEMS if name != "water1536"]
 
 
 def structure(name: str, data_dir: Path):
-    """``ase.Atoms`` of a named probe structure (methane: 20 bundled test molecules in one box)."""
-    import ase.build
-    from ase.io import read
-
-    from ecse.atomistic.datasets import bundled_dataset
-    from ecse.atomistic.emt import emt_structures
-
-    if name == "methane":
-        mols = read(bundled_dataset("methane")["test"], index=":20")
-        atoms = mols[0].copy()
-        for i, m in enumerate(mols[1:], 1):  # 12 A apart: no frame sees another molecule
-            m = m.copy()
-            m.positions += [12.0 * i, 0, 0]
-            atoms += m
-        return atoms
-    if name == "water192":
-        return read(data_dir / "water_bulk_64" / "water_deepmd_400.xyz", index=399)
-    if name in ("cu300", "cu1000"):
-        return emt_structures("thermal", "Cu", temperature=float(name[2:]), n=1, seed=101)[0]
-    if name in ("alloy", "liquid"):
-        return emt_structures(name, "Cu", n=1, seed=101)[0]
-    lattice = {"fcc": dict(name="Cu", crystalstructure="fcc", a=3.61, cubic=True),
-               "bcc": dict(name="Fe", crystalstructure="bcc", a=2.87, cubic=True),
-               "hcp": dict(name="Mg", crystalstructure="hcp", a=3.21, c=5.21),
-               "diamond": dict(name="Si", crystalstructure="diamond", a=5.43, cubic=True)}[name]
-    return ase.build.bulk(**lattice).repeat(2 if name != "hcp" else (3, 3, 2))
+    """``ase.Atoms`` of a system of ``benchmarks/solids.py`` (the same structures); several
+    molecules (methane) are placed 12 A apart in one box, where no frame sees another."""
+    atoms_list, _ = solids.structures(name, data_dir)
+    atoms = atoms_list[0].copy()
+    for i, other in enumerate(atoms_list[1:], 1):
+        other = other.copy()
+        other.positions += [12.0 * i, 0, 0]
+        atoms += other
+    return atoms
 
 
 def probe(atoms, params, span: float, points: int, paths: int, seed: int = 0) -> dict:
