@@ -47,10 +47,11 @@ Measurements:
    change what ECSE adds to the PET term.
 3. **NVE with frame settings** (``--nve-settings``, instead of 1, 2 and 4): bare PET and
    ``ECSE`` with each given setting (``ECSE`` keyword arguments) in ``--nve-modes``.
-4. **Pruning sweep** (``--sweep-systems``): frames per centre (local: frame copies per atom;
-   global: retained frames per structure) against the curvature ratio of the trained PET,
-   both modes, for several ``(pruning_threshold, num_prunings)`` settings (0 rounds: no
-   pruning); on methane also NVE drift and excursion (``--sweep-nve-ps``); profiles within
+4. **Frame-settings sweep** (``--sweep-systems``): frames per centre (local: frame copies
+   per atom; global: retained frames per structure) against the curvature ratio of the
+   trained PET, both modes, for ``SWEEP``: the defaults, the published pruning and other
+   pruning settings with the published 0.15 Å / 0.15 switches, and no pruning with either
+   switches; on methane also NVE drift and excursion (``--sweep-nve-ps``); profiles within
    ``--sweep-budget`` s (coarser grid or skipped above it).
 
 Trained PETs: ``PET(**SMALL)`` (``benchmarks/scaling.py``) fitted to energies and forces
@@ -86,8 +87,15 @@ SYSTEMS = ["methane", "water", "cu300", "cu1000"]
 ALL_SYSTEMS = SYSTEMS + ["water192"]
 TEMPERATURE = {"methane": 300.0, "water": 300.0, "water192": 300.0, "cu300": 300.0, "cu1000": 1000.0}
 MODEL_OF = {"methane": "methane", "water": "water", "water192": "water", "cu300": "cu", "cu1000": "cu"}
-SWEEP = [("defaults", None, None), ("0.9, 1 round", 0.9, 1), ("0.8, 4 rounds", 0.8, 4),
-         ("0.5, 4 rounds", 0.5, 4), ("0.97, 4 rounds", 0.97, 4), ("no pruning", 0.9, 0)]
+_PUBLISHED = {"angle_width": 0.15, "radial_width": 0.15}  # ecse.frameset.PUBLISHED without the pruning
+SWEEP = [  # (label, ECSE keyword arguments); explicit, so that a change of the defaults changes no row but the first
+    ("defaults", {}),
+    ("published: 0.9, 4 rounds, rw 0.15", {**_PUBLISHED, "pruning_threshold": 0.9, "num_prunings": 4}),
+    ("0.9, 1 round, rw 0.15", {**_PUBLISHED, "pruning_threshold": 0.9, "num_prunings": 1}),
+    ("0.5, 4 rounds, rw 0.15", {**_PUBLISHED, "pruning_threshold": 0.5, "num_prunings": 4}),
+    ("no pruning, rw 0.15", {**_PUBLISHED, "num_prunings": 0}),
+    ("no pruning, rw 0.5, aw 0.2", {"num_prunings": 0, "radial_width": 0.5, "angle_width": 0.2}),
+]
 MODES = ("global", "local")
 
 
@@ -385,13 +393,11 @@ def restraint_pairs(name: str, atoms):
 
 
 def wrapped(backbone, mode: str, setting=None):
-    """``ECSE(backbone, cutoff=5.0[, mode="local"])``; ``setting``: explicit pruning, else defaults."""
+    """``ECSE(backbone, cutoff=5.0[, mode="local"], **setting)`` (``None``: the defaults)."""
     from ecse import ECSE
 
     kwargs = {} if mode == "global" else {"mode": "local"}
-    if setting is not None and setting[1] is not None:
-        kwargs.update(pruning_threshold=setting[1], num_prunings=setting[2])
-    return ECSE(backbone, CUTOFF, **kwargs).eval()
+    return ECSE(backbone, CUTOFF, **kwargs, **(setting or {})).eval()
 
 
 # ---- measurements -----------------------------------------------------------------------------
@@ -506,14 +512,14 @@ def sweep(name: str, args, log) -> list[dict]:
     pet, _ = trained_pet(MODEL_OF[name], args)
     prof = Profiles(atoms, args)
     out = []
-    for setting in SWEEP:
+    for label, setting in SWEEP:
         for mode in MODES:
             model = wrapped(pet, mode, setting)
-            row = {"system": name, "setting": setting[0], "pruning_threshold": setting[1],
-                   "num_prunings": setting[2], "mode": mode, "frames_per_centre": frames_per_centre(model, prof.data)}
-            row.update(prof.ratio(f"{setting[0]} {mode}", model, pet, log, args.sweep_budget))
+            row = {"system": name, "setting": label, "kwargs": setting, "mode": mode,
+                   "frames_per_centre": frames_per_centre(model, prof.data)}
+            row.update(prof.ratio(f"{label} {mode}", model, pet, log, args.sweep_budget))
             if name == "methane" and args.sweep_nve_ps > 0:
-                row["nve"] = nve(model, atoms, TEMPERATURE[name], args.sweep_nve_ps, args, log, f"{setting[0]} {mode}",
+                row["nve"] = nve(model, atoms, TEMPERATURE[name], args.sweep_nve_ps, args, log, f"{label} {mode}",
                                  restraint_pairs(name, atoms))
             out.append(row)
             log(_sweep_line(row), flush=True)

@@ -8,7 +8,7 @@ For every system (periodic cells from ``../shared/data``, the bundled ``methane`
 
 * frames per atom of the local ensemble (``ecse.local_frames``: frame copies with
   weight > 0 per atom; mean and max) and retained frames per structure of the global
-  ensemble (``ecse.global_frames``), published frame settings, 5 A cutoff;
+  ensemble (``ecse.global_frames``), ``ECSE``'s default frame settings, 5 A cutoff;
 * energy + forces (autograd) of bare PET and of ``ECSE(PET, mode="local")`` with the same
   weights and ``PET(frame_average="tokens")`` (column ``local``; its curvature and
   rotation errors too), and on ``--layers-systems`` with PET's default
@@ -23,8 +23,9 @@ For every system (periodic cells from ``../shared/data``, the bundled ``methane`
   per-atom RMS displacement ``--rms`` A at the end of the path).  Skipped (``-``) when the
   estimated time (points x measured time per call) exceeds ``--budget`` seconds.
 
-Then a pruning sweep (``--sweep-systems``): frames per atom vs curvature ratio vs cost
-ratio for several ``pruning_threshold`` / ``num_prunings`` settings (0 rounds: no pruning).
+Then a frame-settings sweep (``--sweep-systems``): frames per atom vs curvature ratio vs
+cost ratio for ``SWEEP``: the defaults, the published pruning and other pruning settings
+with the published 0.15 Å / 0.15 switches, and no pruning with them.
 
 The PET has random weights (seeded, float64, eval mode; its output heads are not
 zero-initialised, so its energy depends on orientation as a trained model's does).
@@ -59,8 +60,14 @@ PERFECT = {  # symbol, lattice, lattice constants, repeat
 EMT = {"cu300": ("thermal", 300.0), "cu1000": ("thermal", 1000.0), "alloy": ("alloy", 300.0),
        "liquid": ("liquid", 2000.0)}
 SYSTEMS = ["methane", "water192", "water1536", *EMT, *PERFECT]
-SWEEP = [("published (0.9, 4 rounds)", 0.9, 4), ("0.9, 1 round", 0.9, 1), ("0.97, 4 rounds", 0.97, 4),
-         ("0.8, 4 rounds", 0.8, 4), ("no pruning (0 rounds)", 0.9, 0)]
+_PUBLISHED = {"angle_width": 0.15, "radial_width": 0.15}  # ecse.frameset.PUBLISHED without the pruning
+SWEEP = [  # (label, ECSE keyword arguments); explicit, so that a change of the defaults changes no row but the first
+    ("defaults", {}),
+    ("published (0.9, 4 rounds, rw 0.15)", {**_PUBLISHED, "pruning_threshold": 0.9, "num_prunings": 4}),
+    ("0.9, 1 round, rw 0.15", {**_PUBLISHED, "pruning_threshold": 0.9, "num_prunings": 1}),
+    ("0.8, 4 rounds, rw 0.15", {**_PUBLISHED, "pruning_threshold": 0.8, "num_prunings": 4}),
+    ("no pruning, rw 0.15", {**_PUBLISHED, "num_prunings": 0}),
+]
 
 
 def structures(name: str, data_dir: Path, methane_count: int = 20, quick: bool = False) -> tuple[list, str]:
@@ -245,17 +252,15 @@ def sweep(name: str, pet, base: dict, args) -> list[dict]:
 
     data = to_batch(structures(name, args.data, args.methane_count, args.quick)[0][:1])
     out = []
-    for label, threshold, rounds in SWEEP:
-        model = ECSE(with_frame_average(pet, "tokens"), CUTOFF, mode="local", pruning_threshold=threshold,
-                     num_prunings=rounds)
-        row = {"system": name, "setting": label, "pruning_threshold": threshold, "num_prunings": rounds,
-               **frame_counts(data, model.params)}
-        if (threshold, rounds) == (0.9, 4) and base["structures"] == 1:  # the table's own measurement
+    for label, setting in SWEEP:
+        model = ECSE(with_frame_average(pet, "tokens"), CUTOFF, mode="local", **setting)
+        row = {"system": name, "setting": label, "kwargs": setting, **frame_counts(data, model.params)}
+        if not setting and base["structures"] == 1:  # the defaults: the table's own measurement
             row.update({k: base[k] for k in ("local_seconds", "local_ratio", "curvature_ratio") if k in base})
             out.append(row)
             _print_sweep(row)
             continue
-        # estimated seconds per local call: scale the published setting's by frames per atom
+        # estimated seconds per local call: scale the defaults' by frames per atom
         estimate = base["local_seconds"] * row["local_mean"] / max(base["local_mean"], 1e-9)
         if estimate <= args.budget:
             t = side_by_side({"bare": pet, "local": model}, data, args.sweep_repeats)

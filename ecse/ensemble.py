@@ -28,7 +28,7 @@ from ._memory import release_free_memory
 from ._validation import check_input_dtype, check_point_cloud
 from .auxiliary import DistanceAux
 from .covariant import OutputSpec
-from .frameset import FrameParams, global_frames
+from .frameset import PUBLISHED, FrameParams, global_frames
 from .local import local_frames
 from .pyg import LocalPointModel
 from .replicate import replicate_in_frames
@@ -87,10 +87,15 @@ class ECSE(nn.Module):
             chunks would change the result.
         vector_attrs: node/edge/graph attributes rotated like positions (all others
             are passed unchanged and must be invariant).
-        beta, angle_threshold, angle_width, radial_width: see
+        beta, angle_threshold, aux_threshold, pruning_threshold, max_outer_cutoff: see
             :class:`~ecse.frameset.FrameParams` (published defaults).
-        aux_threshold, pruning_threshold, num_prunings, max_outer_cutoff: see
-            :class:`~ecse.frameset.FrameParams` (published defaults).
+        angle_width, radial_width, num_prunings: see :class:`~ecse.frameset.FrameParams`.
+            ``None`` (default): ecse's smooth settings (0.2, 0.5, no pruning), which keep
+            forces and molecular dynamics about as smooth as the backbone's; except for a
+            PyG point model in local mode (:class:`ecse.pyg.LocalPointModel`:
+            classification and segmentation, no derivative), which gets the published
+            ones (:data:`ecse.frameset.PUBLISHED`: 0.15, 0.15, 4 rounds; about 2.5x fewer
+            frames on shapes).  Pass them to choose either way.
         mode: ``"global"`` (default): the whole backbone is evaluated once per retained
             frame of each graph (any backbone): the right tool for molecules, point
             clouds and backbones that are not message passing.  A solid pools the
@@ -142,8 +147,8 @@ class ECSE(nn.Module):
                  o3: bool = False, aux: Union[str, nn.Module, None] = "default",
                  out_shape: Optional[Sequence[int]] = None, chunk_size: Optional[int] = 2048,
                  vector_attrs: Sequence[str] = (), beta: float = 5.0, angle_threshold: float = 0.2,
-                 angle_width: float = 0.15, radial_width: float = 0.15, aux_threshold: float = 0.5,
-                 pruning_threshold: float = 0.9, num_prunings: int = 4, max_outer_cutoff: float = 10.0,
+                 angle_width: Optional[float] = None, radial_width: Optional[float] = None, aux_threshold: float = 0.5,
+                 pruning_threshold: float = 0.9, num_prunings: Optional[int] = None, max_outer_cutoff: float = 10.0,
                  length_scale: float = 1.0, mode: str = "global"):
         super().__init__()
         if mode not in ("global", "local"):
@@ -163,11 +168,15 @@ class ECSE(nn.Module):
         self.spec = OutputSpec(output)
         self.out_shape = tuple(self.spec.component_shape if out_shape is None else out_shape)
         self.chunk_size, self.vector_attrs = chunk_size, tuple(vector_attrs)
+        point_model = mode == "local" and not getattr(backbone, "supports_local_frames", False)
+        chosen = {"angle_width": angle_width, "radial_width": radial_width, "num_prunings": num_prunings}
+        defaults = PUBLISHED if point_model else {}
+        chosen = {k: (defaults.get(k) if v is None else v) for k, v in chosen.items()}
         self.params = FrameParams.scaled(length_scale, beta=beta, angle_threshold=angle_threshold,
-                                         angle_width=angle_width, radial_width=radial_width,
-                                         aux_threshold=aux_threshold, pruning_threshold=pruning_threshold,
-                                         num_prunings=num_prunings, max_outer_cutoff=max_outer_cutoff)
-        if mode == "local" and not getattr(backbone, "supports_local_frames", False):
+                                         aux_threshold=aux_threshold,
+                                         pruning_threshold=pruning_threshold, max_outer_cutoff=max_outer_cutoff,
+                                         **{k: v for k, v in chosen.items() if v is not None})
+        if point_model:
             # an unchanged PyG point model: its layers that read relative positions are
             # evaluated in their centres' own frames (ecse.pyg; ValueError if it has none)
             self.backbone = LocalPointModel(backbone, self.cutoff, self.params, self.o3, output, level)

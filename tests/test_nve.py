@@ -11,9 +11,11 @@ within 1.5 times bare's (plus an absolute floor, ``DRIFT_FLOOR`` and ``EXCURSION
 well above the integrator's own error at this step, so that a bare run that conserves
 energy almost exactly does not make the bound unreachable).
 
-Cases that today's defaults miss are ``xfail(strict=True)`` with the numbers measured at
-the time of writing; ``test_the_check_catches_non_conservative_forces`` shows that the
-check fails for forces that are not the gradient of the energy.
+``test_the_check_catches_non_conservative_forces`` shows that the check fails for forces
+that are not the gradient of the energy, and ``test_the_published_frame_settings_miss_it``
+that it fails for the published frame settings (pruning, 0.15 Å switches: local drift
++2.4 eV/atom/ps and excursion 0.20 eV/atom when they were ``ECSE``'s defaults, against
+bare's -2.8e-5 and 2.6e-4), which ecse's defaults replaced.
 """
 import pytest
 import torch
@@ -116,14 +118,15 @@ def test_the_check_catches_non_conservative_forces(trained, bare):
         check(conservation(*trained, calculator=ScaledForces), bare)
 
 
-@pytest.mark.parametrize("mode", [
-    pytest.param("global", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 15: with today's ECSE defaults the global drift is +5.0 eV/atom/ps and the excursion "
-        "0.87 eV/atom against bare's -2.8e-5 eV/atom/ps and 2.6e-4 eV/atom"))),
-    pytest.param("local", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 15: with today's ECSE defaults the local drift is +2.4 eV/atom/ps and the excursion "
-        "0.20 eV/atom against bare's -2.8e-5 eV/atom/ps and 2.6e-4 eV/atom"))),
-])
+@pytest.mark.parametrize("mode", ["global", "local"])
 def test_ecse_defaults_conserve_energy_like_bare(trained, bare, mode):
     pet, atoms = trained
     check(conservation(ECSE(pet, cutoff=5.0, mode=mode, chunk_size=None), atoms), bare)
+
+
+def test_the_published_frame_settings_miss_it(trained, bare):
+    from ecse.frameset import PUBLISHED
+
+    pet, atoms = trained
+    with pytest.raises(AssertionError, match="drift|excursion"):
+        check(conservation(ECSE(pet, cutoff=5.0, mode="local", **PUBLISHED), atoms), bare)

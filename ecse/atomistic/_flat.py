@@ -39,8 +39,9 @@ FLAT_OPTIONS: dict[str, tuple[str, str]] = {
     "checkpoint_every": ("run", "checkpoint_every"), "max_steps": ("run", "max_steps"),
     "max_time": ("run", "max_time"), "progress": ("run", "progress"), "backend": ("run", "backend"),
 }
-#: ECSE's own number of pruning rounds, which a flat ``ecse`` dict without one meant
-_FLAT_ECSE_PRUNINGS = 4
+#: The frame settings that a flat ``ecse`` dict without them meant: ECSE's defaults when
+#: the flat form was current, the published ones
+_FLAT_ECSE_DEFAULTS = {"num_prunings": 4, "radial_width": 0.15, "angle_width": 0.15}
 
 
 def moved_to(key: str) -> str:
@@ -61,9 +62,9 @@ def is_flat(options: Mapping[str, Any]) -> bool:
 def nest(options: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
     """The sectioned form of flat ``options`` (only the options given, in section order).
 
-    A flat ``ecse`` dict meant ECSE's defaults plus its entries, so one without
-    ``num_prunings`` gets ECSE's 4 rounds (the sectioned default is 0); without an
-    ``ecse`` entry the default applied, as now.
+    A flat ``ecse`` dict meant ECSE's defaults of the time plus its entries, so one without
+    ``num_prunings``, ``radial_width`` or ``angle_width`` gets the published 4 rounds,
+    0.15 Å and 0.15 (the sectioned defaults are 0, 0.5 and 0.2); without an ``ecse`` entry the default applied, as now.
     """
     unknown = [k for k in options if k not in FLAT_OPTIONS]
     sections = [k for k in unknown if k in SECTIONS]
@@ -80,7 +81,7 @@ def nest(options: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
         if name:
             part[name] = value
         elif key == "ecse" and isinstance(value, Mapping):
-            part.update({"num_prunings": _FLAT_ECSE_PRUNINGS, **value})
+            part.update({**_FLAT_ECSE_DEFAULTS, **value})
         else:
             if not isinstance(value, Mapping):
                 raise TypeError(f"option {key!r} of {source} must be a mapping, got {value!r} ({type(value).__name__})")

@@ -161,11 +161,16 @@ def wrap_classifier(backbone: nn.Module, cutoff: float, num_classes: int,
         Maximum number of nodes (over all frame copies) per backbone call.
     **kwargs
         Further :class:`ecse.ECSE` arguments (default ``length_scale=cutoff / 5``:
-        the published length settings are for a 5 Å cutoff).
+        the published length settings are for a 5 Å cutoff; and the published frame
+        settings, :data:`ecse.frameset.PUBLISHED`: a classifier takes no derivative, so
+        it can use their fewer frames).
     """
     from ..ensemble import ECSE
+    from ..frameset import PUBLISHED
 
     kwargs.setdefault("length_scale", cutoff / 5.0)
+    for key, value in PUBLISHED.items():
+        kwargs.setdefault(key, value)
     return ECSE(backbone, cutoff=cutoff, output="scalar", level="graph",
                 out_shape=(num_classes,), chunk_size=chunk_size, **kwargs).eval()
 

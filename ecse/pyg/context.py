@@ -30,7 +30,7 @@ class LocalContext:
 
     Args:
         cutoff: edges within ``min(cutoff, params.max_outer_cutoff)`` make frames.
-        params: :class:`~ecse.frameset.FrameParams`.
+        params: :class:`~ecse.frameset.FrameParams` (default: the published settings).
         o3: add mirror frames (exact under reflections too).
         origin: where a centre's coordinates are measured from when an adapted layer
             sees them (the centre itself, or the source points of a layer that reads
@@ -50,7 +50,7 @@ class LocalContext:
             centres) or per layer left bare.
     """
 
-    def __init__(self, cutoff: float, params: FrameParams = FrameParams(), o3: bool = False,
+    def __init__(self, cutoff: float, params: FrameParams = FrameParams.published(), o3: bool = False,
                  origin: str = "centre"):
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
@@ -110,7 +110,7 @@ def current_context() -> Optional[LocalContext]:
 
 
 @contextmanager
-def local_context(cutoff: float, params: FrameParams = FrameParams(), o3: bool = False,
+def local_context(cutoff: float, params: FrameParams = FrameParams.published(), o3: bool = False,
                   origin: str = "centre") -> Iterator[LocalContext]:
     """Open a :class:`LocalContext` (per thread; contexts nest).
 

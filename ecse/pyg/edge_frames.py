@@ -42,7 +42,7 @@ __all__ = ["edge_local_frames", "frame_coordinates"]
 
 
 def edge_local_frames(center: Tensor, vector: Tensor, num_centers: int, cutoff: float,
-                      params: FrameParams = FrameParams(), o3: bool = False) -> LocalFrames:
+                      params: FrameParams = FrameParams.published(), o3: bool = False) -> LocalFrames:
     """Weighted, per-centre pruned frames from the edges of a layer.
 
     Args:
@@ -51,7 +51,7 @@ def edge_local_frames(center: Tensor, vector: Tensor, num_centers: int, cutoff: 
             for exactness); zero vectors (self loops) are ignored.
         num_centers: ``N``, number of centres (targets of the layer).
         cutoff: edges within ``min(cutoff, params.max_outer_cutoff)`` make frames.
-        params: :class:`~ecse.frameset.FrameParams`.
+        params: :class:`~ecse.frameset.FrameParams` (default: the published settings).
         o3: add the mirror image of every frame.
 
     Returns:

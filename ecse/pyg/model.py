@@ -131,7 +131,8 @@ class LocalPointModel(nn.Module):
         cutoff: edges of a layer within ``min(cutoff, params.max_outer_cutoff)`` make
             its frames (for a radius layer, choose ``cutoff`` at most its radius for
             frames continuous across it).
-        params: :class:`~ecse.frameset.FrameParams`.
+        params: :class:`~ecse.frameset.FrameParams`; default the published settings
+            (pruning; no derivative is taken of a classifier), ``FrameParams()`` for smooth ones.
         o3: add mirror frames (exact under reflections too; twice the copies).
         output: ``"scalar"`` (any invariant output) or a covariant type of
             :class:`~ecse.covariant.OutputSpec`; the model must then return per-node
@@ -173,7 +174,7 @@ class LocalPointModel(nn.Module):
         True
     """
 
-    def __init__(self, model: nn.Module, cutoff: float, params: FrameParams = FrameParams(), o3: bool = False,
+    def __init__(self, model: nn.Module, cutoff: float, params: FrameParams = FrameParams.published(), o3: bool = False,
                  output: str = "scalar", level: str = "graph", origin: str = "centroid"):
         super().__init__()
         if origin not in ORIGINS:
