@@ -38,14 +38,15 @@ import solids  # noqa: E402  (the named structures)
 ROOT = Path(__file__).resolve().parents[1]
 CUTOFF = 5.0
 
+_WIDTHS = {"angle_width": 0.15, "radial_width": 0.15}  # the published switches (ecse.frameset.PUBLISHED)
 SETTINGS = {  # explicit, so that a change of the defaults does not change a row
-    "published pruning": {"num_prunings": 4},
-    "prune 0.5": {"pruning_threshold": 0.5, "num_prunings": 4},
-    "prune 0.5, rw 0.3": {"pruning_threshold": 0.5, "num_prunings": 4, "radial_width": 0.3},
-    "none": {"num_prunings": 0},
-    "none, rw 0.3": {"num_prunings": 0, "radial_width": 0.3},
+    "published pruning": {**_WIDTHS, "num_prunings": 4},
+    "prune 0.5": {**_WIDTHS, "pruning_threshold": 0.5, "num_prunings": 4},
+    "prune 0.5, rw 0.3": {**_WIDTHS, "pruning_threshold": 0.5, "num_prunings": 4, "radial_width": 0.3},
+    "none": {**_WIDTHS, "num_prunings": 0},
+    "none, rw 0.3": {**_WIDTHS, "num_prunings": 0, "radial_width": 0.3},
     "none, rw 0.3, aw 0.2": {"num_prunings": 0, "radial_width": 0.3, "angle_width": 0.2},
-    "none, rw 0.5, aw 0.2": {"num_prunings": 0, "radial_width": 0.5, "angle_width": 0.2},
+    "none, rw 0.5, aw 0.2": {"num_prunings": 0, "radial_width": 0.5, "angle_width": 0.2},  # ecse's defaults
 }
 SYSTEMS = [name for name in solids.SYSTEMS if name != "water1536"]
 

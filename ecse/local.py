@@ -152,7 +152,8 @@ def local_frames(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, cel
         pos: ``[N, 3]`` positions (use float64 for exactness).
         cutoff: neighbours within ``min(cutoff, params.max_outer_cutoff)`` define frames.
         batch, cell, pbc: as in :func:`ecse.neighbors.neighbor_list`.
-        params: :class:`~ecse.frameset.FrameParams` (published defaults).
+        params: :class:`~ecse.frameset.FrameParams` (ecse's defaults;
+            :meth:`~ecse.frameset.FrameParams.published` for the published ones).
         o3: add the mirror image of every frame (exact under reflections too).
 
     Example:

@@ -19,6 +19,7 @@ from ecse.atomistic.derivatives import energy_and_forces
 from ecse.backbones import PET
 from ecse.backbones._pet_local import AtomSequences, chunk_cost
 from ecse.ensemble import GLOBAL_PASSES_WARNING, MEMORY_BOUND_GB
+from ecse.frameset import PUBLISHED
 
 SMALL = dict(d_model=16, num_heads=2, dim_feedforward=32, head_hidden=16, cutoff=4.0)
 
@@ -132,7 +133,7 @@ def _cu4():
 
 
 def test_global_mode_warns_once_above_the_threshold(monkeypatch):
-    model = ECSE(_toy, cutoff=5.0, aux=None)
+    model = ECSE(_toy, cutoff=5.0, aux=None, **PUBLISHED)  # 96 frames (the defaults keep 480)
     with pytest.warns(UserWarning, match=rf"96 backbone passes .*above {GLOBAL_PASSES_WARNING}.*mode='local'") as got:
         model(Batch.from_data_list([_cu4(), _cu4()]))
     assert len([w for w in got if "backbone passes" in str(w.message)]) == 1  # once per call

@@ -15,14 +15,17 @@ solids = pytest.importorskip("solids")
 
 
 def test_perfect_crystals_have_their_symmetry_counts():
-    """Frames per atom at exactly symmetric sites: every atom the same, and as many as
-    the published rules tie there (fcc 24; diamond 12, its site group)."""
+    """Frames per atom at exactly symmetric sites: every atom the same; as many as the
+    published rules tie there (fcc 24; diamond 12, its site group), and with ecse's
+    defaults (no pruning) every ordered first-shell pair of fcc (12 x 10 non-collinear
+    partners) and the same 12 on diamond."""
     from ecse import FrameParams
 
-    for name, expected in (("fcc", 24), ("diamond", 12)):
+    for name, params, expected in (("fcc", FrameParams.published(), 24), ("diamond", FrameParams.published(), 12),
+                                   ("fcc", FrameParams(), 120), ("diamond", FrameParams(), 12)):
         data = solids.to_batch(solids.structures(name, ROOT)[0])
-        counts = solids.frame_counts(data, FrameParams())
-        assert counts["local_mean"] == counts["local_max"] == expected, (name, counts)
+        counts = solids.frame_counts(data, params)
+        assert counts["local_mean"] == counts["local_max"] == expected, (name, params, counts)
         assert counts["global_per_structure"] >= expected
 
 

@@ -57,7 +57,7 @@ def test_every_option_is_documented_where_it_is_defined(module):
 
 
 def test_model_section_is_pets_signature_and_ecse_section_ecses():
-    from ecse import ECSE
+    from ecse import ECSE, FrameParams
     from ecse.backbones import PET
 
     pet = inspect.signature(PET).parameters
@@ -65,10 +65,13 @@ def test_model_section_is_pets_signature_and_ecse_section_ecses():
     for f in dataclasses.fields(PETHypers):
         assert f.default == (pet[f.name].default if f.name != "output" else None), f.name
     ecse = inspect.signature(ECSE).parameters
+    frame_defaults = dataclasses.asdict(FrameParams())
     for f in dataclasses.fields(ECSEOptions):
         if f.name == "in_loop":
             continue
-        expected = {"num_prunings": 0, "cutoff": None}.get(f.name, ecse[f.name].default)
+        expected = None if f.name == "cutoff" else ecse[f.name].default
+        if expected is None and f.name in frame_defaults:  # ECSE: None means FrameParams' default
+            expected = frame_defaults[f.name]
         assert f.default == expected, f.name
     assert ECSEOptions().kwargs(5.0)["num_prunings"] == 0 and ECSEOptions(cutoff=4.0).kwargs(5.0)["cutoff"] == 4.0
 
