@@ -32,19 +32,21 @@ from pathlib import Path
 
 import torch
 
+from ecse.frameset import PUBLISHED
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import solids  # noqa: E402  (the named structures)
+from smoothness import parse_setting  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CUTOFF = 5.0
 
-_WIDTHS = {"angle_width": 0.15, "radial_width": 0.15}  # the published switches (ecse.frameset.PUBLISHED)
 SETTINGS = {  # explicit, so that a change of the defaults does not change a row
-    "published pruning": {**_WIDTHS, "num_prunings": 4},
-    "prune 0.5": {**_WIDTHS, "pruning_threshold": 0.5, "num_prunings": 4},
-    "prune 0.5, rw 0.3": {**_WIDTHS, "pruning_threshold": 0.5, "num_prunings": 4, "radial_width": 0.3},
-    "none": {**_WIDTHS, "num_prunings": 0},
-    "none, rw 0.3": {**_WIDTHS, "num_prunings": 0, "radial_width": 0.3},
+    "published pruning": dict(PUBLISHED),
+    "prune 0.5": {**PUBLISHED, "pruning_threshold": 0.5},
+    "prune 0.5, rw 0.3": {**PUBLISHED, "pruning_threshold": 0.5, "radial_width": 0.3},
+    "none": {**PUBLISHED, "num_prunings": 0},
+    "none, rw 0.3": {**PUBLISHED, "num_prunings": 0, "radial_width": 0.3},
     "none, rw 0.3, aw 0.2": {"num_prunings": 0, "radial_width": 0.3, "angle_width": 0.2},
     "none, rw 0.5, aw 0.2": {"num_prunings": 0, "radial_width": 0.5, "angle_width": 0.2},  # ecse's defaults
 }
@@ -111,8 +113,7 @@ def main(argv=None) -> list[dict]:
     print("|---|---|---|---|---|---|")
     settings = {name: SETTINGS[name] for name in args.settings}
     for spec in args.custom:
-        settings[spec] = {k: (int(v) if k == "num_prunings" else float(v))
-                          for k, v in (item.split("=") for item in spec.split(","))}
+        settings[spec] = parse_setting(spec)
     rows = []
     for name in args.systems:
         atoms = structure(name, args.data)

@@ -78,6 +78,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecse.frameset import PUBLISHED
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scaling import SMALL  # noqa: E402
@@ -87,13 +89,12 @@ SYSTEMS = ["methane", "water", "cu300", "cu1000"]
 ALL_SYSTEMS = SYSTEMS + ["water192"]
 TEMPERATURE = {"methane": 300.0, "water": 300.0, "water192": 300.0, "cu300": 300.0, "cu1000": 1000.0}
 MODEL_OF = {"methane": "methane", "water": "water", "water192": "water", "cu300": "cu", "cu1000": "cu"}
-_PUBLISHED = {"angle_width": 0.15, "radial_width": 0.15}  # ecse.frameset.PUBLISHED without the pruning
 SWEEP = [  # (label, ECSE keyword arguments); explicit, so that a change of the defaults changes no row but the first
     ("defaults", {}),
-    ("published: 0.9, 4 rounds, rw 0.15", {**_PUBLISHED, "pruning_threshold": 0.9, "num_prunings": 4}),
-    ("0.9, 1 round, rw 0.15", {**_PUBLISHED, "pruning_threshold": 0.9, "num_prunings": 1}),
-    ("0.5, 4 rounds, rw 0.15", {**_PUBLISHED, "pruning_threshold": 0.5, "num_prunings": 4}),
-    ("no pruning, rw 0.15", {**_PUBLISHED, "num_prunings": 0}),
+    ("published: 0.9, 4 rounds, rw 0.15", dict(PUBLISHED)),
+    ("0.9, 1 round, rw 0.15", {**PUBLISHED, "pruning_threshold": 0.9, "num_prunings": 1}),
+    ("0.5, 4 rounds, rw 0.15", {**PUBLISHED, "pruning_threshold": 0.5}),
+    ("no pruning, rw 0.15", {**PUBLISHED, "num_prunings": 0}),
     ("no pruning, rw 0.5, aw 0.2", {"num_prunings": 0, "radial_width": 0.5, "angle_width": 0.2}),
 ]
 MODES = ("global", "local")

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import torch
 
+from ecse.frameset import PUBLISHED
 from scaling import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,13 +61,12 @@ PERFECT = {  # symbol, lattice, lattice constants, repeat
 EMT = {"cu300": ("thermal", 300.0), "cu1000": ("thermal", 1000.0), "alloy": ("alloy", 300.0),
        "liquid": ("liquid", 2000.0)}
 SYSTEMS = ["methane", "water192", "water1536", *EMT, *PERFECT]
-_PUBLISHED = {"angle_width": 0.15, "radial_width": 0.15}  # ecse.frameset.PUBLISHED without the pruning
 SWEEP = [  # (label, ECSE keyword arguments); explicit, so that a change of the defaults changes no row but the first
     ("defaults", {}),
-    ("published (0.9, 4 rounds, rw 0.15)", {**_PUBLISHED, "pruning_threshold": 0.9, "num_prunings": 4}),
-    ("0.9, 1 round, rw 0.15", {**_PUBLISHED, "pruning_threshold": 0.9, "num_prunings": 1}),
-    ("0.8, 4 rounds, rw 0.15", {**_PUBLISHED, "pruning_threshold": 0.8, "num_prunings": 4}),
-    ("no pruning, rw 0.15", {**_PUBLISHED, "num_prunings": 0}),
+    ("published (0.9, 4 rounds, rw 0.15)", dict(PUBLISHED)),
+    ("0.9, 1 round, rw 0.15", {**PUBLISHED, "pruning_threshold": 0.9, "num_prunings": 1}),
+    ("0.8, 4 rounds, rw 0.15", {**PUBLISHED, "pruning_threshold": 0.8}),
+    ("no pruning, rw 0.15", {**PUBLISHED, "num_prunings": 0}),
 ]
 
 

@@ -169,13 +169,11 @@ class ECSE(nn.Module):
         self.out_shape = tuple(self.spec.component_shape if out_shape is None else out_shape)
         self.chunk_size, self.vector_attrs = chunk_size, tuple(vector_attrs)
         point_model = mode == "local" and not getattr(backbone, "supports_local_frames", False)
-        chosen = {"angle_width": angle_width, "radial_width": radial_width, "num_prunings": num_prunings}
-        defaults = PUBLISHED if point_model else {}
-        chosen = {k: (defaults.get(k) if v is None else v) for k, v in chosen.items()}
+        given = {"angle_width": angle_width, "radial_width": radial_width, "num_prunings": num_prunings}
+        frame_settings = {**(PUBLISHED if point_model else {}), **{k: v for k, v in given.items() if v is not None}}
         self.params = FrameParams.scaled(length_scale, beta=beta, angle_threshold=angle_threshold,
-                                         aux_threshold=aux_threshold,
-                                         pruning_threshold=pruning_threshold, max_outer_cutoff=max_outer_cutoff,
-                                         **{k: v for k, v in chosen.items() if v is not None})
+                                         aux_threshold=aux_threshold, pruning_threshold=pruning_threshold,
+                                         max_outer_cutoff=max_outer_cutoff, **frame_settings)
         if point_model:
             # an unchanged PyG point model: its layers that read relative positions are
             # evaluated in their centres' own frames (ecse.pyg; ValueError if it has none)

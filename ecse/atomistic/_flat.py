@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..frameset import PUBLISHED
 from ._options import unknown_keys_error
 
 __all__ = ["FLAT_OPTIONS", "SECTIONS", "is_flat", "nest", "moved_to", "flow_yaml"]
@@ -39,9 +40,6 @@ FLAT_OPTIONS: dict[str, tuple[str, str]] = {
     "checkpoint_every": ("run", "checkpoint_every"), "max_steps": ("run", "max_steps"),
     "max_time": ("run", "max_time"), "progress": ("run", "progress"), "backend": ("run", "backend"),
 }
-#: The frame settings that a flat ``ecse`` dict without them meant: ECSE's defaults when
-#: the flat form was current, the published ones
-_FLAT_ECSE_DEFAULTS = {"num_prunings": 4, "radial_width": 0.15, "angle_width": 0.15}
 
 
 def moved_to(key: str) -> str:
@@ -63,8 +61,9 @@ def nest(options: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
     """The sectioned form of flat ``options`` (only the options given, in section order).
 
     A flat ``ecse`` dict meant ECSE's defaults of the time plus its entries, so one without
-    ``num_prunings``, ``radial_width`` or ``angle_width`` gets the published 4 rounds,
-    0.15 Å and 0.15 (the sectioned defaults are 0, 0.5 and 0.2); without an ``ecse`` entry the default applied, as now.
+    ``num_prunings``, ``radial_width`` or ``angle_width`` gets the published values
+    (:data:`ecse.frameset.PUBLISHED`: 4 rounds, 0.15 Å and 0.15; the sectioned defaults
+    are 0, 0.5 and 0.2); without an ``ecse`` entry the default applied, as now.
     """
     unknown = [k for k in options if k not in FLAT_OPTIONS]
     sections = [k for k in unknown if k in SECTIONS]
@@ -81,7 +80,7 @@ def nest(options: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
         if name:
             part[name] = value
         elif key == "ecse" and isinstance(value, Mapping):
-            part.update({**_FLAT_ECSE_DEFAULTS, **value})
+            part.update({**PUBLISHED, **value})
         else:
             if not isinstance(value, Mapping):
                 raise TypeError(f"option {key!r} of {source} must be a mapping, got {value!r} ({type(value).__name__})")

@@ -86,12 +86,13 @@ class ECSEOptions(Section):
     and whenever a checkpoint is loaded wrapped (``load_model(..., wrap=True)``).
 
     The defaults are ECSE's: the published frame settings except ``angle_width`` (0.2),
-    ``radial_width`` (0.5) and ``num_prunings`` (0, no frame pruning). The published pruning (threshold 0.9, 4
-    rounds) and 0.15 Å radial switches turn frames on and off over hundredths of an Å;
-    with a backbone that is only approximately invariant this makes the wrapped forces
-    steep there, which molecular dynamics feels (see the README). Without pruning a
-    structure costs more frames; ``num_prunings: 4``, ``radial_width: 0.15`` and
-    ``angle_width: 0.15`` restore the published settings. The output type (``vector``, ...) follows the tensor target.
+    ``radial_width`` (0.5) and ``num_prunings`` (0, no frame pruning). The published
+    pruning (threshold 0.9, 4 rounds) and 0.15 Å radial switches turn frames on and off
+    over hundredths of an Å; with a backbone that is only approximately invariant this
+    makes the wrapped forces steep there, which molecular dynamics feels (see the README).
+    Without pruning a structure costs more frames; ``num_prunings: 4``,
+    ``radial_width: 0.15`` and ``angle_width: 0.15`` restore the published settings. The
+    output type (``vector``, ...) follows the tensor target.
     """
 
     section = "ecse"
@@ -122,8 +123,8 @@ class ECSEOptions(Section):
     angle_width: float = 0.2
     """Width of the angular switch (``FrameParams.angle_width``; the published ECSE: 0.15)."""
     radial_width: float = 0.5
-    """Width of the radial switches and margin of the inner cutoff, in Å (``FrameParams.radial_width``;
-    the published ECSE: 0.15)."""
+    """Width of the radial switches and margin of the inner cutoff, in Å
+    (``FrameParams.radial_width``; the published ECSE: 0.15)."""
     aux_threshold: float = 0.5
     """Largest frame weight from which the auxiliary model is off (``FrameParams.aux_threshold``)."""
     pruning_threshold: float = 0.9
