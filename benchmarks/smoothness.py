@@ -50,8 +50,8 @@ Measurements:
 4. **Frame-settings sweep** (``--sweep-systems``): frames per centre (local: frame copies
    per atom; global: retained frames per structure) against the curvature ratio of the
    trained PET, both modes, for ``SWEEP``: the defaults, the published pruning and other
-   pruning settings with the published 0.15 Å / 0.15 switches, and no pruning with either
-   switches; on methane also NVE drift and excursion (``--sweep-nve-ps``); profiles within
+   pruning settings with the published 0.15 Å / 0.15 switches, and no pruning with those,
+   with 0.5 Å / 0.2 switches and with ecse's (0.5 Å, angular sin² 0.12-0.24); on methane also NVE drift and excursion (``--sweep-nve-ps``); profiles within
    ``--sweep-budget`` s (coarser grid or skipped above it).
 
 Trained PETs: ``PET(**SMALL)`` (``benchmarks/scaling.py``) fitted to energies and forces
@@ -95,7 +95,10 @@ SWEEP = [  # (label, ECSE keyword arguments); explicit, so that a change of the 
     ("0.9, 1 round, rw 0.15", {**PUBLISHED, "pruning_threshold": 0.9, "num_prunings": 1}),
     ("0.5, 4 rounds, rw 0.15", {**PUBLISHED, "pruning_threshold": 0.5}),
     ("no pruning, rw 0.15", {**PUBLISHED, "num_prunings": 0}),
-    ("no pruning, rw 0.5, aw 0.2", {"num_prunings": 0, "radial_width": 0.5, "angle_width": 0.2}),
+    ("no pruning, rw 0.5, aw 0.2", {"num_prunings": 0, "radial_width": 0.5, "angle_threshold": 0.2,
+                                    "angle_width": 0.2}),
+    ("no pruning, rw 0.5, at 0.12, aw 0.12", {"num_prunings": 0, "radial_width": 0.5, "angle_threshold": 0.12,
+                                             "angle_width": 0.12}),
 ]
 MODES = ("global", "local")
 

@@ -21,7 +21,7 @@ from .pruning import auxiliary_weight, prune_weights
 __all__ = ["FrameParams", "FrameSet", "PUBLISHED", "candidate_frames", "global_frames"]
 
 #: The settings in which the published ECSE differs from :class:`FrameParams`' defaults.
-PUBLISHED = {"angle_width": 0.15, "radial_width": 0.15, "num_prunings": 4}
+PUBLISHED = {"angle_threshold": 0.2, "angle_width": 0.15, "radial_width": 0.15, "num_prunings": 4}
 
 
 @dataclass(frozen=True)
@@ -29,20 +29,26 @@ class FrameParams:
     """Numbers of the frame construction.
 
     The defaults are ecse's, chosen for smooth derivatives (forces, molecular dynamics):
-    the published ones except ``angle_width`` (0.2 instead of 0.15), ``radial_width`` (0.5
-    instead of 0.15) and ``num_prunings`` (0 instead of 4).  The published pruning keeps only the frames within 10 % of the best
-    weight, which switches frames on and off over hundredths of an Å, and a 0.15 Å radial
-    switch does the same to neighbours crossing the inner cutoff; both make the forces of a
-    wrapped, nearly invariant model steep there (``benchmarks/frame_probe.py`` and
-    ``benchmarks/smoothness.py`` measure it).  The price is more frames: on water and
-    methane about 1.5-3x, on thermal metals about 6x the published count.
-    :meth:`published` gives the published values, for uses that take no derivative
-    (classification, segmentation of point clouds).
+    the published ones except ``angle_threshold`` and ``angle_width`` (0.12 and 0.12 instead
+    of 0.2 and 0.15), ``radial_width`` (0.5 instead of 0.15) and ``num_prunings`` (0 instead
+    of 4).  The published pruning keeps only the frames within 10 % of the best weight,
+    which switches frames on and off over hundredths of an Å, and a 0.15 Å radial switch
+    does the same to neighbours crossing the inner cutoff.  The published angular switch
+    (sin² from 0.2 to 0.35) holds the pair that a hydrogen of water forms with its own
+    molecule (sin² about 0.24-0.45 as the molecule bends): as that pair's weight changes,
+    the adaptive inner cutoff moves by the distance to the next good pair over a small
+    fraction of that motion; with the switch at sin² 0.12-0.24 the pair always counts.
+    Each of these makes the forces of a wrapped, nearly invariant model steep
+    (``benchmarks/frame_probe.py`` and ``benchmarks/smoothness.py`` measure it).  The price
+    is more frames per atom, several times the published count on molecules, liquids and
+    metals (``benchmarks/RESULTS.md``).  :meth:`published` gives the published values, for uses that take no
+    derivative (classification, segmentation of point clouds).
 
     Attributes:
         beta: sharpness of the smooth min in the adaptive cutoff (1/length). Default 5.
-        angle_threshold: ``W``, sin^2 of the angle from which a pair is a good frame. 0.2.
-        angle_width: ``Delta W``, width of the angular switch. 0.2 (published: 0.15).
+        angle_threshold: ``W``, sin^2 of the angle from which a pair is a good frame. 0.12
+            (published: 0.2).
+        angle_width: ``Delta W``, width of the angular switch. 0.12 (published: 0.15).
         radial_width: ``delta``, width of the radial switches and margin of r_in. 0.5
             (published: 0.15).
         aux_threshold: ``w_max`` from which the auxiliary model is off. 0.5.
@@ -58,8 +64,8 @@ class FrameParams:
     """
 
     beta: float = 5.0
-    angle_threshold: float = 0.2
-    angle_width: float = 0.2
+    angle_threshold: float = 0.12
+    angle_width: float = 0.12
     radial_width: float = 0.5
     aux_threshold: float = 0.5
     pruning_threshold: float = 0.9
@@ -68,8 +74,8 @@ class FrameParams:
 
     @classmethod
     def published(cls, **values) -> "FrameParams":
-        """The published settings (:data:`PUBLISHED`: ``angle_width=0.15``, ``radial_width=0.15``,
-        ``num_prunings=4``), overridden by
+        """The published settings (:data:`PUBLISHED`: ``angle_threshold=0.2``, ``angle_width=0.15``,
+        ``radial_width=0.15``, ``num_prunings=4``), overridden by
         ``values``: fewer frames, rougher derivatives."""
         return cls(**{**PUBLISHED, **values})
 

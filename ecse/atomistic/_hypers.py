@@ -85,13 +85,15 @@ class ECSEOptions(Section):
     """Options of ``ecse.ECSE`` around the trained PET: used in the loop with ``in_loop``
     and whenever a checkpoint is loaded wrapped (``load_model(..., wrap=True)``).
 
-    The defaults are ECSE's: the published frame settings except ``angle_width`` (0.2),
-    ``radial_width`` (0.5) and ``num_prunings`` (0, no frame pruning). The published
-    pruning (threshold 0.9, 4 rounds) and 0.15 Å radial switches turn frames on and off
-    over hundredths of an Å; with a backbone that is only approximately invariant this
-    makes the wrapped forces steep there, which molecular dynamics feels (see the README).
-    Without pruning a structure costs more frames; ``num_prunings: 4``,
-    ``radial_width: 0.15`` and ``angle_width: 0.15`` restore the published settings. The
+    The defaults are ECSE's: the published frame settings except ``angle_threshold`` and
+    ``angle_width`` (0.12), ``radial_width`` (0.5) and ``num_prunings`` (0, no frame
+    pruning). The published pruning (threshold 0.9, 4 rounds), 0.15 Å radial switches and
+    an angular switch that holds the intramolecular pairs of water's hydrogens turn frames
+    on and off over hundredths of an Å; with a backbone that is only approximately
+    invariant this makes the wrapped forces steep there, which molecular dynamics feels
+    (see the README). A structure then costs more frames; ``num_prunings: 4``,
+    ``radial_width: 0.15``, ``angle_threshold: 0.2`` and ``angle_width: 0.15`` restore the
+    published settings. The
     output type (``vector``, ...) follows the tensor target.
     """
 
@@ -117,10 +119,10 @@ class ECSEOptions(Section):
     beta: float = 5.0
     """Sharpness of the smooth minimum in the adaptive cutoff, per length unit
     (``FrameParams.beta``)."""
-    angle_threshold: float = 0.2
+    angle_threshold: float = 0.12
     """sin² of the angle from which a pair of neighbours is a good frame
-    (``FrameParams.angle_threshold``)."""
-    angle_width: float = 0.2
+    (``FrameParams.angle_threshold``; the published ECSE: 0.2)."""
+    angle_width: float = 0.12
     """Width of the angular switch (``FrameParams.angle_width``; the published ECSE: 0.15)."""
     radial_width: float = 0.5
     """Width of the radial switches and margin of the inner cutoff, in Å
