@@ -51,8 +51,9 @@ Measurements:
    per atom; global: retained frames per structure) against the curvature ratio of the
    trained PET, both modes, for ``SWEEP``: the defaults, the published pruning and other
    pruning settings with the published 0.15 Å / 0.15 switches, and no pruning with those,
-   with 0.5 Å / 0.2 switches and with ecse's (0.5 Å, angular sin² 0.12-0.24); on methane also NVE drift and excursion (``--sweep-nve-ps``); profiles within
-   ``--sweep-budget`` s (coarser grid or skipped above it).
+   with 0.5 Å / 0.2 switches and with ecse's (0.5 Å, angular sin² 0.12-0.24); on methane
+   also NVE drift and excursion (``--sweep-nve-ps``); profiles within ``--sweep-budget`` s
+   (coarser grid or skipped above it).
 
 Trained PETs: ``PET(**SMALL)`` (``benchmarks/scaling.py``) fitted to energies and forces
 (Adam, ``--train-seconds`` s of wall time on one thread, seeded; every structure randomly

@@ -16,7 +16,7 @@ from torch_geometric.nn import (MLP, DynamicEdgeConv, EdgeConv, GCNConv, Message
                                 PointTransformerConv, PPFConv)
 from torch_geometric.utils import scatter
 
-from ecse import ECSE, point_ops
+from ecse import ECSE, FrameParams, point_ops
 from ecse.backbones import DGCNN, PointNet2, PointTransformer
 from ecse.pyg import LocalFrameLayer, LocalPointModel, edge_local_frames, local_context, symmetrize_layers
 from ecse.pyg.model import _coordinates_hook
@@ -651,6 +651,7 @@ def test_ecse_local_mode_vector_node_output_and_refusals():
                  mode="local").double()
     a, b = _outputs(model, data, R, torch.float64)
     assert _err(b, a @ R.T) <= 1e-10
+    assert model.params == FrameParams.published()  # a point model in local mode: the published settings
     with pytest.raises(ValueError, match="local_frames"):
         ECSE(nn.Linear(3, 1), cutoff=3.0, mode="local")  # nothing that reads relative positions
     graph = ECSE(make_backbone("dgcnn", 3, "node").double(), cutoff=3.0, output="vector", level="graph",

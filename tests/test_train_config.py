@@ -130,6 +130,11 @@ def test_flat_ecse_dict_keeps_its_meaning():
     assert config_from_dict({"data": "a.xyz"}, **quiet).ecse.num_prunings == 0
     assert config_from_dict(nested(ecse={})).ecse.num_prunings == 0
     assert config_from_dict({"data": "a.xyz", "ecse": {"num_prunings": 0}}, **quiet).ecse.num_prunings == 0
+    # ... and the published angular switch of its time (sin^2 0.2, width 0.15; sectioned: 0.12 and 0.12)
+    legacy = config_from_dict({"data": "a.xyz", "ecse": {"num_prunings": 0}}, **quiet).ecse
+    assert (legacy.angle_threshold, legacy.angle_width) == (0.2, 0.15)
+    sectioned = config_from_dict(nested(ecse={})).ecse
+    assert (sectioned.angle_threshold, sectioned.angle_width) == (0.12, 0.12)
 
 
 def test_nested_round_trip_and_flat_reads():
