@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from ecse.testing import SmoothnessProfile, assert_smooth, smoothness_profile
+from ecse.testing import SmoothnessProfile, assert_smooth, orientation_curvatures, smoothness_profile
 
 DTYPES = [torch.float64, torch.float32]
 KINK_S = 0.37
@@ -168,6 +168,48 @@ def test_assert_smooth(dtype, periodic):
         assert_smooth(kinked(data.pos, direction), morse, data, direction, span=1.0, points=41)
     with pytest.raises(AssertionError, match="max_ratio=1.2"):
         assert_smooth(ratio, morse, data, direction, span=1.0, points=41, max_ratio=1.2)
+
+
+def x_quartic(batch):
+    """``sum_i x_i**4``: the curvature along a path depends on the path's orientation."""
+    return _graph_sum(batch, batch.pos[:, 0].pow(4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("periodic", [False, True])
+def test_orientation_curvatures(dtype, periodic):
+    data, direction = _cloud(dtype, periodic=periodic)
+    # an invariant model (Morse pairs, minimum image) has one curvature in every orientation
+    invariant = orientation_curvatures(morse, data, direction, span=1.0, points=41, rotations=5)
+    assert invariant.shape == (6,)
+    torch.testing.assert_close(invariant, invariant[:1].expand(6), rtol=1e-3 if dtype == torch.float32 else 1e-9,
+                               atol=0.0)
+    # the first value is the given orientation's, as smoothness_profile gives it
+    alone = smoothness_profile(morse, data, direction, span=1.0, points=41)
+    assert float(invariant[0]) == pytest.approx(abs(alone.worst_curvature), rel=1e-6)
+    # an anisotropic one does not; moving every atom along y, x**4 has no curvature at all
+    along_y = torch.zeros_like(direction)
+    along_y[:, 1] = 1.0
+    spread = orientation_curvatures(x_quartic, data, along_y, span=1.0, points=41, rotations=5)
+    assert float(spread[0]) < 1e-3 < float(spread[1:].min())
+    with pytest.raises(ValueError, match="straight path"):
+        orientation_curvatures(morse, data, path=lambda s: data.pos)
+
+
+def test_assert_smooth_against_the_reference_in_several_orientations():
+    """An exactly invariant model against an anisotropic reference whose curvature happens to
+    vanish in the lab frame along this path: only the orientations' yardstick is fair."""
+    data, _ = _cloud(torch.float64)
+    along_y = torch.zeros_like(data.pos)
+    along_y[:, 1] = 1.0
+    isotropic = lambda b: _graph_sum(b, b.pos.pow(2).sum(1).pow(2) / 5.0)  # noqa: E731 - invariant
+    with pytest.raises(AssertionError, match=r"reference's 0 \(at s"):
+        assert_smooth(isotropic, x_quartic, data, along_y, span=1.0, points=41)
+    mine, ref = assert_smooth(isotropic, x_quartic, data, along_y, span=1.0, points=41, orientations=8,
+                              max_ratio=3.0)
+    assert abs(ref.worst_curvature) < 1e-3  # the returned reference profile is the given orientation's
+    with pytest.raises(AssertionError, match="largest over 9 orientations"):
+        assert_smooth(isotropic, x_quartic, data, along_y, span=1.0, points=41, orientations=8, max_ratio=0.01)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -33,7 +33,7 @@ import importlib
 from ..rotations import random_orthogonal, random_rotation
 from .equivariance import (OUTPUT_TYPES, assert_equivariant,
                            relative_error, transform_output)
-from .smoothness import SmoothnessProfile, assert_smooth, smoothness_profile
+from .smoothness import SmoothnessProfile, assert_smooth, orientation_curvatures, smoothness_profile
 
 _STRATEGIES = (
     "KINDS", "SPECIES", "point_clouds", "random_clouds", "clustered_clouds", "collinear_clouds",
@@ -44,7 +44,7 @@ _STRATEGIES = (
 
 __all__ = ["OUTPUT_TYPES", "assert_equivariant", "transform_output", "relative_error",
            "random_rotation", "random_orthogonal", "SmoothnessProfile", "smoothness_profile",
-           "assert_smooth", *_STRATEGIES]
+           "orientation_curvatures", "assert_smooth", *_STRATEGIES]
 
 
 def __getattr__(name: str):
