@@ -92,10 +92,7 @@ def _grid(span, points: int, dtype: torch.dtype) -> Tensor:
 
 def _straight(data: Data, direction: Optional[Tensor], seed: int) -> Path:
     pos = data.pos.detach()
-    if direction is None:
-        g = torch.Generator().manual_seed(seed)
-        direction = torch.randn(pos.shape, generator=g, dtype=torch.float64)
-    direction = torch.as_tensor(direction).to(pos.dtype)
+    direction = _direction(pos, direction, seed)
     if direction.shape != pos.shape:
         raise ValueError(f"direction has shape {tuple(direction.shape)}; expected pos's {tuple(pos.shape)}")
     norm = direction.norm()
@@ -103,6 +100,22 @@ def _straight(data: Data, direction: Optional[Tensor], seed: int) -> Path:
         raise ValueError("direction must be finite and non-zero")
     direction = direction / norm
     return lambda s: pos + s.reshape(-1, 1, 1) * direction
+
+
+def _direction(pos: Tensor, direction: Optional[Tensor], seed: int) -> Tensor:
+    """``direction`` in ``pos``'s dtype; ``None``: a gaussian one from ``seed``."""
+    if direction is None:
+        direction = torch.randn(pos.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.as_tensor(direction).to(pos.dtype)
+
+
+def _one_structure(data: Data) -> Data:
+    """``data`` itself, or the only graph of a ``Batch`` of one."""
+    if isinstance(data, Batch):
+        if data.num_graphs != 1:
+            raise ValueError(f"data must be one structure, got a Batch of {data.num_graphs} graphs")
+        data = data.get_example(0)
+    return data
 
 
 def _user_path(path: Path, n: int, dtype: torch.dtype) -> Path:
@@ -165,10 +178,7 @@ def smoothness_profile(model: Callable[[Data], Tensor], data: Data, direction: O
     -------
     SmoothnessProfile
     """
-    if isinstance(data, Batch):
-        if data.num_graphs != 1:
-            raise ValueError(f"data must be one structure, got a Batch of {data.num_graphs} graphs")
-        data = data.get_example(0)
+    data = _one_structure(data)
     dtype = data.pos.dtype
     s_grid = _grid(span, points, dtype)
     walk = _user_path(path, data.pos.shape[0], dtype) if path is not None else _straight(data, direction, seed)
@@ -225,14 +235,8 @@ def orientation_curvatures(model: Callable[[Data], Tensor], data: Data, directio
         raise ValueError("orientation_curvatures takes a straight path (direction), not path=")
     if rotations < 0:
         raise ValueError(f"rotations must be >= 0, got {rotations}")
-    if isinstance(data, Batch):
-        if data.num_graphs != 1:
-            raise ValueError(f"data must be one structure, got a Batch of {data.num_graphs} graphs")
-        data = data.get_example(0)
-    pos = data.pos.detach()
-    if direction is None:
-        direction = torch.randn(pos.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    direction = torch.as_tensor(direction).to(pos.dtype)
+    data = _one_structure(data)
+    direction = _direction(data.pos, direction, seed)
     g = torch.Generator().manual_seed(rotation_seed)
     turns = [torch.eye(3, dtype=torch.float64)] + [random_rotation(g, dtype=torch.float64) for _ in range(rotations)]
     out = []
