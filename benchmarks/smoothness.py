@@ -49,7 +49,11 @@ Measurements:
    (``k = 5 eV/A^2``) on their intramolecular pairs at the starting lengths, added to every
    model alike (bare, global, local): invariant, they keep a briefly trained PET's molecules
    from flying apart (without them the bare methane run heats to thousands of K) and do not
-   change what ECSE adds to the PET term.
+   change what ECSE adds to the PET term.  Water also gets repulsive walls on intermolecular
+   pairs closer than 2.35 A (O-O), 1.4 A (O-H) or 1.5 A (H-H) (``WATER_WALLS``): without
+   them the briefly trained PET lets molecules pass through each other within 0.5 ps
+   (intermolecular O-O 0.8 A, H-H 0.3 A), so the NVE runs would compare ECSE and bare PET
+   on unphysical geometry.
 3. **NVE with frame settings** (``--nve-settings``, instead of 1, 2 and 4): bare PET and
    ``ECSE`` with each given setting (``ECSE`` keyword arguments) in ``--nve-modes``.
 4. **Frame-settings sweep** (``--sweep-systems``): frames per centre (local: frame copies
@@ -367,14 +371,19 @@ def near_invariant(pet, atoms, share: float = 0.1):
 
 class Restrained(nn.Module):
     """``model(data)`` plus harmonic springs ``k/2 (r - r0)^2`` on the intramolecular pairs of a
-    molecular system (minimum-image distances in a periodic cell); invariant, so it exerts no net
-    force or torque and leaves the comparison of bare and wrapped PET unchanged."""
+    molecular system and, optionally, repulsive walls ``k_w (r_w - r)^3`` (zero beyond ``r_w``,
+    twice differentiable) on intermolecular pairs closer than their ``r_w`` (minimum-image
+    distances in a periodic cell); invariant, so they exert no net force or torque and leave
+    the comparison of bare and wrapped PET unchanged."""
 
-    def __init__(self, model, pairs: torch.Tensor, r0: torch.Tensor, k: float = 5.0):
+    def __init__(self, model, pairs: torch.Tensor, r0: torch.Tensor, wall_pairs: torch.Tensor | None = None,
+                 wall_r0: torch.Tensor | None = None, k: float = 5.0, wall_k: float = 20.0):
         super().__init__()
-        self.model, self.k = model, k
+        self.model, self.k, self.wall_k = model, k, wall_k
         self.register_buffer("pairs", pairs)
         self.register_buffer("r0", r0)
+        self.register_buffer("wall_pairs", wall_pairs)
+        self.register_buffer("wall_r0", wall_r0)
         self.spec = getattr(model, "spec", None)
 
     @staticmethod
@@ -386,20 +395,38 @@ class Restrained(nn.Module):
         return d.norm(dim=-1)
 
     def forward(self, data):
-        r = self._lengths(data.pos, self.pairs, getattr(data, "cell", None))
-        return self.model(data) + 0.5 * self.k * (r - self.r0).pow(2).sum().reshape(1)
+        cell = getattr(data, "cell", None)
+        r = self._lengths(data.pos, self.pairs, cell)
+        energy = self.model(data) + 0.5 * self.k * (r - self.r0).pow(2).sum().reshape(1)
+        if self.wall_pairs is not None:
+            overlap = (self.wall_r0 - self._lengths(data.pos, self.wall_pairs, cell)).clamp(min=0.0)
+            energy = energy + self.wall_k * overlap.pow(3).sum().reshape(1)
+        return energy
+
+
+#: closest intermolecular approach (A) before water's repulsive walls act, per pair of
+#: species: below the closest contacts of liquid water at 300 K (O-O about 2.5 A, the
+#: hydrogen bond O...H about 1.6 A)
+WATER_WALLS = {("O", "O"): 2.35, ("H", "O"): 1.4, ("O", "H"): 1.4, ("H", "H"): 1.5}
 
 
 def restraint_pairs(name: str, atoms):
-    """``(pairs [2, P], r0 [P])`` of the intramolecular pairs of methane (all) and water
-    (consecutive O, H, H), ``None`` for metals."""
+    """``(pairs [2, P], r0 [P], wall_pairs [2, Q], wall_r0 [Q])``: the intramolecular springs of
+    methane (all pairs) and water (consecutive O, H, H), and water's intermolecular walls
+    (:data:`WATER_WALLS`; ``None, None`` for methane); ``None`` for metals."""
     if name.startswith("cu"):
         return None
     n = len(atoms)
     groups = [list(range(n))] if name == "methane" else [list(range(i, i + 3)) for i in range(0, n, 3)]
     pairs = torch.tensor([(a, b) for g in groups for i, a in enumerate(g) for b in g[i + 1:]]).T
     data = to_data(atoms)
-    return pairs, Restrained._lengths(data.pos, pairs, getattr(data, "cell", None)).detach()
+    r0 = Restrained._lengths(data.pos, pairs, getattr(data, "cell", None)).detach()
+    if name == "methane":
+        return pairs, r0, None, None
+    symbols, molecule = atoms.get_chemical_symbols(), [i // 3 for i in range(n)]
+    inter = [(a, b) for a in range(n) for b in range(a + 1, n) if molecule[a] != molecule[b]]
+    wall_r0 = torch.tensor([WATER_WALLS[symbols[a], symbols[b]] for a, b in inter], dtype=torch.float64)
+    return pairs, r0, torch.tensor(inter).T, wall_r0
 
 
 def wrapped(backbone, mode: str, setting=None):

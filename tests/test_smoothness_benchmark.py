@@ -1,0 +1,71 @@
+"""Pieces of ``benchmarks/smoothness.py`` (issue 15's table): the water cell's restraints.
+
+The NVE runs add the same invariant terms to bare and wrapped PET: springs on the
+intramolecular pairs and, for water, repulsive walls on intermolecular contacts.  These
+tests compare the walls with distances computed independently (ASE, minimum image).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+smoothness = pytest.importorskip("smoothness")
+
+
+class _Zero(nn.Module):
+    def forward(self, data):
+        return data.pos.sum().reshape(1) * 0.0
+
+
+@pytest.fixture(scope="module")
+def water_cell(shared_data):
+    atoms, _ = smoothness.small_water_cell(shared_data)
+    return atoms
+
+
+def test_water_walls_cover_every_intermolecular_pair_and_start_inactive(water_cell):
+    pairs, r0, wall_pairs, wall_r0 = smoothness.restraint_pairs("water", water_cell)
+    n = len(water_cell)
+    assert pairs.shape == (2, 3 * n // 3) and torch.all(pairs[0] // 3 == pairs[1] // 3)
+    assert wall_pairs.shape[1] == n * (n - 1) // 2 - n  # 3 intramolecular pairs per molecule
+    assert torch.all(wall_pairs[0] // 3 != wall_pairs[1] // 3)
+    model = smoothness.Restrained(_Zero(), pairs, r0, wall_pairs, wall_r0)
+    assert float(model(smoothness.to_data(water_cell))) == pytest.approx(0.0, abs=1e-12)
+    methane = smoothness.restraint_pairs("methane", water_cell[:5])
+    assert methane[2] is None and methane[3] is None
+    assert smoothness.restraint_pairs("cu300", water_cell) is None
+
+
+def test_water_wall_energy_and_force_against_ase_distances(water_cell):
+    """Push one oxygen towards another molecule's: the energy is the walls' sum over the
+    minimum-image distances that ASE gives, and the force pushes the oxygens apart."""
+    atoms = water_cell.copy()
+    o_a, o_b = 0, 3  # oxygens of molecules 0 and 1
+    d = atoms.get_distance(o_a, o_b, mic=True, vector=True)
+    shift = d * (1.0 - 2.1 / np.linalg.norm(d))  # molecule 1 to 2.1 A from molecule 0
+    atoms.positions[3:6] -= shift
+    pairs, r0, wall_pairs, wall_r0 = smoothness.restraint_pairs("water", water_cell)
+    model = smoothness.Restrained(_Zero(), pairs, r0, wall_pairs, wall_r0, wall_k=20.0)
+    data = smoothness.to_data(atoms)
+    data.pos.requires_grad_(True)
+    energy = model(data)
+    (grad,) = torch.autograd.grad(energy.sum(), data.pos)
+    distances = atoms.get_all_distances(mic=True)
+    symbols = atoms.get_chemical_symbols()
+    expected = sum(20.0 * max(smoothness.WATER_WALLS[symbols[a], symbols[b]] - distances[a, b], 0.0) ** 3
+                   for a in range(len(atoms)) for b in range(a + 1, len(atoms)) if a // 3 != b // 3)
+    assert expected >= 20.0 * 0.25 ** 3  # the O-O wall at least
+    assert float(energy.detach()) == pytest.approx(expected, rel=1e-10)
+    force = -grad
+    towards_b = torch.tensor(atoms.get_distance(o_a, o_b, mic=True, vector=True), dtype=force.dtype)
+    assert float(force[o_a] @ towards_b) < 0 < float(force[o_b] @ towards_b)
+    assert torch.allclose(force.sum(0), torch.zeros(3, dtype=force.dtype), atol=1e-10)
