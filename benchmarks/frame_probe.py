@@ -15,6 +15,14 @@ atom: a seeded Gaussian direction scaled to 1 A per atom (RMS), ``--span`` A lon
 median over atoms of each atom's largest, with frame copies of weight > 0 per atom (mean,
 max) at the start of the paths.
 
+With ``--trajectory FILE`` (any file ASE reads, e.g. an NVE run that ``benchmarks/smoothness.py
+--trajectories DIR`` wrote), the paths are the trajectory's steps instead: ``G_i`` at every
+``--stride``-th frame and its second difference per step, ``|G_i(t+1) - 2 G_i(t) + G_i(t-1)|``,
+which is what a velocity-Verlet step sees of the weights; the table gives its median,
+99.9th percentile and largest value over atoms and steps (and where), with the frames per
+atom averaged over the trajectory.  A dynamics samples the motions that random straight
+paths rarely make (molecules turning, hydrogen bonds breaking), over far longer paths.
+
 Settings (``--settings``; each a set of ``FrameParams`` overrides, the others at their
 defaults): the published pruning (threshold 0.9, 4 rounds), a lower threshold, no pruning
 (``none``), and wider switches (``rw`` radial width in A, ``aw`` angular width, ``at``
@@ -68,14 +76,19 @@ def structure(name: str, data_dir: Path):
     return atoms
 
 
-def probe(atoms, params, span: float, points: int, paths: int, seed: int = 0) -> dict:
-    """Frames per atom and curvature of the frame-averaged probe function along ``paths`` paths."""
-    from ecse import local_frames
-
+def _frame_geometry(atoms):
     pos = torch.tensor(atoms.positions, dtype=torch.float64)
     periodic = bool(atoms.pbc.any())
     cell = torch.tensor(atoms.cell.array, dtype=torch.float64)[None] if periodic else None
     pbc = torch.tensor(atoms.pbc)[None] if periodic else None
+    return pos, cell, pbc
+
+
+def probe(atoms, params, span: float, points: int, paths: int, seed: int = 0) -> dict:
+    """Frames per atom and curvature of the frame-averaged probe function along ``paths`` paths."""
+    from ecse import local_frames
+
+    pos, cell, pbc = _frame_geometry(atoms)
     batch = torch.zeros(len(atoms), dtype=torch.long)
     a = torch.randn(3, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     lf = local_frames(pos, CUTOFF, batch, cell, pbc, params)
@@ -95,6 +108,48 @@ def probe(atoms, params, span: float, points: int, paths: int, seed: int = 0) ->
             "curvature_max": float(worst.max()), "curvature_median": float(worst.median())}
 
 
+def trajectory_probe(frames: list, params) -> dict:
+    """Frames per atom and second differences per step of the frame-averaged probe function
+    along the structures ``frames`` (consecutive steps of a trajectory)."""
+    from ecse import local_frames
+
+    a = torch.randn(3, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    n = len(frames[0])
+    batch = torch.zeros(n, dtype=torch.long)
+    g, counts = [], []
+    for atoms in frames:
+        pos, cell, pbc = _frame_geometry(atoms)
+        lf = local_frames(pos, CUTOFF, batch, cell, pbc, params)
+        g.append(lf.combine((lf.rotation * a).sum((1, 2))))
+        counts.append(float(((~lf.invariant) & (lf.weight > 0)).sum()) / n)
+    g = torch.stack(g)
+    second = (g[2:] - 2 * g[1:-1] + g[:-2]).abs()
+    q = torch.quantile(second.flatten(), torch.tensor([0.5, 0.999], dtype=torch.float64))
+    step, atom = divmod(int(second.argmax()), n)
+    return {"frames_mean": sum(counts) / len(counts), "d2_median": float(q[0]), "d2_p999": float(q[1]),
+            "d2_max": float(second.max()), "worst_step": step + 1,
+            "worst_atom": f"{frames[0].get_chemical_symbols()[atom]}{atom}"}
+
+
+def main_trajectory(args, settings: dict) -> list[dict]:
+    from ase.io import read
+
+    from ecse import FrameParams
+
+    frames = read(args.trajectory, index=f"::{args.stride}")
+    print(f"\n{args.trajectory}: {len(frames)} frames (every {args.stride}th step), {len(frames[0])} atoms\n")
+    print("| setting | frames/atom | median d2G per step^2 | 99.9th percentile | largest (step, atom) |")
+    print("|---|---|---|---|---|")
+    rows = []
+    for setting, values in settings.items():
+        r = trajectory_probe(frames, FrameParams(**values))
+        r.update(setting=setting, trajectory=str(args.trajectory))
+        rows.append(r)
+        print(f"| {setting} | {r['frames_mean']:.2f} | {r['d2_median']:.2e} | {r['d2_p999']:.2e} | "
+              f"{r['d2_max']:.2e} ({r['worst_step']}, {r['worst_atom']}) |", flush=True)
+    return rows
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
@@ -105,6 +160,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--points", type=int, default=201)
     parser.add_argument("--paths", type=int, default=2)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--trajectory", type=Path, default=None,
+                        help="probe along this trajectory's steps instead of random paths (--systems ignored)")
+    parser.add_argument("--stride", type=int, default=1, help="with --trajectory: every this many steps")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -112,6 +170,12 @@ def main(argv=None) -> list[dict]:
 
     print(f"torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; load average "
           f"{os.getloadavg()[0]:.2f}; span {args.span} A per atom, {args.points} points, {args.paths} paths")
+    if args.trajectory is not None:
+        rows = main_trajectory(args, {**{name: SETTINGS[name] for name in args.settings},
+                                      **{spec: parse_setting(spec) for spec in args.custom}})
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=1))
+        return rows
     print("\n| system | atoms | setting | frames/atom (mean, max) | max abs d2G/ds2 | median over atoms |")
     print("|---|---|---|---|---|---|")
     settings = {name: SETTINGS[name] for name in args.settings}

@@ -10,7 +10,7 @@ which compounds its step over 4 rounds, fails both: its features are ~1e-4 A wid
 import pytest
 import torch
 
-from ecse import local_frames
+from ecse import FrameParams, local_frames
 
 ase_build = pytest.importorskip("ase.build")
 
@@ -70,6 +70,40 @@ def test_frame_probe_benchmark_ranks_pruning_as_rougher():
     pruned, unpruned = rows
     assert pruned["frames_mean"] == 24 and unpruned["frames_mean"] == 120
     assert pruned["curvature_median"] > 10 * unpruned["curvature_median"], rows
+
+
+def test_frame_probe_along_a_trajectory(tmp_path):
+    """``benchmarks/frame_probe.py --trajectory``: a rigid translation changes no frame (all
+    second differences zero), and a hydrogen of methane pulled out of the inner cutoff
+    (300 steps of 0.004 A) switches the published pruned frames far more abruptly than
+    ecse's defaults (measured: 0.30 against 0.001 per step^2)."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from ase.build import molecule
+    from ase.io import write
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import frame_probe
+
+    base = molecule("CH4")
+    moved = []
+    for t in range(300):
+        atoms = base.copy()
+        atoms.positions[1] += base.positions[1] / np.linalg.norm(base.positions[1]) * 0.004 * t
+        moved.append(atoms)
+    published = frame_probe.trajectory_probe(moved, FrameParams.published())
+    defaults = frame_probe.trajectory_probe(moved, FrameParams())
+    assert published["d2_max"] > 30 * defaults["d2_max"], (published, defaults)
+    assert published["frames_mean"] < defaults["frames_mean"]
+    shifted = [base.copy() for _ in range(5)]
+    for t, atoms in enumerate(shifted):
+        atoms.positions += [0.01 * t, -0.02 * t, 0.005 * t]
+    path = tmp_path / "shifted.extxyz"
+    write(path, shifted)
+    (row,) = frame_probe.main(["--trajectory", str(path), "--settings", "none"])
+    assert row["d2_max"] < 1e-12 and row["frames_mean"] > 0, row
 
 
 def _water_path_curvature(water, params, points=101, span=0.1):
