@@ -2,6 +2,7 @@
 
     python benchmarks/frame_probe.py [--systems methane water192 cu300 ...] [--settings NAME ...]
                                      [--span 0.1] [--points 201] [--paths 2] [--out rows.json]
+    python benchmarks/frame_probe.py --trajectory run.extxyz [--stride 1] [--settings NAME ...]
 
 No backbone: along random straight paths through each structure, every atom's local
 ensemble average ``G_i(s) = sum_k w_ik tr(A F_ik) / sum_k w_ik`` of a fixed

@@ -3,7 +3,8 @@
     python benchmarks/smoothness.py [--systems methane water cu300 cu1000] [--quick] [--points 200]
                                     [--span 0.2] [--nve-ps 2.0] [--budget 120] [--nve-budget 150]
                                     [--sweep-budget 45] [--sweep-nve-ps 1.0] [--cu-size 1]
-                                    [--checkpoints DIR] [--frame-average layers|tokens] [--out rows.json]
+                                    [--checkpoints DIR] [--frame-average layers|tokens] [--trajectories DIR]
+                                    [--out rows.json]
 
 Every model is bare ``PET`` (small sizes, float64) and ``ECSE(pet, cutoff=5.0)`` (global) and
 ``ECSE(pet, cutoff=5.0, mode="local")`` around the *same* weights, with ``ECSE``'s own
