@@ -85,24 +85,38 @@ def _frame_geometry(atoms):
     return pos, cell, pbc
 
 
+def _probe_matrix():
+    """``A``: the fixed seeded 3x3 matrix of the probe function."""
+    return torch.randn(3, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+
+
+def _probe_values(lf, a):
+    """``G_i = sum_k w_ik tr(A F_ik)`` per atom (weights normalised per atom), ``[N]``."""
+    return lf.combine((lf.rotation * a).sum((1, 2)))
+
+
+def _kept_per_atom(lf, n: int):
+    """Frame copies with weight > 0 (auxiliary copies excluded) of each of the ``n`` atoms."""
+    kept = ((~lf.invariant) & (lf.weight > 0)).to(torch.long)
+    return torch.zeros(n, dtype=torch.long).index_add_(0, lf.atom, kept)
+
+
 def probe(atoms, params, span: float, points: int, paths: int, seed: int = 0) -> dict:
     """Frames per atom and curvature of the frame-averaged probe function along ``paths`` paths."""
     from ecse import local_frames
 
     pos, cell, pbc = _frame_geometry(atoms)
     batch = torch.zeros(len(atoms), dtype=torch.long)
-    a = torch.randn(3, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    lf = local_frames(pos, CUTOFF, batch, cell, pbc, params)
-    kept = ((~lf.invariant) & (lf.weight > 0)).to(torch.long)
-    per_atom = torch.zeros(len(atoms), dtype=torch.long).index_add_(0, lf.atom, kept)
+    a = _probe_matrix()
+    per_atom = _kept_per_atom(local_frames(pos, CUTOFF, batch, cell, pbc, params), len(atoms))
     s = torch.linspace(0, span, points, dtype=torch.float64)
     h = float(s[1] - s[0])
     worst = torch.zeros(len(atoms), dtype=torch.float64)
     for p in range(paths):
         direction = torch.randn(pos.shape, generator=torch.Generator().manual_seed(seed + p), dtype=torch.float64)
         direction = direction / direction.square().sum(1).mean().sqrt()
-        g = torch.stack([lf_i.combine((lf_i.rotation * a).sum((1, 2)))
-                         for lf_i in (local_frames(pos + si * direction, CUTOFF, batch, cell, pbc, params) for si in s)])
+        g = torch.stack([_probe_values(local_frames(pos + si * direction, CUTOFF, batch, cell, pbc, params), a)
+                         for si in s])
         curv = ((g[2:] - 2 * g[1:-1] + g[:-2]) / h**2).abs().amax(0)
         worst = torch.maximum(worst, curv)
     return {"frames_mean": float(per_atom.double().mean()), "frames_max": int(per_atom.max()),
@@ -114,15 +128,15 @@ def trajectory_probe(frames: list, params) -> dict:
     along the structures ``frames`` (consecutive steps of a trajectory)."""
     from ecse import local_frames
 
-    a = torch.randn(3, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    a = _probe_matrix()
     n = len(frames[0])
     batch = torch.zeros(n, dtype=torch.long)
     g, counts = [], []
     for atoms in frames:
         pos, cell, pbc = _frame_geometry(atoms)
         lf = local_frames(pos, CUTOFF, batch, cell, pbc, params)
-        g.append(lf.combine((lf.rotation * a).sum((1, 2))))
-        counts.append(float(((~lf.invariant) & (lf.weight > 0)).sum()) / n)
+        g.append(_probe_values(lf, a))
+        counts.append(float(_kept_per_atom(lf, n).double().mean()))
     g = torch.stack(g)
     second = (g[2:] - 2 * g[1:-1] + g[:-2]).abs()
     q = torch.quantile(second.flatten(), torch.tensor([0.5, 0.999], dtype=torch.float64))
@@ -171,17 +185,16 @@ def main(argv=None) -> list[dict]:
 
     print(f"torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; load average "
           f"{os.getloadavg()[0]:.2f}; span {args.span} A per atom, {args.points} points, {args.paths} paths")
+    settings = {name: SETTINGS[name] for name in args.settings}
+    for spec in args.custom:
+        settings[spec] = parse_setting(spec)
     if args.trajectory is not None:
-        rows = main_trajectory(args, {**{name: SETTINGS[name] for name in args.settings},
-                                      **{spec: parse_setting(spec) for spec in args.custom}})
+        rows = main_trajectory(args, settings)
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1))
         return rows
     print("\n| system | atoms | setting | frames/atom (mean, max) | max abs d2G/ds2 | median over atoms |")
     print("|---|---|---|---|---|---|")
-    settings = {name: SETTINGS[name] for name in args.settings}
-    for spec in args.custom:
-        settings[spec] = parse_setting(spec)
     rows = []
     for name in args.systems:
         atoms = structure(name, args.data)
