@@ -54,7 +54,10 @@ Measurements:
    pairs closer than 2.35 A (O-O), 1.4 A (O-H) or 1.5 A (H-H) (``WATER_WALLS``): without
    them the briefly trained PET lets molecules pass through each other within 0.5 ps
    (intermolecular O-O 0.8 A, H-H 0.3 A), so the NVE runs would compare ECSE and bare PET
-   on unphysical geometry.
+   on unphysical geometry.  Cu gets one wall on every pair of atoms at 2.2 A (``CU_WALL``,
+   ``100 eV/A^3``, summed over periodic images): the briefly trained PET is not repulsive
+   below about 2.1 A, and without the wall the 4-atom cell collapses under ECSE's average
+   (a Cu-Cu distance of 0.5 A and thousands of K within 1.2 ps).
 3. **NVE with frame settings** (``--nve-settings``, instead of 1, 2 and 4): bare PET and
    ``ECSE`` with each given setting (``ECSE`` keyword arguments) in ``--nve-modes``.
 4. **Frame-settings sweep** (``--sweep-systems``): frames per centre (local: frame copies
@@ -371,14 +374,15 @@ def near_invariant(pet, atoms, share: float = 0.1):
 
 
 class Restrained(nn.Module):
-    """``model(data)`` plus harmonic springs ``k/2 (r - r0)^2`` on the intramolecular pairs of a
-    molecular system and, optionally, repulsive walls ``k_w (r_w - r)^3`` (zero beyond ``r_w``,
-    twice differentiable) on intermolecular pairs closer than their ``r_w`` (minimum-image
-    distances in a periodic cell); invariant, so they exert no net force or torque and leave
-    the comparison of bare and wrapped PET unchanged."""
+    """``model(data)`` plus, optionally, harmonic springs ``k/2 (r - r0)^2`` on the
+    intramolecular pairs of a molecular system (minimum-image lengths) and repulsive walls
+    ``k_w (r_w - r)^3`` (zero beyond ``r_w``, twice differentiable) summed over every periodic
+    image of each wall pair closer than its ``r_w``; invariant, so they exert no net force or
+    torque and leave the comparison of bare and wrapped PET unchanged."""
 
-    def __init__(self, model, pairs: torch.Tensor, r0: torch.Tensor, wall_pairs: torch.Tensor | None = None,
-                 wall_r0: torch.Tensor | None = None, k: float = 5.0, wall_k: float = 20.0):
+    def __init__(self, model, pairs: torch.Tensor | None, r0: torch.Tensor | None,
+                 wall_pairs: torch.Tensor | None = None, wall_r0: torch.Tensor | None = None,
+                 k: float = 5.0, wall_k: float = 20.0):
         super().__init__()
         self.model, self.k, self.wall_k = model, k, wall_k
         self.register_buffer("pairs", pairs)
@@ -388,19 +392,41 @@ class Restrained(nn.Module):
         self.spec = getattr(model, "spec", None)
 
     @staticmethod
+    def _cell(data):
+        cell = getattr(data, "cell", None)
+        if cell is None or not bool(cell.reshape(3, 3).abs().sum() > 0):
+            return None
+        return cell.reshape(3, 3).to(data.pos.dtype)
+
+    @staticmethod
     def _lengths(pos, pairs, cell):
+        """Minimum-image lengths ``[P]`` of ``pairs``."""
         d = pos[pairs[1]] - pos[pairs[0]]
-        if cell is not None and bool(cell.reshape(3, 3).abs().sum() > 0):
-            cell = cell.reshape(3, 3).to(pos.dtype)
+        if cell is not None:
             d = d - torch.round(d @ torch.linalg.inv(cell)) @ cell
         return d.norm(dim=-1)
 
+    @staticmethod
+    def _image_lengths(pos, pairs, cell):
+        """Lengths ``[P, 27]`` of the minimum image of each pair and its 26 neighbouring images
+        (every image closer than the cell's smallest width; ``[P, 1]`` without a cell)."""
+        d = pos[pairs[1]] - pos[pairs[0]]
+        if cell is None:
+            return d.norm(dim=-1, keepdim=True)
+        d = d - torch.round(d @ torch.linalg.inv(cell)) @ cell
+        steps = torch.tensor([-1.0, 0.0, 1.0], dtype=pos.dtype)
+        shifts = torch.cartesian_prod(steps, steps, steps) @ cell
+        return (d[:, None, :] + shifts[None]).norm(dim=-1)
+
     def forward(self, data):
-        cell = getattr(data, "cell", None)
-        r = self._lengths(data.pos, self.pairs, cell)
-        energy = self.model(data) + 0.5 * self.k * (r - self.r0).pow(2).sum().reshape(1)
+        cell = self._cell(data)
+        energy = self.model(data)
+        if self.pairs is not None:
+            r = self._lengths(data.pos, self.pairs, cell)
+            energy = energy + 0.5 * self.k * (r - self.r0).pow(2).sum().reshape(1)
         if self.wall_pairs is not None:
-            overlap = (self.wall_r0 - self._lengths(data.pos, self.wall_pairs, cell)).clamp(min=0.0)
+            r = self._image_lengths(data.pos, self.wall_pairs, cell)
+            overlap = (self.wall_r0[:, None] - r).clamp(min=0.0)
             energy = energy + self.wall_k * overlap.pow(3).sum().reshape(1)
         return energy
 
@@ -410,24 +436,34 @@ class Restrained(nn.Module):
 #: hydrogen bond O...H about 1.6 A)
 WATER_WALLS = {("O", "O"): 2.35, ("H", "O"): 1.4, ("O", "H"): 1.4, ("H", "H"): 1.5}
 
+#: closest Cu-Cu approach (A) before the metal's repulsive wall acts: below the shortest
+#: distances of EMT Cu at 1000 K (nearest neighbours at 2.55 A), where the briefly trained PET
+#: is not repulsive (its pair force turns attractive below about 2.1 A)
+CU_WALL = 2.2
+#: stiffness of the Cu wall (eV/A^3): 3 eV/A of repulsion 0.1 A inside it
+CU_WALL_K = 100.0
 
-def restraint_pairs(name: str, atoms):
-    """``(pairs [2, P], r0 [P], wall_pairs [2, Q], wall_r0 [Q])``: the intramolecular springs of
-    methane (all pairs) and water (consecutive O, H, H), and water's intermolecular walls
-    (:data:`WATER_WALLS`; ``None, None`` for methane); ``None`` for metals."""
-    if name.startswith("cu"):
-        return None
+
+def restraint_pairs(name: str, atoms) -> dict:
+    """:class:`Restrained`'s keyword arguments ``pairs [2, P], r0 [P], wall_pairs [2, Q],
+    wall_r0 [Q], wall_k``: the intramolecular springs of methane (all pairs) and water
+    (consecutive O, H, H); water's intermolecular walls (:data:`WATER_WALLS`; none for
+    methane); the metal's walls on every pair of atoms (:data:`CU_WALL`, no springs)."""
     n = len(atoms)
+    if name.startswith("cu"):
+        walls = torch.tensor([(a, b) for a in range(n) for b in range(a + 1, n)]).reshape(-1, 2).T
+        return dict(pairs=None, r0=None, wall_pairs=walls, wall_k=CU_WALL_K,
+                    wall_r0=torch.full((walls.shape[1],), CU_WALL, dtype=torch.float64))
     groups = [list(range(n))] if name == "methane" else [list(range(i, i + 3)) for i in range(0, n, 3)]
     pairs = torch.tensor([(a, b) for g in groups for i, a in enumerate(g) for b in g[i + 1:]]).T
     data = to_data(atoms)
-    r0 = Restrained._lengths(data.pos, pairs, getattr(data, "cell", None)).detach()
+    r0 = Restrained._lengths(data.pos, pairs, Restrained._cell(data)).detach()
     if name == "methane":
-        return pairs, r0, None, None
+        return dict(pairs=pairs, r0=r0, wall_pairs=None, wall_r0=None)
     symbols, molecule = atoms.get_chemical_symbols(), [i // 3 for i in range(n)]
     inter = [(a, b) for a in range(n) for b in range(a + 1, n) if molecule[a] != molecule[b]]
     wall_r0 = torch.tensor([WATER_WALLS[symbols[a], symbols[b]] for a, b in inter], dtype=torch.float64)
-    return pairs, r0, torch.tensor(inter).T, wall_r0
+    return dict(pairs=pairs, r0=r0, wall_pairs=torch.tensor(inter).T, wall_r0=wall_r0, wall_k=20.0)
 
 
 def wrapped(backbone, mode: str, setting=None):
@@ -511,7 +547,7 @@ def nve(model, atoms, temperature: float, ps: float, args, log, label: str, rest
     from ecse.atomistic.md import run_nve
 
     if restraint is not None:
-        model = Restrained(model, *restraint)
+        model = Restrained(model, **restraint)
     steps = int(round(ps * 1000 / args.timestep))
     t = seconds_per_call(model, to_data(atoms))
     if steps * t > args.nve_budget:

@@ -1,8 +1,9 @@
-"""Pieces of ``benchmarks/smoothness.py`` (issue 15's table): the water cell's restraints.
+"""Pieces of ``benchmarks/smoothness.py`` (issue 15's table): the restraints of the water and Cu cells.
 
 The NVE runs add the same invariant terms to bare and wrapped PET: springs on the
 intramolecular pairs and, for water, repulsive walls on intermolecular contacts.  These
-tests compare the walls with distances computed independently (ASE, minimum image).
+tests compare the walls with distances computed independently (ASE: minimum image for
+water, its neighbour list over all periodic images for the small Cu cell).
 """
 from __future__ import annotations
 
@@ -32,16 +33,16 @@ def water_cell(shared_data):
 
 
 def test_water_walls_cover_every_intermolecular_pair_and_start_inactive(water_cell):
-    pairs, r0, wall_pairs, wall_r0 = smoothness.restraint_pairs("water", water_cell)
+    restraint = smoothness.restraint_pairs("water", water_cell)
+    pairs, wall_pairs = restraint["pairs"], restraint["wall_pairs"]
     n = len(water_cell)
     assert pairs.shape == (2, n) and torch.all(pairs[0] // 3 == pairs[1] // 3)
     assert wall_pairs.shape[1] == n * (n - 1) // 2 - n  # 3 intramolecular pairs per molecule
     assert torch.all(wall_pairs[0] // 3 != wall_pairs[1] // 3)
-    model = smoothness.Restrained(_Zero(), pairs, r0, wall_pairs, wall_r0)
+    model = smoothness.Restrained(_Zero(), **restraint)
     assert float(model(smoothness.to_data(water_cell))) == pytest.approx(0.0, abs=1e-12)
     methane = smoothness.restraint_pairs("methane", water_cell[:5])
-    assert methane[2] is None and methane[3] is None
-    assert smoothness.restraint_pairs("cu300", water_cell) is None
+    assert methane["wall_pairs"] is None and methane["wall_r0"] is None
 
 
 def test_water_wall_energy_and_force_against_ase_distances(water_cell):
@@ -52,8 +53,7 @@ def test_water_wall_energy_and_force_against_ase_distances(water_cell):
     d = atoms.get_distance(o_a, o_b, mic=True, vector=True)
     shift = d * (1.0 - 2.1 / np.linalg.norm(d))  # molecule 1 to 2.1 A from molecule 0
     atoms.positions[3:6] -= shift
-    pairs, r0, wall_pairs, wall_r0 = smoothness.restraint_pairs("water", water_cell)
-    model = smoothness.Restrained(_Zero(), pairs, r0, wall_pairs, wall_r0, wall_k=20.0)
+    model = smoothness.Restrained(_Zero(), **smoothness.restraint_pairs("water", water_cell))
     data = smoothness.to_data(atoms)
     data.pos.requires_grad_(True)
     energy = model(data)
@@ -67,4 +67,32 @@ def test_water_wall_energy_and_force_against_ase_distances(water_cell):
     force = -grad
     towards_b = torch.tensor(atoms.get_distance(o_a, o_b, mic=True, vector=True), dtype=force.dtype)
     assert float(force[o_a] @ towards_b) < 0 < float(force[o_b] @ towards_b)
+    assert torch.allclose(force.sum(0), torch.zeros(3, dtype=force.dtype), atol=1e-10)
+
+
+def test_cu_wall_sums_every_periodic_image_against_ase_neighbour_list():
+    """In a 3.61 A cubic Cu cell (two of the fcc cell's four atoms) an atom moved to 1.9 A
+    from *two* images of the other is pushed by both: the wall energy equals the sum over
+    ASE's neighbour list (every image within the wall), which a minimum-image wall would
+    halve."""
+    from ase.build import bulk
+    from ase.neighborlist import neighbor_list
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)[:2]
+    atoms.positions[1] = atoms.positions[0] + [1.805, 0.6, 0.0]  # 1.90 A from atom 0 and its -x image
+    restraint = smoothness.restraint_pairs("cu300", atoms)
+    assert restraint["pairs"] is None and restraint["wall_pairs"].shape == (2, 1)
+    model = smoothness.Restrained(_Zero(), **restraint)
+    data = smoothness.to_data(atoms)
+    data.pos.requires_grad_(True)
+    energy = model(data)
+    (grad,) = torch.autograd.grad(energy.sum(), data.pos)
+    i, j, d = neighbor_list("ijd", atoms, smoothness.CU_WALL)
+    assert sum(1 for a, b in zip(i, j) if {a, b} == {0, 1}) == 4  # two images, both directions
+    expected = 0.5 * sum(smoothness.CU_WALL_K * (smoothness.CU_WALL - x) ** 3 for x in d)
+    assert expected > 0.0
+    assert float(energy.detach()) == pytest.approx(expected, rel=1e-10)
+    # the two images pull atom 1 along +x and -x equally: only the y component survives
+    force = -grad
+    assert abs(float(force[1, 0])) < 1e-10 < float(force[1, 1])
     assert torch.allclose(force.sum(0), torch.zeros(3, dtype=force.dtype), atol=1e-10)
