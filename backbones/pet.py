@@ -95,6 +95,12 @@ class PET(nn.Module):
             system (see :data:`ecse.ensemble.MEMORY_BOUND_GB`).  Results equal the unchunked
             evaluation up to rounding.  ``None``: all sequences in one call per layer,
             activations kept.
+        chunk_above: split a layer into groups of ``chunk_tokens`` only when all its
+            sequences together cost more than this (12288, the same padded measure);
+            smaller inputs (a small molecule, a batch of them, a solid of about a hundred
+            atoms) run in one call with their activations kept, which is faster (no
+            recomputation in the backward pass) at a few times the memory of one group.
+            ``None``: split whenever they cost more than ``chunk_tokens``.
         zero_init_heads: start the last layer of every atom and edge head at zero, so a
             new model predicts exactly the composition baseline (``False``: PyTorch's
             default initialisation).  The per-atom output sums one edge head per
@@ -151,7 +157,7 @@ class PET(nn.Module):
                  dim_feedforward: int = 512, head_hidden: int = 128, pre_ln: bool = False,
                  fused_attention: bool = False, level: str = "graph", output: str = "scalar",
                  chunk_tokens: Optional[int] = 4096, zero_init_heads: bool = False, num_radial: int = 0,
-                 frame_average: str = "layers"):
+                 frame_average: str = "layers", chunk_above: Optional[int] = 12288):
         super().__init__()
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
@@ -161,6 +167,9 @@ class PET(nn.Module):
             raise ValueError(f"num_radial must be 0 (no radial basis) or at least 2, got {num_radial}")
         if chunk_tokens is not None and chunk_tokens < 1:
             raise ValueError(f"chunk_tokens must be positive or None, got {chunk_tokens}")
+        if chunk_above is not None and chunk_above < 0:
+            raise ValueError(f"chunk_above must be non-negative or None, got {chunk_above}")
+        self.chunk_above = chunk_above
         self.cutoff, self.cutoff_width, self.level = float(cutoff), float(cutoff_width), level
         self.spec, self.output, self.chunk_tokens = OutputSpec(output), output, chunk_tokens
         if frame_average not in ("tokens", "layers"):
@@ -177,7 +186,8 @@ class PET(nn.Module):
                             num_transformer_layers=num_transformer_layers, num_heads=num_heads,
                             dim_feedforward=dim_feedforward, head_hidden=head_hidden, pre_ln=pre_ln,
                             fused_attention=fused_attention, level=level, output=output, chunk_tokens=chunk_tokens,
-                            zero_init_heads=zero_init_heads, num_radial=num_radial, frame_average=frame_average)
+                            zero_init_heads=zero_init_heads, num_radial=num_radial, frame_average=frame_average,
+                            chunk_above=chunk_above)
         self.neighbor_embedding = nn.Embedding(MAX_Z + 1, d_model)
         self.radial = GaussianBasis(cutoff, num_radial) if num_radial else None
         self.gnn_layers = nn.ModuleList(
@@ -253,7 +263,7 @@ class PET(nn.Module):
             seq = FrameSequences(local_frames, z, nl.center, nl.vector, self.spec)
         message = self.neighbor_embedding(z[nl.neighbor])  # m_ij = Emb(z_j)
         total = self.composition_offsets.new_zeros(seq.z.numel(), self.out_dim)  # sum_l E_i^(l)
-        chunks = seq.chunks(self.chunk_tokens, self.attention_length)
+        chunks = self._chunks(seq)
         # one group: token inputs built once for all layers; several: per group, inside it
         inputs = self._token_inputs(seq, slice(None), nl.vector, r, fc) if len(chunks) == 1 else None
         for layer in self.gnn_layers:
@@ -266,6 +276,16 @@ class PET(nn.Module):
             return values
         num_graphs = data.num_graphs if isinstance(data, Batch) else int(batch.max()) + 1 if z.numel() else 1
         return values.new_zeros(num_graphs, *values.shape[1:]).index_add(0, batch, values)
+
+    def _chunks(self, seq) -> list[tuple[int, int, int, int]]:
+        """Groups of sequences ``(s0, s1, t0, t1)``: one if they all fit in ``chunk_above``
+        (or ``chunk_tokens``), else groups of ``chunk_tokens``."""
+        if self.chunk_tokens is None:
+            return seq.chunks(None, self.attention_length)
+        whole = max(self.chunk_tokens, self.chunk_above or 0)
+        chunks = seq.chunks(whole, self.attention_length)
+        return chunks if len(chunks) == 1 or whole == self.chunk_tokens else seq.chunks(self.chunk_tokens,
+                                                                                          self.attention_length)
 
     def _token_inputs(self, seq, part: slice, vectors, r, fc) -> tuple[Tensor, Tensor]:
         """Edge-token geometry ``(r_ij, |r_ij|, g(|r_ij|))`` and cutoff switch of ``part``."""

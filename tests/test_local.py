@@ -142,7 +142,7 @@ def test_chunked_layers_give_the_same_energy_forces_and_training_gradients():
                                       z=torch.tensor([1, 6] * 6))])
     results = []
     for chunk in (None, 7):
-        pet, model = _local("scalar", chunk_tokens=chunk)
+        pet, model = _local("scalar", chunk_tokens=chunk, chunk_above=None)
         energy, forces = energy_and_forces(model, data, create_graph=True)
         forces.pow(2).sum().backward()
         # (a force loss leaves the heads' last biases without a gradient: None in both runs)

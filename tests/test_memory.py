@@ -49,7 +49,7 @@ def test_chunked_equals_unchunked(monkeypatch, mode, output):
     results = []
     for chunks in (None, 40):
         torch.manual_seed(0)
-        pet = PET(**SMALL, output=output, chunk_tokens=chunks).double()
+        pet = PET(**SMALL, output=output, chunk_tokens=chunks, chunk_above=None).double()
         model = ECSE(pet, cutoff=4.0, mode=mode, output=output, chunk_size=chunks).double()
         calls = _count_checkpoints(monkeypatch, ensemble_module if mode == "global" else pet_module)
         if output == "scalar":
@@ -63,6 +63,26 @@ def test_chunked_equals_unchunked(monkeypatch, mode, output):
             results.append(torch.cat([y.reshape(-1), grad.reshape(-1)]))
         assert (len(calls) > 3) == (chunks is not None)  # several checkpointed chunks, or none
     assert torch.allclose(results[0], results[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["bare", "local"])
+def test_pet_splits_layers_only_above_chunk_above(monkeypatch, mode):
+    """Inputs that cost more than ``chunk_tokens`` but not more than ``chunk_above`` run in
+    one call per layer (no checkpoint); above it, in checkpointed groups; same numbers."""
+    data = _crystal()
+    results, counts = [], []
+    for above in (10**9, 50, None):
+        torch.manual_seed(0)
+        pet = PET(**SMALL, chunk_tokens=40, chunk_above=above).double()
+        model = pet if mode == "bare" else ECSE(pet, cutoff=4.0, mode="local").double()
+        calls = _count_checkpoints(monkeypatch, pet_module)
+        results.append(torch.cat([t.reshape(-1) for t in energy_and_forces(model, data)]))
+        counts.append(len(calls))
+    assert counts[0] == 0 and counts[1] > 3 and counts[2] == counts[1]
+    assert torch.allclose(results[0], results[1], rtol=1e-12, atol=1e-12)
+    assert torch.equal(results[1], results[2])
+    with pytest.raises(ValueError, match="chunk_above"):
+        PET(**SMALL, chunk_above=-1)
 
 
 def test_pet_chunks_stay_within_their_budget():
@@ -95,7 +115,7 @@ from ecse.atomistic.derivatives import energy_and_forces
 from ecse.backbones import PET
 mode, symbol, lattice, repeat = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 data = atoms_to_data(bulk(symbol, lattice, cubic=True).repeat(repeat), dtype=torch.float64)
-model = ECSE(PET(), cutoff=5.0, mode=mode).double()
+model = (PET() if mode == "bare" else ECSE(PET(), cutoff=5.0, mode=mode)).double()
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 with warnings.catch_warnings():
@@ -121,6 +141,28 @@ def test_default_peak_memory_of_perfect_crystals(case):
     assert result["finite"]
     # far below the bound for 2000 atoms (unchunked, these take 7.7 and 5 GB)
     assert result["growth_gb"] < min(1.0, MEMORY_BOUND_GB), result
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in kB: Linux")
+def test_default_peak_memory_of_one_unsplit_call():
+    """Perfect diamond carbon, 64 atoms (86 neighbours each): within ``chunk_above``, so bare
+    ``PET()`` runs each layer in one call with its activations kept; the largest such
+    input stays well inside the bound."""
+    from ecse.backbones._pet_local import chunk_cost
+    from ecse.neighbors import neighbor_list
+
+    data = atoms_to_data(bulk("C", "diamond", cubic=True).repeat(2), dtype=torch.float64)
+    nl = neighbor_list(data.pos, 5.0, torch.zeros(64, dtype=torch.long), data.cell, data.pbc)
+    length = int(torch.bincount(nl.center).max()) + 1
+    cost = float(chunk_cost(torch.tensor(64), torch.tensor(length), PET().attention_length))
+    assert 0.7 * PET().chunk_above < cost <= PET().chunk_above  # near the largest unsplit input
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", _WORKER, "bare", "C", "diamond", "2"], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["finite"] and result["atoms"] == 64
+    assert result["growth_gb"] < 0.6 * MEMORY_BOUND_GB, result
 
 
 # ----------------------------------------------------------------------------- the warning

@@ -57,7 +57,7 @@ def _hand_made_frames(data, rotations_per_atom, weights):
 def test_identity_and_global_frames_give_bare_pet(chunk_tokens):
     data = Batch.from_data_list([atoms_to_data(molecule("CH3CH2OH"), dtype=torch.float64)])
     torch.manual_seed(0)
-    pet = PET(**SMALL, chunk_tokens=chunk_tokens).double()
+    pet = PET(**SMALL, chunk_tokens=chunk_tokens, chunk_above=None).double()
     bare = pet(data)
     eye = torch.eye(3, dtype=torch.float64)
     # two identity copies (0.3, 0.7): the average of equal tokens is bare PET
@@ -139,7 +139,7 @@ def test_tokens_chunked_equals_unchunked():
     results = []
     for chunks in (None, 40):
         torch.manual_seed(0)
-        model = ECSE(PET(**{**SMALL, "chunk_tokens": chunks}).double(), cutoff=4.0, mode="local").double()
+        model = ECSE(PET(**{**SMALL, "chunk_tokens": chunks, "chunk_above": None}).double(), cutoff=4.0, mode="local").double()
         results.append(torch.cat([t.reshape(-1) for t in energy_and_forces(model, data)]))
     assert torch.allclose(results[0], results[1], rtol=1e-11, atol=1e-12)
 
