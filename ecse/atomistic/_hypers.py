@@ -56,10 +56,6 @@ class PETHypers(Section):
     """Evaluate each message-passing layer on groups of atoms of about this many tokens,
     recomputing activations in the backward pass when there are several groups (bounded
     memory for large systems; PET's own default); ``null``: one call per layer, activations kept."""
-    chunk_above: Optional[int] = 12288
-    """Split a layer into groups of ``chunk_tokens`` only above this many tokens in all
-    (smaller inputs run in one call, faster, activations kept); ``null``: whenever they
-    exceed ``chunk_tokens``."""
     zero_init_heads: bool = False
     """Start the last layer of every head at zero, so a new model predicts exactly the
     composition baseline."""
@@ -71,6 +67,10 @@ class PETHypers(Section):
     (atom, frame) copy (frames-per-atom times the cost); ``tokens`` (energies only)
     averages every edge token over them and runs the transformer once per atom (about
     one bare evaluation on solids, but rougher forces)."""
+    chunk_above: Optional[int] = 12288
+    """Split a layer into groups of ``chunk_tokens`` only above this many tokens in all
+    (smaller inputs run in one call, faster, activations kept); ``null``: whenever they
+    exceed ``chunk_tokens``."""
 
     def check(self) -> None:
         self.positive("d_model", "num_gnn_layers", "num_transformer_layers", "num_heads", "dim_feedforward",

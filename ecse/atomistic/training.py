@@ -180,6 +180,7 @@ def train(config: Union[TrainConfig, dict], resume: bool = False,
     if isinstance(config, dict):
         config = config_from_dict(config)
     ctx = _distributed.setup(config.run.backend, config.run.device)
+    run = None
     try:
         run = _start(config, ctx, resume, (log if ctx.is_main else None) or (lambda msg: None), step_hook, t_start)
         stopped = fit(run)
@@ -188,6 +189,11 @@ def train(config: Union[TrainConfig, dict], resume: bool = False,
         ctx.barrier()
         return _summary(run, stopped, test, test_model)
     finally:
+        if run is not None:
+            # free DDP (its reducer) while the process group lives on: freed after
+            # ctx.close(), the reducer would destroy the gloo group holding the GIL, while a
+            # gloo thread that frees the last barrier's tensors waits for it (a deadlock)
+            run.net = None
         ctx.close()
 
 
