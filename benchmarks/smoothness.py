@@ -72,7 +72,9 @@ Trained PETs: ``PET(**SMALL)`` (``benchmarks/scaling.py``) fitted to energies an
 (Adam, ``--train-seconds`` s of wall time on one thread, seeded; every structure randomly
 rotated in every batch, the published recipe and the training stack's default) on the bundled methane
 training set, the 192-atom water frames (frames 0-299) and EMT Cu cells generated at 300
-and 1000 K (one model for both temperatures); saved as ``{system}.pt`` under
+and 1000 K and liquid Cu at 2000 K (one model for every temperature; the liquid's shorter
+contacts, down to about 2.1 A, teach it the repulsion that a model fitted to the solid
+alone lacks); saved as ``{system}.pt`` under
 ``--checkpoints`` and loaded from there on a rerun (``--retrain`` to refit).
 """
 from __future__ import annotations
@@ -205,8 +207,14 @@ def training_frames(model_name: str, args) -> list:
         return read(bundled_dataset("methane")["train"], index=":")
     if model_name == "water":
         return water_frames(args.data)[:300]
-    return [a for t, seed in ((300.0, 1), (1000.0, 2))
-            for a in emt_structures("thermal", "Cu", temperature=t, n=24, size=args.cu_size, seed=seed)]
+    thermal = [a for t, seed in ((300.0, 1), (1000.0, 2))
+               for a in emt_structures("thermal", "Cu", temperature=t, n=24, size=args.cu_size, seed=seed)]
+    return thermal + emt_structures("liquid", "Cu", n=24, size=args.cu_size, seed=3)
+
+
+#: what each PET is fitted to; a checkpoint fitted to other data is refitted
+TRAINING_DATA = {"methane": "bundled methane train", "water": "water_bulk_64 frames 0-299",
+                 "cu": "EMT Cu: thermal 300 K and 1000 K, liquid 2000 K, 24 cells each"}
 
 
 def to_data(atoms, dtype=torch.float64):
@@ -295,14 +303,20 @@ def trained_pet(model_name: str, args):
     path = args.checkpoints / f"{model_name}.pt"
     if path.exists() and not args.retrain:
         saved = torch.load(path, weights_only=False)
+        system = model_name.rstrip("0123456789")
+        data = TRAINING_DATA[system]
+        # untagged checkpoints predate the tag: methane's and water's data are unchanged since, Cu's not
+        tag = saved["info"].get("data", None if system == "cu" else data)
         if (saved["config"] == SMALL and saved["info"]["seconds"] >= 0.9 * args.train_seconds
-                and saved["info"].get("augmented", False)):
+                and saved["info"].get("augmented", False) and tag == data):
             pet = make_pet(0, args.frame_average)
             pet.load_state_dict(saved["state_dict"])
             print(f"  {model_name} PET loaded from {path} ({saved['info']['steps']} training steps)")
             return pet.eval(), saved["info"]
     print(f"  training the {model_name} PET for {args.train_seconds:.0f} s (seed {args.seed})", flush=True)
-    pet, info = train_pet(training_frames(model_name.rstrip("0123456789"), args), args.train_seconds, args.seed)
+    system = model_name.rstrip("0123456789")
+    pet, info = train_pet(training_frames(system, args), args.train_seconds, args.seed)
+    info["data"] = TRAINING_DATA[system]
     args.checkpoints.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": pet.state_dict(), "config": SMALL, "info": info}, path)
     local = make_pet(0, args.frame_average)  # how local mode uses the frames (training is bare)
