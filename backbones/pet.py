@@ -92,7 +92,8 @@ class PET(nn.Module):
             group's activations are recomputed in the backward pass
             (``torch.utils.checkpoint``), so the memory of energies, forces and training
             stays at about one group's (plus per-edge tensors) whatever the size of the
-            system (see :data:`ecse.ensemble.MEMORY_BOUND_GB`).  Results equal the unchunked
+            system, once it is split (``chunk_above``; see
+            :data:`ecse.ensemble.MEMORY_BOUND_GB`).  Results equal the unchunked
             evaluation up to rounding.  ``None``: all sequences in one call per layer,
             activations kept.
         chunk_above: split a layer into groups of ``chunk_tokens`` only when all its
