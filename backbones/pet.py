@@ -281,12 +281,12 @@ class PET(nn.Module):
     def _chunks(self, seq) -> list[tuple[int, int, int, int]]:
         """Groups of sequences ``(s0, s1, t0, t1)``: one if they all fit in ``chunk_above``
         (or ``chunk_tokens``), else groups of ``chunk_tokens``."""
-        if self.chunk_tokens is None:
-            return seq.chunks(None, self.attention_length)
-        whole = max(self.chunk_tokens, self.chunk_above or 0)
-        chunks = seq.chunks(whole, self.attention_length)
-        return chunks if len(chunks) == 1 or whole == self.chunk_tokens else seq.chunks(self.chunk_tokens,
-                                                                                          self.attention_length)
+        budget, above = self.chunk_tokens, self.chunk_above
+        if budget is not None and above is not None and above > budget:
+            whole = seq.chunks(above, self.attention_length)
+            if len(whole) == 1:
+                return whole
+        return seq.chunks(budget, self.attention_length)
 
     def _token_inputs(self, seq, part: slice, vectors, r, fc) -> tuple[Tensor, Tensor]:
         """Edge-token geometry ``(r_ij, |r_ij|, g(|r_ij|))`` and cutoff switch of ``part``."""

@@ -300,10 +300,10 @@ def trained_pet(model_name: str, args):
     """Load ``{checkpoints}/{model_name}.pt`` or train (and save) it."""
     if model_name == "cu":
         model_name = f"cu{args.cu_size}"
+    system = model_name.rstrip("0123456789")
     path = args.checkpoints / f"{model_name}.pt"
     if path.exists() and not args.retrain:
         saved = torch.load(path, weights_only=False)
-        system = model_name.rstrip("0123456789")
         data = TRAINING_DATA[system]
         # untagged checkpoints predate the tag: methane's and water's data are unchanged since, Cu's not
         tag = saved["info"].get("data", None if system == "cu" else data)
@@ -314,7 +314,6 @@ def trained_pet(model_name: str, args):
             print(f"  {model_name} PET loaded from {path} ({saved['info']['steps']} training steps)")
             return pet.eval(), saved["info"]
     print(f"  training the {model_name} PET for {args.train_seconds:.0f} s (seed {args.seed})", flush=True)
-    system = model_name.rstrip("0123456789")
     pet, info = train_pet(training_frames(system, args), args.train_seconds, args.seed)
     info["data"] = TRAINING_DATA[system]
     args.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -413,21 +412,23 @@ class Restrained(nn.Module):
         return cell.reshape(3, 3).to(data.pos.dtype)
 
     @staticmethod
+    def _minimum_image(pos, pairs, cell):
+        """Minimum-image displacements ``[P, 3]`` of ``pairs``."""
+        d = pos[pairs[1]] - pos[pairs[0]]
+        return d if cell is None else d - torch.round(d @ torch.linalg.inv(cell)) @ cell
+
+    @staticmethod
     def _lengths(pos, pairs, cell):
         """Minimum-image lengths ``[P]`` of ``pairs``."""
-        d = pos[pairs[1]] - pos[pairs[0]]
-        if cell is not None:
-            d = d - torch.round(d @ torch.linalg.inv(cell)) @ cell
-        return d.norm(dim=-1)
+        return Restrained._minimum_image(pos, pairs, cell).norm(dim=-1)
 
     @staticmethod
     def _image_lengths(pos, pairs, cell):
         """Lengths ``[P, 27]`` of the minimum image of each pair and its 26 neighbouring images
         (every image closer than the cell's smallest width; ``[P, 1]`` without a cell)."""
-        d = pos[pairs[1]] - pos[pairs[0]]
+        d = Restrained._minimum_image(pos, pairs, cell)
         if cell is None:
             return d.norm(dim=-1, keepdim=True)
-        d = d - torch.round(d @ torch.linalg.inv(cell)) @ cell
         steps = torch.tensor([-1.0, 0.0, 1.0], dtype=pos.dtype)
         shifts = torch.cartesian_prod(steps, steps, steps) @ cell
         return (d[:, None, :] + shifts[None]).norm(dim=-1)
