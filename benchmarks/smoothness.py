@@ -571,13 +571,17 @@ def nve(model, atoms, temperature: float, ps: float, args, log, label: str, rest
             log(f"    NVE {label}: skipped, {t:.2f} s per step allows under 0.1 ps within {args.nve_budget:.0f} s")
             return {"skipped": f"{t:.2f} s per step"}
     keep = getattr(args, "trajectories", None) is not None
+    name = f"{atoms.get_chemical_formula()}_{label}".replace(" ", "_").replace("=", "").replace(",", "_")
+    logs = getattr(args, "nve_logs", None)
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
     res = run_nve(atoms, ECSECalculator(model), timestep_fs=args.timestep, steps=steps,
-                  temperature_K=temperature, seed=args.seed, keep_frames=keep)
+                  temperature_K=temperature, seed=args.seed, keep_frames=keep, desc=f"NVE {label}",
+                  logfile=None if logs is None else logs / f"{name}.log")
     if keep:
         from ase.io import write
 
         args.trajectories.mkdir(parents=True, exist_ok=True)
-        name = f"{atoms.get_chemical_formula()}_{label}".replace(" ", "_").replace("=", "").replace(",", "_")
         write(args.trajectories / f"{name}.extxyz", res.frames)
     return {"ps": steps * args.timestep / 1000, "steps": steps, "drift": res.drift_per_atom_per_ps,
             "excursion": res.max_deviation_per_atom, "seconds": res.wall_time_s,
@@ -757,6 +761,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--trajectories", type=Path, default=None,
                         help="write every NVE trajectory here (extxyz, one file per run; "
                              "benchmarks/frame_probe.py --trajectory reads them)")
+    parser.add_argument("--nve-logs", type=Path, default=None,
+                        help="stream every NVE run's energies here, one line per step as it runs "
+                             "(run_nve's logfile; one file per run)")
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")

@@ -150,6 +150,27 @@ def test_log_every_and_given_momenta():
     assert zero.total_energy.shape == (1,) and np.isnan(zero.drift_per_atom_per_ps)
 
 
+def test_logfile_streams_every_logged_step(tmp_path):
+    atoms = _cluster()
+    path = tmp_path / "nve.log"
+    res = run_nve(atoms, EMT(), timestep_fs=1.0, steps=6, temperature_K=300, seed=3, log_every=2,
+                  keep_frames=True, logfile=path)
+    table = np.loadtxt(path)
+    assert table.shape == (4, 6) and path.read_text().startswith("# NVE")
+    np.testing.assert_array_equal(table[:, 0], [0, 2, 4, 6])
+    np.testing.assert_allclose(table[:, 1], [0.0, 0.002, 0.004, 0.006])
+    # the logged potential energy is EMT's at the kept positions, recomputed independently
+    recomputed = []
+    for frame in res.frames:
+        frame.calc = EMT()
+        recomputed.append(frame.get_potential_energy())
+    np.testing.assert_allclose(table[:, 2], recomputed, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(table[:, 4], table[:, 2] + table[:, 3], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(table[:, 4], res.total_energy, rtol=0, atol=1e-10)
+    with pytest.raises(FileNotFoundError):
+        run_nve(atoms, EMT(), steps=1, logfile=tmp_path / "missing" / "nve.log")
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(steps=-1), "steps"), (dict(steps=2.5), "steps"), (dict(log_every=0), "log_every"),
     (dict(timestep_fs=0.0), "timestep_fs"), (dict(temperature_K=-1.0), "temperature_K")])

@@ -10,9 +10,10 @@ in amu Å/fs and angular momentum (about the centre of mass) in amu Å²/fs; pos
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 from ase import units
@@ -92,7 +93,8 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 
 def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
             temperature_K: Optional[float] = 300.0, seed: int = 0, log_every: int = 1,
-            progress: bool = False, keep_frames: bool = False, desc: str = "NVE") -> MDResult:
+            progress: bool = False, keep_frames: bool = False, desc: str = "NVE",
+            logfile: Union[str, os.PathLike, None] = None) -> MDResult:
     """Velocity-Verlet NVE dynamics of a copy of ``atoms`` with ``calculator``.
 
     Parameters
@@ -121,6 +123,12 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         Also keep a copy of the structure (positions and momenta) at every logged step.
     desc : str
         Label of the progress bar.
+    logfile : str or path-like, optional
+        Also write every logged step to this text file as it happens (created or
+        overwritten, flushed line by line, so that a long run can be watched and its
+        finished part survives an interruption): a ``#`` header, then ``step time_ps
+        potential_eV kinetic_eV total_eV temperature_K`` per line (``numpy.loadtxt`` reads
+        it).
 
     Returns
     -------
@@ -162,6 +170,7 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
 
     rows: list = []
     frames: list = []
+    log = None
 
     def record() -> None:
         epot = float(atoms.get_potential_energy())
@@ -170,6 +179,10 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         ekin = float(atoms.get_kinetic_energy())
         rows.append((dyn.nsteps * timestep_fs / 1000.0, epot, ekin, float(atoms.get_temperature()),
                      *(atoms.get_momenta().sum(axis=0) * units.fs), *(atoms.get_angular_momentum() * units.fs)))
+        if log is not None:
+            t, ep, ek, temp = rows[-1][:4]
+            log.write(f"{dyn.nsteps} {t:.6f} {ep:.12f} {ek:.12f} {ep + ek:.12f} {temp:.3f}\n")
+            log.flush()
         if keep_frames:
             frame = atoms.copy()
             frame.calc = None
@@ -177,6 +190,10 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
 
     dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     dyn.attach(record, interval=log_every)
+    if logfile is not None:
+        log = open(logfile, "w")
+        log.write(f"# {desc}: {len(atoms)} atoms, {timestep_fs:g} fs\n"
+                  "# step time_ps potential_eV kinetic_eV total_eV temperature_K\n")
     bar = _progress_bar(progress, steps, desc)
     start = time.perf_counter()
     try:
@@ -186,6 +203,8 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
     finally:
         if bar is not None:
             bar.close()
+        if log is not None:
+            log.close()
     wall = time.perf_counter() - start
     table = np.asarray(rows, dtype=np.float64)
     epot, ekin = table[:, 1], table[:, 2]
