@@ -15,8 +15,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-# one thread: the tests use small tensors, where a second OpenMP thread only adds waiting
-torch.set_num_threads(int(os.environ.get("ECSE_TEST_THREADS", "1")))
+# one thread: the tests use small tensors, where a second OpenMP thread only adds waiting;
+# the environment passes it on to every process a test starts (CLI runs, notebook kernels)
+TEST_THREADS = int(os.environ.get("ECSE_TEST_THREADS", "1"))
+torch.set_num_threads(TEST_THREADS)
+os.environ["OMP_NUM_THREADS"] = str(TEST_THREADS)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

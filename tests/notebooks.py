@@ -8,12 +8,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_notebook(path: Path, monkeypatch, **env: str) -> list[dict]:
-    """Execute ``path`` with ``ECSE_FAST=1`` and ``OMP_NUM_THREADS`` set to the suite's
-    thread count (plus ``env``) and return every code-cell output.
+    """Execute ``path`` with ``ECSE_FAST=1`` (plus ``env``) and return every code-cell output.
 
     Checks that the notebook is stored without outputs and that no cell raised. The
     kernel inherits this process's environment (and interpreter), with the repository
-    on ``PYTHONPATH``.
+    on ``PYTHONPATH``, and so the suite's thread count (``OMP_NUM_THREADS``, set in
+    conftest: two OpenMP threads on a busy 2-core machine pushed a cell past its timeout).
     """
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
@@ -21,9 +21,6 @@ def run_notebook(path: Path, monkeypatch, **env: str) -> list[dict]:
     assert all(c.get("outputs", []) == [] and c.get("execution_count") is None
                for c in nb.cells if c.cell_type == "code")  # stored without outputs
     monkeypatch.setenv("ECSE_FAST", "1")
-    # the kernel's torch runs on the suite's thread count (conftest): two OpenMP threads on
-    # a busy 2-core machine made one cell many times slower and hit the cell timeout
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("ECSE_TEST_THREADS", "1"))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     pythonpath = [str(ROOT), os.environ.get("PYTHONPATH")]
