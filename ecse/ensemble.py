@@ -90,13 +90,13 @@ class ECSE(nn.Module):
             are passed unchanged and must be invariant).
         beta, aux_threshold, pruning_threshold, max_outer_cutoff: see
             :class:`~ecse.frameset.FrameParams` (published defaults).
-        angle_threshold, angle_width, radial_width, num_prunings: see
+        angle_threshold, angle_width, cutoff_angle_start, radial_width, num_prunings: see
             :class:`~ecse.frameset.FrameParams`.  ``None`` (default): ecse's smooth settings
-            (0.12, 0.12, 0.5, no pruning), which keep forces and molecular dynamics
+            (0.12, 0.12, 0.03, 0.5, no pruning), which keep forces and molecular dynamics
             about as smooth as the backbone's; except for a
             PyG point model in local mode (:class:`ecse.pyg.LocalPointModel`:
             classification and segmentation, no derivative), which gets the published
-            ones (:data:`ecse.frameset.PUBLISHED`: 0.2, 0.15, 0.15, 4 rounds; several times fewer
+            ones (:data:`ecse.frameset.PUBLISHED`: 0.2, 0.15, 0.2, 0.15, 4 rounds; several times fewer
             frames on shapes).  Pass them to choose either way.
         mode: ``"global"`` (default): the whole backbone is evaluated once per retained
             frame of each graph (any backbone): the right tool for molecules, point
@@ -149,7 +149,8 @@ class ECSE(nn.Module):
                  o3: bool = False, aux: Union[str, nn.Module, None] = "default",
                  out_shape: Optional[Sequence[int]] = None, chunk_size: Optional[int] = 2048,
                  vector_attrs: Sequence[str] = (), beta: float = 5.0, angle_threshold: Optional[float] = None,
-                 angle_width: Optional[float] = None, radial_width: Optional[float] = None, aux_threshold: float = 0.5,
+                 angle_width: Optional[float] = None, cutoff_angle_start: Optional[float] = None,
+                 radial_width: Optional[float] = None, aux_threshold: float = 0.5,
                  pruning_threshold: float = 0.9, num_prunings: Optional[int] = None, max_outer_cutoff: float = 10.0,
                  length_scale: float = 1.0, mode: str = "global"):
         super().__init__()
@@ -171,8 +172,8 @@ class ECSE(nn.Module):
         self.out_shape = tuple(self.spec.component_shape if out_shape is None else out_shape)
         self.chunk_size, self.vector_attrs = chunk_size, tuple(vector_attrs)
         point_model = mode == "local" and not getattr(backbone, "supports_local_frames", False)
-        given = {"angle_threshold": angle_threshold, "angle_width": angle_width, "radial_width": radial_width,
-                 "num_prunings": num_prunings}
+        given = {"angle_threshold": angle_threshold, "angle_width": angle_width,
+                 "cutoff_angle_start": cutoff_angle_start, "radial_width": radial_width, "num_prunings": num_prunings}
         frame_settings = {**(PUBLISHED if point_model else {}), **{k: v for k, v in given.items() if v is not None}}
         self.params = FrameParams.scaled(length_scale, beta=beta,
                                          aux_threshold=aux_threshold, pruning_threshold=pruning_threshold,

@@ -7,7 +7,7 @@ centres and frames.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple, Optional
 
 import torch
@@ -21,7 +21,8 @@ from .pruning import auxiliary_weight, prune_weights
 __all__ = ["FrameParams", "FrameSet", "PUBLISHED", "candidate_frames", "global_frames"]
 
 #: The settings in which the published ECSE differs from :class:`FrameParams`' defaults.
-PUBLISHED = {"angle_threshold": 0.2, "angle_width": 0.15, "radial_width": 0.15, "num_prunings": 4}
+PUBLISHED = {"angle_threshold": 0.2, "angle_width": 0.15, "cutoff_angle_start": 0.2, "radial_width": 0.15,
+             "num_prunings": 4}
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,19 @@ class FrameParams:
 
     The defaults are ecse's, chosen for smooth derivatives (forces, molecular dynamics):
     the published ones except ``angle_threshold`` and ``angle_width`` (0.12 and 0.12 instead
-    of 0.2 and 0.15), ``radial_width`` (0.5 instead of 0.15) and ``num_prunings`` (0 instead
-    of 4).  The published pruning keeps only the frames within 10 % of the best weight,
+    of 0.2 and 0.15), ``cutoff_angle_start`` (0.03 instead of the angle threshold),
+    ``radial_width`` (0.5 instead of 0.15) and ``num_prunings`` (0 instead of 4).  The published pruning keeps only the frames within 10 % of the best weight,
     which switches frames on and off over hundredths of an Å, and a 0.15 Å radial switch
     does the same to neighbours crossing the inner cutoff.  The published angular switch
     (sin² from 0.2 to 0.35) holds the pair that a hydrogen of water forms with its own
     molecule (sin² about 0.24-0.45 as the molecule bends): as that pair's weight changes,
     the adaptive inner cutoff moves by the distance to the next good pair over a small
-    fraction of that motion; with the switch at sin² 0.12-0.24 the pair always counts.
+    fraction of that motion; with the switch at sin² 0.12-0.24 the pair always counts at
+    thermal bends.  When a molecule bends much further (an H-O-H angle of 120-160°, which a
+    briefly trained model can reach in dynamics), the cutoff still has to hand over to the
+    next pairs, about 1.3 Å further out; starting the cutoff's switch at sin² 0.03 spreads
+    that handover over about 40° instead of 15° of bend, so ``r_in`` moves about 8 times
+    more gently (``tests/test_frames_smoothness.py``).
     Each of these makes the forces of a wrapped, nearly invariant model steep
     (``benchmarks/frame_probe.py`` and ``benchmarks/smoothness.py`` measure it).  The price
     is more frames per atom, several times the published count on molecules, liquids and
@@ -49,6 +55,11 @@ class FrameParams:
         angle_threshold: ``W``, sin^2 of the angle from which a pair is a good frame. 0.12
             (published: 0.2).
         angle_width: ``Delta W``, width of the angular switch. 0.12 (published: 0.15).
+            A frame's weight grows from sin^2 ``W - Delta W`` and is full from ``W``.
+        cutoff_angle_start: sin^2 from which a pair starts to count for the adaptive inner
+            cutoff; it counts fully from ``W + Delta W``.  0.03 (published: ``W``, 0.2).
+            Must be in ``(0, W + Delta W)``; lower values hand the cutoff over from a
+            bending pair to the next ones more gradually.
         radial_width: ``delta``, width of the radial switches and margin of r_in. 0.5
             (published: 0.15).
         aux_threshold: ``w_max`` from which the auxiliary model is off. 0.5.
@@ -66,6 +77,7 @@ class FrameParams:
     beta: float = 5.0
     angle_threshold: float = 0.12
     angle_width: float = 0.12
+    cutoff_angle_start: float = 0.03
     radial_width: float = 0.5
     aux_threshold: float = 0.5
     pruning_threshold: float = 0.9
@@ -96,8 +108,14 @@ class FrameParams:
         if unknown:
             raise ValueError(f"unknown frame parameter(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
         p = cls(**values)
-        return cls(p.beta / length_scale, p.angle_threshold, p.angle_width, p.radial_width * length_scale,
-                   p.aux_threshold, p.pruning_threshold, p.num_prunings, p.max_outer_cutoff * length_scale)
+        return replace(p, beta=p.beta / length_scale, radial_width=p.radial_width * length_scale,
+                       max_outer_cutoff=p.max_outer_cutoff * length_scale)
+
+    def cutoff_angle_switch(self) -> tuple[float, float]:
+        """``(start, width)`` of the angular switch of the adaptive inner cutoff (sin^2):
+        from ``cutoff_angle_start`` to ``angle_threshold + angle_width``."""
+        end = self.angle_threshold + self.angle_width
+        return self.cutoff_angle_start, end - self.cutoff_angle_start
 
     def __post_init__(self):
         for name, value in asdict(self).items():
@@ -107,6 +125,10 @@ class FrameParams:
             raise ValueError(f"pruning_threshold must be in (0, 1), got {self.pruning_threshold}")
         if self.angle_width > self.angle_threshold:
             raise ValueError("angle_width must not exceed angle_threshold")
+        if not self.cutoff_angle_start < self.angle_threshold + self.angle_width:
+            raise ValueError(f"cutoff_angle_start ({self.cutoff_angle_start}) must be below angle_threshold + "
+                             f"angle_width ({self.angle_threshold + self.angle_width:g}), where a pair counts "
+                             "fully for the inner cutoff")
 
 
 class FrameSet(NamedTuple):
@@ -136,8 +158,7 @@ def candidate_frames(pos: Tensor, cutoff: float, batch: Tensor, cell: Optional[T
     p, n = params, pos.shape[0]
     outer = min(float(cutoff), p.max_outer_cutoff)
     nl = neighbor_list(pos, outer, batch, cell, pbc)
-    r_in = adaptive_inner_cutoff(nl.center, nl.vector, n, outer, p.beta, p.angle_threshold,
-                                 p.angle_width, p.radial_width)
+    r_in = adaptive_inner_cutoff(nl.center, nl.vector, n, outer, p.beta, *p.cutoff_angle_switch(), p.radial_width)
     frames = build_frames(nl.center, nl.vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width,
                           outer)
     return nl, r_in, frames

@@ -226,10 +226,11 @@ def test_default_frame_parameters_are_used():
     pet, model = _local()
     assert model.params == FrameParams()
     # ecse's smooth settings, not the published ones; each one can be overridden alone
-    assert (model.params.angle_threshold, model.params.angle_width, model.params.radial_width,
-            model.params.num_prunings) == (0.12, 0.12, 0.5, 0)
+    assert (model.params.angle_threshold, model.params.angle_width, model.params.cutoff_angle_start,
+            model.params.radial_width, model.params.num_prunings) == (0.12, 0.12, 0.03, 0.5, 0)
     assert ECSE(pet, cutoff=3.0).params == FrameParams()
-    published = ECSE(pet, cutoff=3.0, angle_threshold=0.2, angle_width=0.15, radial_width=0.15, num_prunings=4)
+    published = ECSE(pet, cutoff=3.0, angle_threshold=0.2, angle_width=0.15, cutoff_angle_start=0.2,
+                     radial_width=0.15, num_prunings=4)
     assert published.params == FrameParams.published()
     assert ECSE(pet, cutoff=3.0, angle_threshold=0.3).params == FrameParams(angle_threshold=0.3)
 

@@ -90,14 +90,14 @@ class ECSEOptions(Section):
     and whenever a checkpoint is loaded wrapped (``load_model(..., wrap=True)``).
 
     The defaults are ECSE's: the published frame settings except ``angle_threshold`` and
-    ``angle_width`` (0.12), ``radial_width`` (0.5) and ``num_prunings`` (0, no frame
+    ``angle_width`` (0.12), ``cutoff_angle_start`` (0.03), ``radial_width`` (0.5) and ``num_prunings`` (0, no frame
     pruning). The published pruning (threshold 0.9, 4 rounds), 0.15 Å radial switches and
     an angular switch that holds the intramolecular pairs of water's hydrogens turn frames
     on and off over hundredths of an Å; with a backbone that is only approximately
     invariant this makes the wrapped forces steep there, which molecular dynamics feels
     (see the README). A structure then costs more frames; ``num_prunings: 4``,
-    ``radial_width: 0.15``, ``angle_threshold: 0.2`` and ``angle_width: 0.15`` restore the
-    published settings. The
+    ``radial_width: 0.15``, ``angle_threshold: 0.2``, ``angle_width: 0.15`` and
+    ``cutoff_angle_start: 0.2`` restore the published settings. The
     output type (``vector``, ...) follows the tensor target.
     """
 
@@ -128,6 +128,9 @@ class ECSEOptions(Section):
     (``FrameParams.angle_threshold``; the published ECSE: 0.2)."""
     angle_width: float = 0.12
     """Width of the angular switch (``FrameParams.angle_width``; the published ECSE: 0.15)."""
+    cutoff_angle_start: float = 0.03
+    """sin² from which a pair starts to count for the adaptive inner cutoff
+    (``FrameParams.cutoff_angle_start``; the published ECSE: the angle threshold, 0.2)."""
     radial_width: float = 0.5
     """Width of the radial switches and margin of the inner cutoff, in Å
     (``FrameParams.radial_width``; the published ECSE: 0.15)."""

@@ -69,8 +69,7 @@ def edge_local_frames(center: Tensor, vector: Tensor, num_centers: int, cutoff: 
     keep = vector.square().sum(-1) > 0
     center, vector = center[keep], vector[keep]
     outer = min(float(cutoff), p.max_outer_cutoff)
-    r_in = adaptive_inner_cutoff(center, vector, n, outer, p.beta, p.angle_threshold, p.angle_width,
-                                 p.radial_width)
+    r_in = adaptive_inner_cutoff(center, vector, n, outer, p.beta, *p.cutoff_angle_switch(), p.radial_width)
     frames = build_frames(center, vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width, outer)
     return assemble_local_frames(frames, r_in, n, p, o3)
 
