@@ -27,7 +27,7 @@ paths rarely make (molecules turning, hydrogen bonds breaking), over far longer 
 Settings (``--settings``; each a set of ``FrameParams`` overrides, the others at their
 defaults): the published pruning (threshold 0.9, 4 rounds), a lower threshold, no pruning
 (``none``), and wider switches (``rw`` radial width in A, ``aw`` angular width, ``at``
-angular threshold);
+angular threshold, ``cs`` the sin² where a pair starts to count for the inner cutoff);
 ``--custom`` adds any other.
 """
 from __future__ import annotations
@@ -57,10 +57,14 @@ SETTINGS = {  # explicit, so that a change of the defaults does not change a row
     "prune 0.5, rw 0.3": {**PUBLISHED, "pruning_threshold": 0.5, "radial_width": 0.3},
     "none": {**PUBLISHED, "num_prunings": 0},
     "none, rw 0.3": {**PUBLISHED, "num_prunings": 0, "radial_width": 0.3},
-    "none, rw 0.3, aw 0.2": {"num_prunings": 0, "radial_width": 0.3, "angle_threshold": 0.2, "angle_width": 0.2},
-    "none, rw 0.5, aw 0.2": {"num_prunings": 0, "radial_width": 0.5, "angle_threshold": 0.2, "angle_width": 0.2},
+    "none, rw 0.3, aw 0.2": {"num_prunings": 0, "radial_width": 0.3, "angle_threshold": 0.2, "angle_width": 0.2,
+                             "cutoff_angle_start": 0.2},
+    "none, rw 0.5, aw 0.2": {"num_prunings": 0, "radial_width": 0.5, "angle_threshold": 0.2, "angle_width": 0.2,
+                             "cutoff_angle_start": 0.2},
     "none, rw 0.5, at 0.12, aw 0.12": {"num_prunings": 0, "radial_width": 0.5, "angle_threshold": 0.12,
-                                       "angle_width": 0.12},  # ecse's defaults
+                                       "angle_width": 0.12, "cutoff_angle_start": 0.12},
+    "none, rw 0.5, at 0.12, aw 0.12, cs 0.03": {"num_prunings": 0, "radial_width": 0.5, "angle_threshold": 0.12,
+                                                "angle_width": 0.12, "cutoff_angle_start": 0.03},  # ecse's defaults
 }
 SYSTEMS = [name for name in solids.SYSTEMS if name != "water1536"]
 

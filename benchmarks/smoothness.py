@@ -112,9 +112,12 @@ SWEEP = [  # (label, ECSE keyword arguments); explicit, so that a change of the 
     ("0.5, 4 rounds, rw 0.15", {**PUBLISHED, "pruning_threshold": 0.5}),
     ("no pruning, rw 0.15", {**PUBLISHED, "num_prunings": 0}),
     ("no pruning, rw 0.5, aw 0.2", {"num_prunings": 0, "radial_width": 0.5, "angle_threshold": 0.2,
-                                    "angle_width": 0.2}),
+                                    "angle_width": 0.2, "cutoff_angle_start": 0.2}),
     ("no pruning, rw 0.5, at 0.12, aw 0.12", {"num_prunings": 0, "radial_width": 0.5, "angle_threshold": 0.12,
-                                             "angle_width": 0.12}),
+                                             "angle_width": 0.12, "cutoff_angle_start": 0.12}),
+    ("no pruning, rw 0.5, at 0.12, aw 0.12, cs 0.03", {"num_prunings": 0, "radial_width": 0.5,
+                                                      "angle_threshold": 0.12, "angle_width": 0.12,
+                                                      "cutoff_angle_start": 0.03}),
 ]
 MODES = ("global", "local")
 

@@ -139,3 +139,50 @@ def test_water_hydrogens_adaptive_cutoff_does_not_jump_with_the_default_angular_
     old_switch = _water_path_curvature(water, FrameParams(angle_threshold=0.2, angle_width=0.2))
     assert defaults < 5e3, defaults
     assert old_switch > 5 * defaults, (defaults, old_switch)
+
+
+def _bent_hydrogen_inner_cutoff(params, thetas):
+    """``r_in`` of a water hydrogen as its molecule opens from H-O-H = ``thetas`` (degrees):
+    own oxygen at 0.98 Å, the sibling hydrogen 0.98 Å from that oxygen, and two atoms of
+    other molecules near 2.9 Å (the next good pairs)."""
+    import math
+
+    from ecse.cutoff import adaptive_inner_cutoff
+
+    values = []
+    for theta in thetas:
+        t = math.radians(theta)
+        oxygen = torch.tensor([0.98, 0.0, 0.0], dtype=torch.float64)
+        sibling = oxygen + 0.98 * torch.tensor([-math.cos(t), math.sin(t), 0.0], dtype=torch.float64)
+        others = torch.tensor([[0.3, -0.5, 2.85], [-2.0, -1.9, 0.7]], dtype=torch.float64)
+        vector = torch.cat([oxygen[None], sibling[None], others])
+        start, width = params.cutoff_angle_switch()
+        values.append(adaptive_inner_cutoff(torch.zeros(4, dtype=torch.long), vector, 1, CUTOFF, params.beta,
+                                            start, width, params.radial_width)[0])
+    return torch.stack(values)
+
+
+def test_bending_water_hands_its_inner_cutoff_over_gradually():
+    """Opened far enough, a water molecule's own pair stops being a good pair for its
+    hydrogens, and ``r_in`` moves out to the next pairs (~1.3 Å further).  Starting the
+    cutoff's switch at sin² 0.03 (the default) instead of at the frames' threshold spreads
+    that over about 40° instead of 15° of bend: the largest |d²r_in/dθ²| falls from
+    ~0.38 to ~0.045 Å/deg²."""
+    thetas = torch.linspace(100.0, 175.0, 751, dtype=torch.float64).tolist()
+    h = thetas[1] - thetas[0]
+
+    def largest_curvature(params):
+        r = _bent_hydrogen_inner_cutoff(params, thetas)
+        assert 1.2 < float(r.max() - r.min()) < 1.6  # the handover happens in this range of bends
+        return float(((r[2:] - 2 * r[1:-1] + r[:-2]) / h**2).abs().max())
+
+    default = largest_curvature(FrameParams())
+    at_threshold = largest_curvature(FrameParams(cutoff_angle_start=FrameParams().angle_threshold))
+    assert default < 0.08, default
+    assert at_threshold > 4 * default, (default, at_threshold)
+
+
+@pytest.mark.parametrize("start", [0.0, -0.1, 0.24, 0.3])
+def test_cutoff_angle_start_outside_its_range_is_refused(start):
+    with pytest.raises(ValueError, match="cutoff_angle_start"):
+        FrameParams(cutoff_angle_start=start)
