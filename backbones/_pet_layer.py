@@ -12,18 +12,19 @@ the edge embedding of the geometry :math:`\mathbf g_{ij} = (\mathbf r_{ij}, |\ma
     t_{ij} = L_2 \textstyle\sum_k w_{ik}\, \sigma\big(A\,\mathbf g_{ij}(F_{ik}) + B\,m_{ij} + b\big),
 
 with :math:`A = L_1^{(r)} W_r` and :math:`b` folded from the two linear maps, so a frame
-copy of an edge costs a few operations per channel, and the transformer runs once per atom.
+copy of an edge costs a few operations per channel (computed in cache-sized chunks,
+:mod:`ecse.backbones._token_average`), and the transformer runs once per atom.
 With one frame of weight 1 this is PET evaluated in that frame.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from ecse.elements import MAX_Z
 
 from ._pet_utils import TransformerLayer, mlp
+from ._token_average import frame_averaged_silu
 
 __all__ = ["GNNLayer"]
 
@@ -60,9 +61,7 @@ class GNNLayer(nn.Module):
         w_r, w_m = first.weight[:, :d], first.weight[:, d:]
         along = w_r @ self.r_embed.weight  # A: geometry -> hidden
         shift = message @ w_m.T + (w_r @ self.r_embed.bias + first.bias)  # B m + b, per edge
-        hidden = F.silu(torch.addmm(shift[edge], geometry, along.T))
-        mean = hidden.new_zeros(message.shape[0], d).index_add_(0, edge, hidden * weight[:, None])
-        return self.compress[2](mean)
+        return self.compress[2](frame_averaged_silu(shift, geometry, along, weight, edge))
 
     def forward(self, z: Tensor, center: Tensor, slot: Tensor, max_nb: int, edge: Tensor, fc: Tensor):
         """Run the transformer on the sequences of atoms ``z`` ``[N]`` with edge tokens ``edge``
