@@ -38,13 +38,26 @@ from ecse.covariant import OutputSpec
 
 from ._pet_utils import pad_edges
 
-__all__ = ["AtomSequences", "AveragedSequences", "FrameSequences", "chunk_cost"]
+__all__ = ["AtomSequences", "AveragedSequences", "FrameSequences", "chunk_cost", "copy_cost"]
 
 _ALL = slice(None)
-#: memory of a frame copy of an edge in :meth:`AveragedSequences.embed`, in tokens
-#: (:func:`chunk_cost`'s unit, about 4 ``d_model`` numbers): one ``d_model``-wide activation
-#: kept for the backward pass, the rest transient.
-COPY_COST = 0.25
+#: numbers that one frame copy of an edge keeps for the backward pass of
+#: :meth:`AveragedSequences.embed`, over all layers: its rotated geometry, the rotation it
+#: came from, and per layer its weight and edge index (the averaged SiLU layer,
+#: :mod:`ecse.backbones._token_average`, keeps no ``d_model``-wide activation).
+COPY_NUMBERS = 24
+#: numbers that one unit of :func:`chunk_cost` keeps per layer, per ``d_model`` channel: a
+#: lower bound (PET's published and small sizes keep about 30 and 17 in float64).
+UNIT_NUMBERS_PER_CHANNEL = 16
+
+
+def copy_cost(d_model: int, num_layers: int) -> float:
+    """Memory of one frame copy of an edge in :func:`chunk_cost`'s unit (per layer).
+
+    >>> round(copy_cost(128, 3), 4)
+    0.0039
+    """
+    return COPY_NUMBERS / (UNIT_NUMBERS_PER_CHANNEL * d_model * num_layers)
 
 
 def chunk_cost(num_sequences: Tensor, length: Tensor, attention_length: float) -> Tensor:
@@ -204,15 +217,16 @@ class AveragedSequences(AtomSequences):
     of a :class:`ecse.local.LocalFrames` (:meth:`ecse.backbones._pet_layer.GNNLayer.embed_averaged`):
     the geometry has one row per copy of an edge (:math:`\mathbf r_{ij} F_{ik}`, zero
     direction for auxiliary copies), everything after the token is bare PET.  A copy of an
-    edge counts as :data:`COPY_COST` tokens of memory (``extra_cost``).
+    edge counts as ``cost_per_copy`` units of memory (``extra_cost``).
 
     Args:
         lf: the local frames.
         z: ``[N]`` atomic numbers.
         center: ``[E]`` centre atom of each edge, sorted.
+        cost_per_copy: memory of a copy in :func:`chunk_cost`'s unit (:func:`copy_cost`).
     """
 
-    def __init__(self, lf, z: Tensor, center: Tensor):
+    def __init__(self, lf, z: Tensor, center: Tensor, cost_per_copy: float):
         if lf.num_atoms != z.numel():
             raise ValueError(f"local_frames are for {lf.num_atoms} atoms, data has {z.numel()}")
         super().__init__(z, center)
@@ -221,7 +235,7 @@ class AveragedSequences(AtomSequences):
         atom = lf.atom[self.copy]
         # copy rows of the edges t0:t1 (whole atoms): bound[t0]:bound[t1]
         self.bound = torch.searchsorted(atom, torch.cat([center, center.new_tensor([z.numel()])]))
-        self.extra_cost = COPY_COST * torch.bincount(atom, minlength=z.numel()).double()
+        self.extra_cost = cost_per_copy * torch.bincount(atom, minlength=z.numel()).double()
 
     def _rows(self, part: slice) -> slice:
         if part == _ALL:

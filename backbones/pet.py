@@ -41,7 +41,7 @@ from ecse.neighbors import neighbor_list
 
 from ._init import reinitialise
 from ._pet_layer import GNNLayer
-from ._pet_local import AtomSequences, AveragedSequences, FrameSequences
+from ._pet_local import AtomSequences, AveragedSequences, FrameSequences, copy_cost
 from ._pet_utils import GaussianBasis, cutoff_switch, reverse_edges
 
 __all__ = ["PET"]
@@ -259,7 +259,8 @@ class PET(nn.Module):
         if local_frames is None:
             seq = AtomSequences(z, nl.center)
         elif self.frame_average == "tokens":
-            seq = AveragedSequences(local_frames, z, nl.center)
+            seq = AveragedSequences(local_frames, z, nl.center,
+                                    copy_cost(self._config["d_model"], len(self.gnn_layers)))
         else:
             seq = FrameSequences(local_frames, z, nl.center, nl.vector, self.spec)
         message = self.neighbor_embedding(z[nl.neighbor])  # m_ij = Emb(z_j)
