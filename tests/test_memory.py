@@ -115,7 +115,12 @@ from ecse.atomistic.derivatives import energy_and_forces
 from ecse.backbones import PET
 mode, symbol, lattice, repeat = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 data = atoms_to_data(bulk(symbol, lattice, cubic=True).repeat(repeat), dtype=torch.float64)
-model = (PET() if mode == "bare" else ECSE(PET(), cutoff=5.0, mode=mode)).double()
+if mode == "bare":
+    model = PET().double()
+elif mode == "tokens":  # local mode with PET's frame-averaged tokens
+    model = ECSE(PET(frame_average="tokens"), cutoff=5.0, mode="local").double()
+else:
+    model = ECSE(PET(), cutoff=5.0, mode=mode).double()
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 with warnings.catch_warnings():
@@ -131,7 +136,8 @@ print(json.dumps({"growth_gb": growth, "seconds": time.perf_counter() - start, "
 @pytest.mark.parametrize("case", [
     ("local", "Cu", "fcc", 2),      # perfect fcc, 32 atoms: 768 frame copies (7.7 GB unchunked)
     ("global", "Si", "diamond", 1),  # perfect diamond, 8 atoms: 96 passes of the cell (5 GB unchunked)
-], ids=["local-fcc32", "global-diamond8"])
+    ("tokens", "Cu", "fcc", 4),  # perfect fcc, 256 atoms: 1.3 million frame copies of edges, in groups
+], ids=["local-fcc32", "global-diamond8", "tokens-fcc256"])
 def test_default_peak_memory_of_perfect_crystals(case):
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", _WORKER, *map(str, case)], capture_output=True, text=True,
