@@ -83,13 +83,13 @@ def test_curvature_ratio_of_the_defaults_is_bounded(mode, structure):
 
 def test_a_steeper_switch_is_caught(monkeypatch):
     """Every switch of the frames (weights, cutoffs) five times steeper: on a path where a
-    frame weight switches (seed 1; ratio 1.5 with the switches as they are) the check
-    fails (ratio 17; twenty times steeper gives 0.9 on this grid, a feature narrower than
-    its spacing, so the factor is five)."""
+    frame weight switches (seed 4; ratio 1.5 with the switches as they are) the check
+    fails (ratio 15; much steeper switches make features narrower than the grid's spacing,
+    which a finite-difference check cannot see, so the factor is five)."""
     import ecse.switching as switching
 
     smooth = switching._step_down
-    check("local", water_cell(), seed=1)  # passes with the switches as they are
+    check("local", water_cell(), seed=4)  # passes with the switches as they are
     monkeypatch.setattr(switching, "_step_down", lambda g: smooth(5 * g))
     with pytest.raises(AssertionError, match="not smooth"):
-        check("local", water_cell(), seed=1)
+        check("local", water_cell(), seed=4)
