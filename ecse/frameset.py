@@ -59,7 +59,8 @@ class FrameParams:
         cutoff_angle_start: sin^2 from which a pair starts to count for the adaptive inner
             cutoff; it counts fully from ``W + Delta W``.  0.03 (published: ``W``, 0.2).
             Must be in ``(0, W + Delta W)``; lower values hand the cutoff over from a
-            bending pair to the next ones more gradually.
+            bending pair to the next ones more gradually, but let a nearly collinear pair
+            hold the cutoff of a distorted molecule's atom, which then keeps fewer frames.
         radial_width: ``delta``, width of the radial switches and margin of r_in. 0.5
             (published: 0.15).
         aux_threshold: ``w_max`` from which the auxiliary model is off. 0.5.
