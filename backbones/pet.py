@@ -121,8 +121,10 @@ class PET(nn.Module):
             readouts, which costs (frames per atom) times the bare model.  ``"tokens"``
             (scalar outputs only): average every edge token over the atom's frames after
             the first hidden layer of the token MLP (:mod:`ecse.backbones._pet_layer`),
-            then run the transformer once per atom, so a local ensemble costs about one
-            bare evaluation whatever the number of frames (solids).  Both are exactly
+            then run the transformer once per atom, so a local ensemble costs one bare
+            evaluation plus a per-copy embedding of a few operations per channel
+            (computed in cache-sized chunks), whatever the number of frames (solids).
+            Both are exactly
             invariant and as continuous as the frame weights; they are different models
             (equal when every atom has one frame).  ``"tokens"`` is rougher: where the
             weights change, the averaged token moves by the difference between the
