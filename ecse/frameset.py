@@ -32,8 +32,8 @@ class FrameParams:
     The defaults are ecse's, chosen for smooth derivatives (forces, molecular dynamics):
     the published ones except ``angle_threshold`` and ``angle_width`` (0.12 and 0.12 instead
     of 0.2 and 0.15), ``cutoff_angle_start`` (0.03 instead of the angle threshold),
-    ``radial_width`` (0.5 instead of 0.15) and ``num_prunings`` (0 instead of 4).  The published pruning keeps only the frames within 10 % of the best weight,
-    which switches frames on and off over hundredths of an Å, and a 0.15 Å radial switch
+    ``radial_width`` (0.5 instead of 0.15) and ``num_prunings`` (0 instead of 4).  The
+    published pruning keeps only the frames within 10 % of the best weight, which switches frames on and off over hundredths of an Å, and a 0.15 Å radial switch
     does the same to neighbours crossing the inner cutoff.  The published angular switch
     (sin² from 0.2 to 0.35) holds the pair that a hydrogen of water forms with its own
     molecule (sin² about 0.24-0.45 as the molecule bends): as that pair's weight changes,
@@ -55,7 +55,8 @@ class FrameParams:
         angle_threshold: ``W``, sin^2 of the angle from which a pair is a good frame. 0.12
             (published: 0.2).
         angle_width: ``Delta W``, width of the angular switch. 0.12 (published: 0.15).
-            A frame's weight grows from sin^2 ``W - Delta W`` and is full from ``W``.
+            A frame's weight is zero below sin^2 ``W - Delta W``, switches on up to ``W``
+            and then keeps growing with the angle.
         cutoff_angle_start: sin^2 from which a pair starts to count for the adaptive inner
             cutoff; it counts fully from ``W + Delta W``.  0.03 (published: ``W``, 0.2).
             Must be in ``(0, W + Delta W)``; lower values hand the cutoff over from a
