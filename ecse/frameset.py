@@ -33,8 +33,9 @@ class FrameParams:
     the published ones except ``angle_threshold`` and ``angle_width`` (0.12 and 0.12 instead
     of 0.2 and 0.15), ``cutoff_angle_start`` (0.03 instead of the angle threshold),
     ``radial_width`` (0.5 instead of 0.15) and ``num_prunings`` (0 instead of 4).  The
-    published pruning keeps only the frames within 10 % of the best weight, which switches frames on and off over hundredths of an Å, and a 0.15 Å radial switch
-    does the same to neighbours crossing the inner cutoff.  The published angular switch
+    published pruning keeps only the frames within 10 % of the best weight, which switches
+    frames on and off over hundredths of an Å, and a 0.15 Å radial switch does the same to
+    neighbours crossing the inner cutoff.  The published angular switch
     (sin² from 0.2 to 0.35) holds the pair that a hydrogen of water forms with its own
     molecule (sin² about 0.24-0.45 as the molecule bends): as that pair's weight changes,
     the adaptive inner cutoff moves by the distance to the next good pair over a small
