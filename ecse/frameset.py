@@ -18,7 +18,7 @@ from .frames import Frames, add_mirror_frames, build_frames
 from .neighbors import NeighborList, neighbor_list
 from .pruning import auxiliary_weight, prune_weights
 
-__all__ = ["FrameParams", "FrameSet", "PUBLISHED", "candidate_frames", "global_frames"]
+__all__ = ["FrameParams", "FrameSet", "PUBLISHED", "candidate_frames", "global_frames", "neighbor_frames"]
 
 #: The settings in which the published ECSE differs from :class:`FrameParams`' defaults.
 PUBLISHED = {"angle_threshold": 0.2, "angle_width": 0.15, "cutoff_angle_start": 0.2, "radial_width": 0.15,
@@ -158,13 +158,21 @@ def candidate_frames(pos: Tensor, cutoff: float, batch: Tensor, cell: Optional[T
                      params: FrameParams) -> tuple[NeighborList, Tensor, Frames]:
     """Neighbours within the outer cutoff, the inner cutoff ``[N]`` of every centre and
     all its frames before pruning (shared by the global and the local ensembles)."""
-    p, n = params, pos.shape[0]
-    outer = min(float(cutoff), p.max_outer_cutoff)
+    outer = min(float(cutoff), params.max_outer_cutoff)
     nl = neighbor_list(pos, outer, batch, cell, pbc)
-    r_in = adaptive_inner_cutoff(nl.center, nl.vector, n, outer, p.beta, *p.cutoff_angle_switch(), p.radial_width)
-    frames = build_frames(nl.center, nl.vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width,
-                          outer)
-    return nl, r_in, frames
+    return (nl, *neighbor_frames(nl.center, nl.vector, pos.shape[0], outer, params))
+
+
+def neighbor_frames(center: Tensor, vector: Tensor, num_centers: int, outer_cutoff: float,
+                    params: FrameParams) -> tuple[Tensor, Frames]:
+    """The inner cutoff ``[N]`` of every centre and all its frames before pruning, from
+    its neighbours (``center`` sorted, displacements ``vector``) within ``outer_cutoff``."""
+    p = params
+    r_in = adaptive_inner_cutoff(center, vector, num_centers, outer_cutoff, p.beta, *p.cutoff_angle_switch(),
+                                 p.radial_width)
+    frames = build_frames(center, vector, r_in, num_centers, p.angle_threshold, p.angle_width, p.radial_width,
+                          outer_cutoff)
+    return r_in, frames
 
 
 def global_frames(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,

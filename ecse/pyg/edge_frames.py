@@ -33,9 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..cutoff import adaptive_inner_cutoff
-from ..frames import build_frames
-from ..frameset import FrameParams
+from ..frameset import FrameParams, neighbor_frames
 from ..local import LocalFrames, assemble_local_frames
 
 __all__ = ["edge_local_frames", "frame_coordinates"]
@@ -69,8 +67,7 @@ def edge_local_frames(center: Tensor, vector: Tensor, num_centers: int, cutoff: 
     keep = vector.square().sum(-1) > 0
     center, vector = center[keep], vector[keep]
     outer = min(float(cutoff), p.max_outer_cutoff)
-    r_in = adaptive_inner_cutoff(center, vector, n, outer, p.beta, *p.cutoff_angle_switch(), p.radial_width)
-    frames = build_frames(center, vector, r_in, n, p.angle_threshold, p.angle_width, p.radial_width, outer)
+    r_in, frames = neighbor_frames(center, vector, n, outer, p)
     return assemble_local_frames(frames, r_in, n, p, o3)
 
 
