@@ -63,8 +63,8 @@ def nest(options: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
     A flat ``ecse`` dict meant ECSE's defaults of the time plus its entries, so one without
     ``num_prunings``, ``radial_width``, ``angle_threshold``, ``angle_width`` or
     ``cutoff_angle_start`` gets the published values (:data:`ecse.frameset.PUBLISHED`: 4
-    rounds, 0.15 Å, 0.2, 0.15 and 0.2; the sectioned defaults are 0, 0.5, 0.12, 0.12 and 0.03); without an ``ecse`` entry the default
-    applied, as now.
+    rounds, 0.15 Å, 0.2, 0.15 and 0.2; the sectioned defaults are 0, 0.5, 0.12, 0.12 and
+    0.03); without an ``ecse`` entry the default applied, as now.
     """
     unknown = [k for k in options if k not in FLAT_OPTIONS]
     sections = [k for k in unknown if k in SECTIONS]

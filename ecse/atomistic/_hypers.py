@@ -90,8 +90,8 @@ class ECSEOptions(Section):
     and whenever a checkpoint is loaded wrapped (``load_model(..., wrap=True)``).
 
     The defaults are ECSE's: the published frame settings except ``angle_threshold`` and
-    ``angle_width`` (0.12), ``cutoff_angle_start`` (0.03), ``radial_width`` (0.5) and ``num_prunings`` (0, no frame
-    pruning). The published pruning (threshold 0.9, 4 rounds), 0.15 Å radial switches and
+    ``angle_width`` (0.12), ``cutoff_angle_start`` (0.03), ``radial_width`` (0.5) and
+    ``num_prunings`` (0, no frame pruning). The published pruning (threshold 0.9, 4 rounds), 0.15 Å radial switches and
     an angular switch that holds the intramolecular pairs of water's hydrogens turn frames
     on and off over hundredths of an Å; with a backbone that is only approximately
     invariant this makes the wrapped forces steep there, which molecular dynamics feels
