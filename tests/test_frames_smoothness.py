@@ -141,25 +141,27 @@ def test_water_hydrogens_adaptive_cutoff_does_not_jump_with_the_default_angular_
     assert old_switch > 5 * defaults, (defaults, old_switch)
 
 
-def _bent_hydrogen_inner_cutoff(params, thetas):
-    """``r_in`` of a water hydrogen as its molecule opens from H-O-H = ``thetas`` (degrees):
-    own oxygen at 0.98 Å, the sibling hydrogen 0.98 Å from that oxygen, and two atoms of
-    other molecules near 2.9 Å (the next good pairs)."""
+def _bent_hydrogen_neighbours(theta: float) -> torch.Tensor:
+    """Displacements ``[4, 3]`` from a water hydrogen to its neighbours when its molecule is
+    opened to H-O-H = ``theta`` (degrees): own oxygen at 0.98 Å, the sibling hydrogen 0.98 Å
+    from that oxygen, and two atoms of other molecules near 2.9 Å (the next good pairs)."""
     import math
 
+    t = math.radians(theta)
+    oxygen = torch.tensor([0.98, 0.0, 0.0], dtype=torch.float64)
+    sibling = oxygen + 0.98 * torch.tensor([-math.cos(t), math.sin(t), 0.0], dtype=torch.float64)
+    others = torch.tensor([[0.3, -0.5, 2.85], [-2.0, -1.9, 0.7]], dtype=torch.float64)
+    return torch.cat([oxygen[None], sibling[None], others])
+
+
+def _bent_hydrogen_inner_cutoff(params, thetas):
+    """``r_in`` of the hydrogen of :func:`_bent_hydrogen_neighbours` at each H-O-H in ``thetas``."""
     from ecse.cutoff import adaptive_inner_cutoff
 
-    values = []
-    for theta in thetas:
-        t = math.radians(theta)
-        oxygen = torch.tensor([0.98, 0.0, 0.0], dtype=torch.float64)
-        sibling = oxygen + 0.98 * torch.tensor([-math.cos(t), math.sin(t), 0.0], dtype=torch.float64)
-        others = torch.tensor([[0.3, -0.5, 2.85], [-2.0, -1.9, 0.7]], dtype=torch.float64)
-        vector = torch.cat([oxygen[None], sibling[None], others])
-        start, width = params.cutoff_angle_switch()
-        values.append(adaptive_inner_cutoff(torch.zeros(4, dtype=torch.long), vector, 1, CUTOFF, params.beta,
-                                            start, width, params.radial_width)[0])
-    return torch.stack(values)
+    start, width = params.cutoff_angle_switch()
+    return torch.stack([adaptive_inner_cutoff(torch.zeros(4, dtype=torch.long), _bent_hydrogen_neighbours(theta), 1,
+                                              CUTOFF, params.beta, start, width, params.radial_width)[0]
+                        for theta in thetas])
 
 
 def test_bending_water_hands_its_inner_cutoff_over_gradually():
@@ -186,3 +188,23 @@ def test_bending_water_hands_its_inner_cutoff_over_gradually():
 def test_cutoff_angle_start_outside_its_range_is_refused(start):
     with pytest.raises(ValueError, match="cutoff_angle_start"):
         FrameParams(cutoff_angle_start=start)
+
+
+@pytest.mark.parametrize("params", [FrameParams(), FrameParams(cutoff_angle_start=0.12)],
+                         ids=["defaults", "start-at-threshold"])
+def test_local_frames_of_both_pipelines_use_the_cutoff_angle_start(params):
+    """``local_frames`` (ECSE's local mode) and ``ecse.pyg``'s ``edge_local_frames`` give the
+    bent hydrogen the inner cutoff of ``cutoff_angle_start``'s switch; at an H-O-H of 140°
+    the two switches differ by several tenths of an Å."""
+    from ecse.pyg.edge_frames import edge_local_frames
+
+    expected = _bent_hydrogen_inner_cutoff(params, [140.0])[0]
+    other = _bent_hydrogen_inner_cutoff(FrameParams(cutoff_angle_start=0.2 if params.cutoff_angle_start < 0.1
+                                                    else 0.03), [140.0])[0]
+    assert abs(float(expected - other)) > 0.2  # the check can tell the switches apart
+    vector = _bent_hydrogen_neighbours(140.0)
+    pos = torch.cat([torch.zeros(1, 3, dtype=torch.float64), vector])
+    lf = local_frames(pos, CUTOFF, torch.zeros(5, dtype=torch.long), params=params)
+    torch.testing.assert_close(lf.inner_cutoff[0], expected)
+    edge_lf = edge_local_frames(torch.zeros(4, dtype=torch.long), vector, 1, CUTOFF, params=params)
+    torch.testing.assert_close(edge_lf.inner_cutoff[0], expected)
