@@ -250,16 +250,18 @@ def rotate_batch(batch, gen: torch.Generator):
 
 
 def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: float = 2e-3, log=print,
-              augment: bool = True):
+              augment: bool = True, in_loop=None, frame_average: str = "layers"):
     """A small PET fitted to energies and forces for ``seconds`` of wall time (Adam, MSE of
     energy per atom + MSE of force components, every structure randomly rotated in every
     batch unless ``augment=False``: the published recipe, and the training stack's default);
-    returns ``(pet, info)``."""
+    returns ``(pet, info)``.  ``in_loop``: a function of the PET that returns the model to
+    train through (``lambda pet: ECSE(pet, 5.0, mode="local")``: the ensemble in the loop;
+    ``None``: bare PET); ``frame_average``: the PET's (how local mode uses the frames)."""
     from torch_geometric.data import Batch
 
     from ecse.atomistic.derivatives import energy_and_forces
 
-    pet = make_pet(seed)
+    pet = make_pet(seed, frame_average)
     data = []
     for a in frames:
         d = to_data(a)
@@ -273,17 +275,18 @@ def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: 
     offsets = torch.linalg.lstsq(counts, energies[:, None]).solution[:, 0]
     pet.set_composition_offsets({s: float(o) for s, o in zip(species, offsets)})
     pet.set_output_scale(float(torch.cat([d.forces for d in data]).std()))
+    model = pet if in_loop is None else in_loop(pet)
     opt = torch.optim.Adam(pet.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     batch_size = max(1, min(batch_size, 200 // data[0].num_nodes))
     start, step, losses = time.perf_counter(), 0, []
-    pet.train()
+    model.train()
     while time.perf_counter() - start < seconds:
         idx = torch.randint(len(data), (batch_size,), generator=gen).tolist()
         batch = Batch.from_data_list([data[i] for i in idx])
         if augment:
             batch = rotate_batch(batch, gen)
-        energy, forces = energy_and_forces(pet, batch, create_graph=True)
+        energy, forces = energy_and_forces(model, batch, create_graph=True)
         n = torch.bincount(batch.batch).double()
         loss = ((energy - batch.energy) / n).pow(2).mean() + (forces - batch.forces).pow(2).mean()
         opt.zero_grad()
@@ -291,7 +294,7 @@ def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: 
         opt.step()
         losses.append(loss.item())
         step += 1
-    pet.eval()
+    model.eval()
     info = {"steps": step, "seconds": time.perf_counter() - start, "seed": seed, "frames": len(data), "augmented": augment,
             "loss_first": losses[0], "loss_last10": float(np.mean(losses[-10:]))}
     log(f"  trained: {step} steps in {info['seconds']:.0f} s, loss {info['loss_first']:.3g} -> "
