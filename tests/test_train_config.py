@@ -62,8 +62,8 @@ def test_model_section_is_pets_signature_and_ecse_section_ecses():
 
     pet = inspect.signature(PET).parameters
     assert PETHypers.keys() == list(pet)
-    for f in dataclasses.fields(PETHypers):
-        assert f.default == (pet[f.name].default if f.name != "output" else None), f.name
+    for f in dataclasses.fields(PETHypers):  # output and frame_average: None, resolved from the config
+        assert f.default == (pet[f.name].default if f.name not in ("output", "frame_average") else None), f.name
     ecse = inspect.signature(ECSE).parameters
     frame_defaults = dataclasses.asdict(FrameParams())
     for f in dataclasses.fields(ECSEOptions):
@@ -232,3 +232,51 @@ def test_energy_model_output_may_be_unset_or_scalar(output):
 def test_energy_model_rejects_other_outputs(output):
     with pytest.raises(ValueError, match=f"an energy model predicts a scalar.*got output='{output}'"):
         TrainConfig(data={"files": "a.xyz"}, model={"output": output})
+
+
+@pytest.mark.parametrize("ecse, expected", [
+    ({"in_loop": True, "mode": "local"}, "tokens"),  # trained through the averaged tokens
+    ({"in_loop": True, "mode": "global"}, "layers"),
+    ({"in_loop": False, "mode": "local"}, "layers"),  # trained bare, wrapped after the fact
+    ({"in_loop": False}, "layers"),
+])
+def test_frame_average_follows_how_the_model_is_trained(ecse, expected):
+    config = config_from_dict(nested(model=TINY, ecse=ecse))
+    pet = build_model(config, wrap=False)
+    assert pet.frame_average == expected
+    explicit = config_from_dict(nested(model={**TINY, "frame_average": "layers"}, ecse=ecse))
+    assert build_model(explicit, wrap=False).frame_average == "layers"
+
+
+def test_unset_frame_average_of_a_tensor_model_is_layers():
+    hypers = PETHypers(**TINY)
+    assert hypers.kwargs("vector", trained_local=True)["frame_average"] == "layers"
+    assert hypers.kwargs(None, trained_local=True)["frame_average"] == "tokens"
+    assert hypers.kwargs("scalar", trained_local=True)["frame_average"] == "tokens"
+
+
+def test_bare_checkpoint_wrapped_in_averaged_tokens_warns(tmp_path):
+    options = nested(model={**TINY, "frame_average": "tokens"}, ecse={"mode": "local"})
+    path, _ = _checkpoint(tmp_path, config_from_dict(options).to_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(path)  # bare: no ensemble, no warning
+    with pytest.warns(UserWarning, match="last.pt.*frame_average='tokens'.*frame_average: layers"):
+        load_model(path, wrap=True)
+    quiet = nested(model=TINY, ecse={"mode": "local"})  # unset: layers, nothing to warn about
+    path, _ = _checkpoint(tmp_path, config_from_dict(quiet).to_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_model(path, wrap=True).backbone.frame_average == "layers"
+
+
+def test_checkpoint_from_before_frame_average_loads_per_copy_layers(tmp_path):
+    """Trained in the loop in local mode before the option existed: the weights are
+    per-copy layers', not the new unset default's (tokens)."""
+    options = config_from_dict(nested(model=TINY, ecse={"mode": "local", "in_loop": True})).to_dict()
+    del options["model"]["frame_average"]
+    path, _ = _checkpoint(tmp_path, options)
+    assert load_model(path).backbone.frame_average == "layers"
+    options["model"]["frame_average"] = None  # written by this version: resolved as trained
+    path, _ = _checkpoint(tmp_path, options)
+    assert load_model(path).backbone.frame_average == "tokens"

@@ -18,7 +18,7 @@ from typing import Any, Sequence, Union
 
 import torch
 
-from .config import TrainConfig, config_from_dict
+from .config import TrainConfig, config_from_dict, replace
 
 __all__ = ["REQUIRED_KEYS", "read_checkpoint", "checkpoint_config"]
 
@@ -61,6 +61,15 @@ def checkpoint_config(ckpt: dict[str, Any], path: Union[str, os.PathLike]) -> Tr
     if not isinstance(ckpt["config"], dict):
         raise ValueError(f"{source}: its 'config' is a {type(ckpt['config']).__name__}, not a mapping of options")
     try:
-        return config_from_dict(ckpt["config"], source=source, flat_warning=None)
+        config = config_from_dict(ckpt["config"], source=source, flat_warning=None)
     except TypeError as err:  # an option of the wrong type: one error type for a bad checkpoint
         raise ValueError(f"{source}: {err}") from err
+    if "frame_average" not in _model_section(ckpt["config"]):  # written before the option existed: per-copy layers
+        config = replace(config, model={"frame_average": "layers"})
+    return config
+
+
+def _model_section(options: dict[str, Any]) -> dict[str, Any]:
+    """The model options of a stored configuration, nested or flat."""
+    model = options.get("model", {})
+    return model if isinstance(model, dict) else {}

@@ -62,11 +62,14 @@ class PETHypers(Section):
     num_radial: int = 0
     """Gaussian functions of the interatomic distance added to the edge embedding's input
     (0: PET's linear edge embedding; else at least 2)."""
-    frame_average: Literal["tokens", "layers"] = "layers"
+    frame_average: Optional[Literal["tokens", "layers"]] = None
     """How local mode uses an atom's frames: ``layers`` runs the transformer once per
-    (atom, frame) copy (frames-per-atom times the cost); ``tokens`` (energies only)
-    averages every edge token over them and runs the transformer once per atom (about
-    one bare evaluation on solids, but rougher forces)."""
+    (atom, frame) copy (frames-per-atom times the cost) and fits weights trained bare;
+    ``tokens`` (energies only) averages every edge token over them and runs the
+    transformer once per atom (about one bare evaluation on solids): a different function,
+    accurate and smooth only with weights trained through it. ``null`` (default):
+    ``tokens`` when the model is trained through a local ensemble (``ecse.in_loop`` with
+    ``ecse.mode: local``) and predicts an energy, else ``layers`` (PET's default)."""
     chunk_above: Optional[int] = 12288
     """Split a layer into groups of ``chunk_tokens`` only above this many tokens in all
     (smaller inputs run in one call, faster, activations kept); ``null``: whenever they
@@ -77,10 +80,15 @@ class PETHypers(Section):
                       "head_hidden", "chunk_tokens")
         self.positive("num_radial", "chunk_above", minimum=0)
 
-    def kwargs(self, output: Optional[str] = None) -> dict[str, Any]:
-        """Keyword arguments of ``PET``; ``output`` (from the targets) fills an unset ``output``."""
+    def kwargs(self, output: Optional[str] = None, trained_local: bool = False) -> dict[str, Any]:
+        """Keyword arguments of ``PET``; ``output`` (from the targets) fills an unset
+        ``output``; ``trained_local`` (the model is trained through a local ensemble)
+        resolves an unset ``frame_average``."""
         options = self.to_dict()
         chosen = options.pop("output") or output
+        if options["frame_average"] is None:
+            scalar = chosen in (None, "scalar")
+            options["frame_average"] = "tokens" if trained_local and scalar else "layers"
         return {**options, **({"output": chosen} if chosen is not None else {})}
 
 

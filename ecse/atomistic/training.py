@@ -34,6 +34,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -80,7 +81,8 @@ def build_model(config: TrainConfig, baseline: Optional[dict] = None, wrap: Opti
     from ..backbones import PET
 
     tensor = config.tensor_target
-    pet = PET(**config.model.kwargs(tensor[1] if tensor else None))
+    trained_local = config.ecse.in_loop and config.ecse.mode == "local"
+    pet = PET(**config.model.kwargs(tensor[1] if tensor else None, trained_local=trained_local))
     if baseline:
         pet.set_composition_offsets(baseline)
     model: nn.Module = _ecse(pet, config) if (config.ecse.in_loop if wrap is None else wrap) else pet
@@ -112,6 +114,11 @@ def load_model(checkpoint_path: Union[str, os.PathLike], wrap: Optional[bool] = 
     except (RuntimeError, TypeError, AttributeError) as err:
         raise ValueError(f"checkpoint {path!r}: its model weights do not fit its configuration: {err}") from err
     if wrap is not None and wrap != config.ecse.in_loop:
+        if wrap and config.ecse.mode == "local" and getattr(model, "frame_average", None) == "tokens":
+            warnings.warn(f"checkpoint {path!r}: a PET trained bare, wrapped in a local ensemble with "
+                          "frame_average='tokens' (its model section): averaged tokens are a different function "
+                          "from the trained one, so its predictions are not the trained model's; set "
+                          "model.frame_average: layers to wrap it after the fact", stacklevel=2)
         model = _ecse(model, config).to(getattr(torch, config.run.dtype)) if wrap else model.backbone
     return model.eval()
 
