@@ -96,3 +96,25 @@ def test_cu_wall_sums_every_periodic_image_against_ase_neighbour_list():
     force = -grad
     assert abs(float(force[1, 0])) < 1e-10 < float(force[1, 1])
     assert torch.allclose(force.sum(0), torch.zeros(3, dtype=force.dtype), atol=1e-10)
+
+
+def test_train_pet_trains_through_the_given_wrapper():
+    """``train_pet(..., in_loop=...)`` (``benchmarks/tokens_in_loop.py``) fits the weights
+    through the wrapper, once per step, with the PET's ``frame_average`` as asked."""
+    from ase.io import read
+
+    from ecse import ECSE
+    from ecse.atomistic.datasets import bundled_dataset
+
+    calls = []
+
+    def through_local_ensemble(pet):
+        model = ECSE(pet, smoothness.CUTOFF, mode="local")
+        model.register_forward_hook(lambda *_: calls.append(1))
+        return model
+
+    frames = read(bundled_dataset("methane")["train"], index=":8")
+    pet, info = smoothness.train_pet(frames, 0.5, 0, batch_size=2, log=lambda *_: None, frame_average="tokens",
+                                     in_loop=through_local_ensemble)
+    assert pet.frame_average == "tokens" and not pet.training
+    assert info["steps"] >= 1 and len(calls) == info["steps"]
