@@ -126,11 +126,14 @@ class PET(nn.Module):
             (computed in cache-sized chunks), whatever the number of frames (solids).
             Both are exactly
             invariant and as continuous as the frame weights; they are different models
-            (equal when every atom has one frame).  ``"tokens"`` is rougher: where the
-            weights change, the averaged token moves by the difference between the
-            frames' hidden activations, which a nearly invariant (trained) model does
-            not make small, while ``"layers"`` averages outputs that it does
-            (``benchmarks/RESULTS.md``, smooth forces).
+            (equal when every atom has one frame).  ``"layers"`` averages the outputs of
+            the model as trained, so it wraps a PET trained bare after the fact.
+            ``"tokens"`` feeds the transformer averaged tokens that a bare-trained PET never
+            saw: train the weights through the ensemble
+            (``ECSE(PET(frame_average="tokens"), cutoff, mode="local")`` in the loop, the
+            training stack's default for ``ecse.in_loop`` in local mode).  Wrapped after
+            the fact its predictions and forces are not the trained model's
+            (``benchmarks/tokens_in_loop.py``).
 
     Shapes:
         input: ``data.pos`` ``[N, 3]``, ``data.z`` ``[N]`` (atomic numbers 1..118),
