@@ -302,12 +302,13 @@ def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: 
     return pet, info
 
 
-def trained_pet(model_name: str, args):
-    """Load ``{checkpoints}/{model_name}.pt`` or train (and save) it."""
+def trained_pet(model_name: str, args, in_loop=None, suffix: str = ""):
+    """Load ``{checkpoints}/{model_name}{suffix}.pt`` or train (and save) it; ``in_loop``:
+    train through this wrapper of the PET (:func:`train_pet`), with ``args.frame_average``."""
     if model_name == "cu":
         model_name = f"cu{args.cu_size}"
     system = model_name.rstrip("0123456789")
-    path = args.checkpoints / f"{model_name}.pt"
+    path = args.checkpoints / f"{model_name}{suffix}.pt"
     if path.exists() and not args.retrain:
         saved = torch.load(path, weights_only=False)
         data = TRAINING_DATA[system]
@@ -320,7 +321,8 @@ def trained_pet(model_name: str, args):
             print(f"  {model_name} PET loaded from {path} ({saved['info']['steps']} training steps)")
             return pet.eval(), saved["info"]
     print(f"  training the {model_name} PET for {args.train_seconds:.0f} s (seed {args.seed})", flush=True)
-    pet, info = train_pet(training_frames(system, args), args.train_seconds, args.seed)
+    pet, info = train_pet(training_frames(system, args), args.train_seconds, args.seed, in_loop=in_loop,
+                          frame_average=args.frame_average if in_loop is not None else "layers")
     info["data"] = TRAINING_DATA[system]
     args.checkpoints.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": pet.state_dict(), "config": SMALL, "info": info}, path)

@@ -46,25 +46,14 @@ LABELS = {"bare": "bare PET (bare-trained)", "layers": "ECSE local, layers (bare
 CURVATURES = (("layers", "bare"), ("tokens", "bare"), ("in-loop tokens", "in-loop bare"), ("in-loop tokens", "bare"))
 
 
-def in_loop_pet(name: str, args):
-    """Load or train (and save) the PET trained through ``ECSE(pet, 5.0, mode="local")``."""
+def in_loop_pet(name: str, args, seconds: float):
+    """Load or train (and save) the PET trained through ``ECSE(pet, 5.0, mode="local")``
+    (``smoothness.trained_pet``, checkpoint ``{model}_in_loop_tokens.pt``)."""
     from ecse import ECSE
 
-    model_name = f"cu{args.cu_size}" if name == "cu" else name
-    path = args.checkpoints / f"{model_name}_in_loop_tokens.pt"
-    if path.exists():
-        saved = torch.load(path, weights_only=False)
-        pet = S.make_pet(0, "tokens")
-        pet.load_state_dict(saved["state_dict"])
-        print(f"  {model_name} in-loop PET loaded from {path} ({saved['info']['steps']} training steps)")
-        return pet.eval()
-    seconds = args.water_train_seconds if name == "water" else args.train_seconds
-    print(f"  training the {model_name} PET in the loop for {seconds:.0f} s (seed {args.seed})", flush=True)
-    pet, info = S.train_pet(S.training_frames(name, args), seconds, args.seed, frame_average="tokens",
-                            in_loop=lambda p: ECSE(p, S.CUTOFF, mode="local"))
-    args.checkpoints.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": pet.state_dict(), "config": S.SMALL, "info": info}, path)
-    return pet.eval()
+    options = argparse.Namespace(**{**vars(args), "train_seconds": seconds})
+    pet, _ = S.trained_pet(name, options, in_loop=lambda p: ECSE(p, S.CUTOFF, mode="local"), suffix="_in_loop_tokens")
+    return pet
 
 
 def test_structures(name: str, args) -> list:
@@ -103,7 +92,7 @@ def measure(name: str, args) -> dict:
     trained, _ = S.trained_pet(model_name, argparse.Namespace(**{**vars(args), "train_seconds": seconds}))
     layers = S.make_pet(0, "layers")
     layers.load_state_dict(trained.state_dict())
-    loop = in_loop_pet(model_name, args)
+    loop = in_loop_pet(model_name, args, seconds)
     models = {"bare": trained, "layers": ECSE(layers.eval(), S.CUTOFF, mode="local").eval(),
               "tokens": ECSE(trained, S.CUTOFF, mode="local").eval(),
               "in-loop tokens": ECSE(loop, S.CUTOFF, mode="local").eval(), "in-loop bare": loop}
