@@ -144,6 +144,37 @@ def test_tokens_chunked_equals_unchunked():
     assert torch.allclose(results[0], results[1], rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk_elements", [7, 1 << 17])
+def test_force_training_gradients_equal_the_plain_token_average(monkeypatch, chunk_elements):
+    """The parameter gradients of a force loss (training in the loop, second derivatives
+    of the chunked token average) against the same model whose token average is the plain
+    torch composition, on a thermal fcc alloy cell."""
+    from ecse.backbones import _pet_layer, _token_average
+
+    atoms = _structures()["alloy"]
+    data = Batch.from_data_list([atoms_to_data(atoms, dtype=torch.float64)])
+    torch.manual_seed(0)
+    model = ECSE(PET(**SMALL).double(), cutoff=4.0, mode="local").double()
+
+    def gradients():
+        energy, forces = energy_and_forces(model, data, create_graph=True)
+        loss = energy.square().sum() + forces.square().sum()
+        return torch.autograd.grad(loss, list(model.parameters()), allow_unused=True, materialize_grads=True)
+
+    monkeypatch.setattr(_token_average, "CHUNK_ELEMENTS", chunk_elements)
+    chunked = gradients()
+
+    def plain(shift, geometry, along, weight, edge):
+        hidden = torch.nn.functional.silu(shift[edge] + geometry @ along.T)
+        return torch.zeros_like(shift).index_add(0, edge, weight[:, None] * hidden)
+
+    monkeypatch.setattr(_pet_layer, "frame_averaged_silu", plain)
+    expected = gradients()
+    assert sum(float(g.abs().sum()) for g in expected) > 0
+    for got, want in zip(chunked, expected):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
 def test_tokens_mode_is_continuous_where_frames_appear_and_hand_over():
     # the paths of tests/test_local.py: frames appear and are pruned; every atom loses its frames
     from .test_local import _assert_continuous, _local
