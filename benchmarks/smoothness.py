@@ -320,7 +320,8 @@ def trained_pet(model_name: str, args, in_loop=None, suffix: str = ""):
             pet.load_state_dict(saved["state_dict"])
             print(f"  {model_name} PET loaded from {path} ({saved['info']['steps']} training steps)")
             return pet.eval(), saved["info"]
-    print(f"  training the {model_name} PET for {args.train_seconds:.0f} s (seed {args.seed})", flush=True)
+    print(f"  training the {model_name} PET{' in the loop' if in_loop is not None else ''} for "
+          f"{args.train_seconds:.0f} s (seed {args.seed})", flush=True)
     pet, info = train_pet(training_frames(system, args), args.train_seconds, args.seed, in_loop=in_loop,
                           frame_average=args.frame_average if in_loop is not None else "layers")
     info["data"] = TRAINING_DATA[system]
