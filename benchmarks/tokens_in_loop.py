@@ -3,6 +3,7 @@
     python benchmarks/tokens_in_loop.py [--systems methane water cu300] [--checkpoints DIR]
                                         [--train-seconds 150] [--water-train-seconds 2400]
                                         [--nve-ps 2.0] [--points 200] [--nve-models ...]
+                                        [--nve-logs DIR] [--trajectories DIR]
 
 ``PET(frame_average="tokens")`` averages every edge token over an atom's frames
 (:mod:`ecse.backbones._pet_layer`): a different function from bare PET, so the weights
@@ -135,12 +136,14 @@ def main(argv=None):
     parser.add_argument("--nve-models", nargs="*", default=["bare", "in-loop tokens", "in-loop bare"],
                         choices=MODELS, help="models run in NVE (layers costs frames-per-atom times bare)")
     parser.add_argument("--nve-logs", type=Path, default=None, help="stream each NVE run's energies here")
+    parser.add_argument("--trajectories", type=Path, default=None,
+                        help="write each NVE trajectory here (extxyz; benchmarks/frame_probe.py --trajectory reads them)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=S.ROOT.parent / "shared" / "data")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     # smoothness.py's helpers read these
-    args.cu_size, args.timestep, args.nve_budget, args.trajectories = 1, 0.5, 1e9, None
+    args.cu_size, args.timestep, args.nve_budget = 1, 0.5, 1e9
     args.span, args.path_seed, args.orientations, args.budget = 0.2, 0, 0, 1e9
     args.retrain, args.frame_average = False, "tokens"
     print(f"torch {torch.__version__}, 1 thread, float64, PET(**SMALL); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
