@@ -21,8 +21,12 @@ With ``--trajectory FILE`` (any file ASE reads, e.g. an NVE run that ``benchmark
 ``--stride``-th frame and its second difference per step, ``|G_i(t+1) - 2 G_i(t) + G_i(t-1)|``,
 which is what a velocity-Verlet step sees of the weights; the table gives its median,
 99.9th percentile and largest value over atoms and steps (and where), with the frames per
-atom averaged over the trajectory.  A dynamics samples the motions that random straight
-paths rarely make (molecules turning, hydrogen bonds breaking), over far longer paths.
+atom averaged over the trajectory; and the same second difference of every atom's adaptive
+inner cutoff ``r_in`` (``LocalFrames.inner_cutoff``, in A), whose fast moves switch the
+radial weights of every neighbour near it (a water molecule bent nearly straight hands
+``r_in`` over from its own pair to the hydrogen-bonded neighbours).  A dynamics samples
+the motions that random straight paths rarely make (molecules turning, hydrogen bonds
+breaking), over far longer paths.
 
 Settings (``--settings``; each a set of ``FrameParams`` overrides, the others at their
 defaults): the published pruning (threshold 0.9, 4 rounds), a lower threshold, no pruning
@@ -135,19 +139,27 @@ def trajectory_probe(frames: list, params) -> dict:
     a = _probe_matrix()
     n = len(frames[0])
     batch = torch.zeros(n, dtype=torch.long)
-    g, counts = [], []
+    g, r_in, counts = [], [], []
     for atoms in frames:
         pos, cell, pbc = _frame_geometry(atoms)
         lf = local_frames(pos, CUTOFF, batch, cell, pbc, params)
         g.append(_probe_values(lf, a))
+        r_in.append(lf.inner_cutoff)
         counts.append(float(_kept_per_atom(lf, n).double().mean()))
-    g = torch.stack(g)
-    second = (g[2:] - 2 * g[1:-1] + g[:-2]).abs()
+    second, r_second = (_second_difference(torch.stack(x)) for x in (g, r_in))
     q = torch.quantile(second.flatten(), torch.tensor([0.5, 0.999], dtype=torch.float64))
+    symbols = frames[0].get_chemical_symbols()
     step, atom = divmod(int(second.argmax()), n)
+    r_step, r_atom = divmod(int(r_second.argmax()), n)
     return {"frames_mean": sum(counts) / len(counts), "d2_median": float(q[0]), "d2_p999": float(q[1]),
-            "d2_max": float(second.max()), "worst_step": step + 1,
-            "worst_atom": f"{frames[0].get_chemical_symbols()[atom]}{atom}"}
+            "d2_max": float(second.max()), "worst_step": step + 1, "worst_atom": f"{symbols[atom]}{atom}",
+            "r_in_d2_median": float(r_second.median()), "r_in_d2_max": float(r_second.max()),
+            "r_in_worst_step": r_step + 1, "r_in_worst_atom": f"{symbols[r_atom]}{r_atom}"}
+
+
+def _second_difference(values):
+    """``|x(t+1) - 2 x(t) + x(t-1)|`` of a ``[steps, atoms]`` tensor, ``[steps - 2, atoms]``."""
+    return (values[2:] - 2 * values[1:-1] + values[:-2]).abs()
 
 
 def main_trajectory(args, settings: dict) -> list[dict]:
@@ -157,15 +169,17 @@ def main_trajectory(args, settings: dict) -> list[dict]:
 
     frames = read(args.trajectory, index=f"::{args.stride}")
     print(f"\n{args.trajectory}: {len(frames)} frames (every {args.stride}th step), {len(frames[0])} atoms\n")
-    print("| setting | frames/atom | median d2G per step^2 | 99.9th percentile | largest (step, atom) |")
-    print("|---|---|---|---|---|")
+    print("| setting | frames/atom | median d2G per step^2 | 99.9th percentile | largest (step, atom) "
+          "| r_in: median d2 per step^2, A | largest (step, atom) |")
+    print("|---|---|---|---|---|---|---|")
     rows = []
     for setting, values in settings.items():
         r = trajectory_probe(frames, FrameParams(**values))
         r.update(setting=setting, trajectory=str(args.trajectory))
         rows.append(r)
         print(f"| {setting} | {r['frames_mean']:.2f} | {r['d2_median']:.2e} | {r['d2_p999']:.2e} | "
-              f"{r['d2_max']:.2e} ({r['worst_step']}, {r['worst_atom']}) |", flush=True)
+              f"{r['d2_max']:.2e} ({r['worst_step']}, {r['worst_atom']}) | {r['r_in_d2_median']:.2e} | "
+              f"{r['r_in_d2_max']:.2e} ({r['r_in_worst_step']}, {r['r_in_worst_atom']}) |", flush=True)
     return rows
 
 

@@ -103,7 +103,34 @@ def test_frame_probe_along_a_trajectory(tmp_path):
     path = tmp_path / "shifted.extxyz"
     write(path, shifted)
     (row,) = frame_probe.main(["--trajectory", str(path), "--settings", "none"])
-    assert row["d2_max"] < 1e-12 and row["frames_mean"] > 0, row
+    assert row["d2_max"] < 1e-12 and row["r_in_d2_max"] < 1e-12 and row["frames_mean"] > 0, row
+
+
+def test_frame_probe_finds_the_inner_cutoff_handover_of_a_straightening_water():
+    """Opening a water molecule's H-O-H angle from 104 to 175 degrees (0.5 degree steps)
+    hands the oxygen's inner cutoff over from its own pair to the next neighbours (a
+    second water 2.9 A away): the largest second difference of ``r_in`` is the oxygen's,
+    past 150 degrees (sin^2 below 0.24, where the pair stops counting fully)."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from ase import Atoms
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import frame_probe
+
+    frames = []
+    angles = np.arange(104.0, 175.0, 0.5)
+    for angle in angles:
+        half = np.radians(angle) / 2
+        h1, h2 = [0.96 * np.sin(half), 0.96 * np.cos(half), 0], [-0.96 * np.sin(half), 0.96 * np.cos(half), 0]
+        frames.append(Atoms("OH2OH2", positions=[[0, 0, 0], h1, h2, [0.3, -2.9, 0.4], [1.0, -3.4, 0.6],
+                                                   [-0.5, -3.4, 0.2]]))
+    row = frame_probe.trajectory_probe(frames, FrameParams())
+    assert row["r_in_worst_atom"] == "O0", row
+    assert angles[row["r_in_worst_step"]] > 150, row
+    assert row["r_in_d2_max"] > 20 * row["r_in_d2_median"], row
 
 
 def _water_path_curvature(water, params, points=101, span=0.1):
