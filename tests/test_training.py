@@ -157,6 +157,33 @@ def test_cli_train(tmp_path, capsys):
     assert main(["train", str(path), "--resume"]) == 0  # already finished: no further epochs
 
 
+@pytest.mark.parametrize("in_loop", [False, True])
+def test_micro_batches_give_the_whole_batch_step(tmp_path, monkeypatch, in_loop):
+    """Training in groups of at most 6 atoms (one methane each) takes the same steps as
+    whole batches of 8 structures (float64), with no pass seeing more than 6 atoms."""
+    from ecse.atomistic import _loop
+
+    predict = _loop.predict
+
+    def run(atoms, out):
+        seen = []
+        monkeypatch.setattr(_loop, "predict", lambda net, batch, *a, **k: seen.append(batch.num_nodes)
+                            or predict(net, batch, *a, **k))
+        config = tiny(out, optimiser={"epochs": 1, "micro_batch_atoms": atoms}, data={"split_sizes": [24, 4, 0]},
+                      ecse={"in_loop": in_loop})
+        return flat_params(train(config, log=None)["model"]), seen
+
+    whole, seen_whole = run(None, tmp_path / "whole")
+    grouped, seen_grouped = run(6, tmp_path / "grouped")
+    assert max(seen_whole) == 40 and max(seen_grouped) <= 6 and len(seen_grouped) == 8 * len(seen_whole)
+    torch.testing.assert_close(grouped, whole, rtol=1e-9, atol=1e-11)
+
+
+def test_micro_batch_atoms_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="micro_batch_atoms"):
+        train(tiny(tmp_path, optimiser={"micro_batch_atoms": 0}), log=None)
+
+
 def test_ecse_in_loop_and_wrapping(tmp_path):
     result = train(tiny(tmp_path, optimiser={"epochs": 1}, data={"split_sizes": [8, 4, 0]}, ecse={"in_loop": True}),
                    log=None)

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -27,7 +28,7 @@ from ._objective import combine, evaluate, global_counts, squared_errors
 from .config import TrainConfig
 from .targets import predict, rotate_targets
 
-__all__ = ["Progress", "Run", "seed_of", "take_step", "train_one_epoch", "validate", "end_epoch", "save",
+__all__ = ["Progress", "Run", "seed_of", "take_step", "micro_batches", "train_one_epoch", "validate", "end_epoch", "save",
            "fit", "final_test"]
 
 
@@ -117,25 +118,36 @@ def rotations(config: TrainConfig, count: int, epoch: int, step: int) -> Optiona
 
 
 def take_step(run: Run, order: torch.Tensor) -> tuple[float, bool]:
-    """One optimisation step on the global batch ``progress.step`` of ``order``; returns
-    its loss (summed over the ranks) and whether the time budget is spent."""
+    """One optimisation step on the global batch ``progress.step`` of ``order``, this
+    rank's share in groups of at most ``optimiser.micro_batch_atoms`` atoms
+    (:func:`micro_batches`, gradients accumulated); returns its loss (summed over the
+    ranks) and whether the time budget is spent."""
     config, ctx, progress, train_set = run.config, run.ctx, run.progress, run.train_set
     epoch, step, size = progress.epoch, progress.step, config.optimiser.batch_size
     idx = order[step * size:(step + 1) * size].tolist()
     start, stop = _distributed.shard_bounds(len(idx), ctx.rank, ctx.world_size)
     # a rank without structures runs the first one with weight 0 (DDP needs every rank)
     local = idx[start:stop] or idx[:1]
-    batch = Batch.from_data_list([train_set[k] for k in local]).to(ctx.device)
     rots = rotations(config, len(idx), epoch, step)
     if rots is not None:
-        batch = rotate_targets(batch, run.types, rots[start:stop] if stop > start else rots[:1])
+        rots = rots[start:stop] if stop > start else rots[:1]
     counts = global_counts(run.types, len(idx), sum(train_set[k].num_nodes for k in idx))
-    pred = predict(run.net, batch, run.types, create_graph=True)
-    loss = combine(squared_errors(pred, batch, run.types, run.scales), counts, run.weights, run.scales)
-    if stop == start:
-        loss = loss * 0.0
+    groups = micro_batches([train_set[k].num_nodes for k in local], config.optimiser.micro_batch_atoms)
     run.optimizer.zero_grad(set_to_none=True)
-    (loss * ctx.world_size).backward()  # DDP averages: the sum of the ranks' gradients
+    loss = 0.0
+    for g, part in enumerate(groups):
+        # the loss is a sum over structures divided by the global counts: the groups' gradients add up
+        batch = Batch.from_data_list([train_set[k] for k in local[part]]).to(ctx.device)
+        if rots is not None:
+            batch = rotate_targets(batch, run.types, rots[part])
+        last = g == len(groups) - 1
+        with contextlib.nullcontext() if last or not hasattr(run.net, "no_sync") else run.net.no_sync():
+            pred = predict(run.net, batch, run.types, create_graph=True)
+            part_loss = combine(squared_errors(pred, batch, run.types, run.scales), counts, run.weights, run.scales)
+            if stop == start:
+                part_loss = part_loss * 0.0
+            (part_loss * ctx.world_size).backward()  # DDP averages: the sum of the ranks' gradients
+        loss += float(part_loss.detach())
     if config.optimiser.grad_clip is not None:
         params = [p for group in run.optimizer.param_groups for p in group["params"]]
         nn.utils.clip_grad_norm_(params, config.optimiser.grad_clip)
@@ -145,10 +157,26 @@ def take_step(run: Run, order: torch.Tensor) -> tuple[float, bool]:
         run.step_hook(epoch, step)
     max_time = config.run.max_time
     late = max_time is not None and time.perf_counter() - run.t_start > max_time
-    batch_loss, late = ctx.all_reduce([float(loss.detach()), float(late)])
+    batch_loss, late = ctx.all_reduce([loss, float(late)])
     progress.loss_sum += batch_loss * len(idx)
     progress.step, progress.global_step = step + 1, progress.global_step + 1
     return batch_loss, late > 0
+
+
+def micro_batches(sizes: list[int], atoms: Optional[int]) -> list[slice]:
+    """Consecutive groups of structures with ``sizes`` atoms: at most ``atoms`` atoms per
+    group, a larger structure alone (``None``: one group).
+
+    >>> micro_batches([5, 5, 300, 5, 5], 12)
+    [slice(0, 2, None), slice(2, 3, None), slice(3, 5, None)]
+    """
+    groups, first, total = [], 0, 0
+    for i, n in enumerate(sizes):
+        if atoms is not None and i > first and total + n > atoms:
+            groups.append(slice(first, i))
+            first, total = i, 0
+        total += n
+    return groups + [slice(first, len(sizes))]
 
 
 def train_one_epoch(run: Run, t0: float) -> Optional[str]:

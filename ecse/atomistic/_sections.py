@@ -111,6 +111,13 @@ class OptimiserOptions(Section):
     """Structures per optimisation step (the global batch under ``torchrun``)."""
     val_batch_size: Optional[int] = None
     """Structures per validation and test batch (``null``: ``batch_size``)."""
+    micro_batch_atoms: Optional[int] = 256
+    """Atoms per forward and backward pass of a training step: the step's structures run
+    in consecutive groups of at most this many atoms (a larger structure runs alone) whose
+    gradients add up to the whole batch's, so a step's memory is about one group's.
+    Training on forces keeps every activation for the second derivatives (about 20 MB
+    per atom for PET's published sizes in a dense liquid or metal, float32), which
+    ``model.chunk_tokens`` does not bound.  ``null``: the whole batch in one pass."""
     warmup_epochs: float = 0.0
     """Linear warm-up of the learning rate over this many epochs."""
     decay: Literal["cosine", "step", "constant"] = "cosine"
@@ -126,7 +133,7 @@ class OptimiserOptions(Section):
     """Clip the gradient norm to this value (``null``: no clipping)."""
 
     def check(self) -> None:
-        self.positive("epochs", "batch_size", "val_batch_size", "decay_step_epochs")
+        self.positive("epochs", "batch_size", "val_batch_size", "decay_step_epochs", "micro_batch_atoms")
         if self.lr <= 0 or self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
             raise ValueError(f"need lr > 0 and 0 <= warmup_epochs <= epochs (section 'optimiser'), "
                              f"got lr {self.lr}, warmup_epochs {self.warmup_epochs}")
