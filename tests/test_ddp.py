@@ -47,13 +47,16 @@ def params(state: dict, names) -> torch.Tensor:
     return torch.cat([state[name].reshape(-1) for name in names])
 
 
-def test_two_processes_match_one(tmp_path):
+@pytest.mark.parametrize("micro_batch_atoms", [None, 5])
+def test_two_processes_match_one(tmp_path, micro_batch_atoms):
+    """Also with one methane per forward pass (``micro_batch_atoms: 5``): the ranks then
+    run one or two groups per step, and only their last one synchronises the gradients."""
     single = train(options(tmp_path / "one"), log=None)
     # checkpoints do not depend on the number of processes: one process stops mid-epoch 2
     # (3 steps per epoch), two processes resume from its last.pt (one torchrun launch)
     train(options(tmp_path / "two", run={"max_steps": 4}), log=None)
     config = tmp_path / "ddp.yaml"
-    config.write_text(yaml.safe_dump(options(tmp_path / "two")))
+    config.write_text(yaml.safe_dump(options(tmp_path / "two", optimiser={"micro_batch_atoms": micro_batch_atoms})))
     proc = torchrun(config, "--resume")
     assert proc.stdout.count("resuming from") == proc.stdout.count("epoch 2/2") == 1  # rank 0 alone logs
 
