@@ -155,7 +155,11 @@ def _second_order(shift, geometry, along, weight, edge, grad, u_shift, u_geometr
 
     With :math:`V_c = U^{b}_{e(c)} + A\,U^{g}_c + U^{A} \mathbf g_c` (the cotangent of
     :math:`P_c`) and the pre-activation's cotangent
-    :math:`Q_c = w_c V_c \odot \mathbf G_{e(c)} \odot \sigma''(\mathbf x_c) + U^{w}_c\, \mathbf G_{e(c)} \odot \sigma'(\mathbf x_c)`:
+
+    .. math::
+
+        Q_c = w_c V_c \odot \mathbf G_{e(c)} \odot \sigma''(\mathbf x_c)
+              + U^{w}_c\, \mathbf G_{e(c)} \odot \sigma'(\mathbf x_c):
 
     * shift: :math:`\sum_{c \to e} Q_c`; geometry: :math:`Q_c A + P_c\, U^{A}`;
     * along: :math:`Q^\top g + P^\top U^{g}`; weight: :math:`V_c \cdot (\mathbf G_{e(c)} \odot \sigma'(\mathbf x_c))`;

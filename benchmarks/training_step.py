@@ -138,9 +138,9 @@ def main(argv=None) -> list[dict]:
     for name in args.systems:
         row = measure(name, pet, args)
         rows.append(row)
-        print(f"{name}: " + ", ".join(f"{k} {row[k]['seconds']:.3g} s ({row[k]['ratio']:.2f}x, peak "
-                                      f"{row[k]['peak_mib'] or 0:.0f} MiB)" for k in ("bare", "tokens", "tokens, plain",
-                                                                                       "layers") if k in row), flush=True)
+        cells = [f"{k} {row[k]['seconds']:.3g} s ({row[k]['ratio']:.2f}x, peak {row[k]['peak_mib'] or 0:.0f} MiB)"
+                 for k in ("bare", "tokens", "tokens, plain", "layers") if k in row]
+        print(f"{name}: " + ", ".join(cells), flush=True)
     print(markdown(rows))
     return rows
 
