@@ -171,19 +171,24 @@ def _second_order(shift, geometry, along, weight, edge, grad, u_shift, u_geometr
     out_weight = weight.new_empty(weight.shape) if need[3] else None
     out_grad = torch.zeros_like(grad) if need[4] else None
     for part, e, pre, gate in _chunks(shift, geometry, along, edge):
-        w = weight[part, None]
-        slope, g_out = _silu_slope(pre, gate), grad[e]
+        w, g_out = weight[part, None], grad[e]
+        rest = 1 - gate
+        bent = pre * rest  # x (1 - s)
+        slope = (bent + 1).mul_(gate)  # sigma'
+        g_slope = g_out * slope
         v = u_shift[e] if u_shift is not None else torch.zeros_like(pre)
         if u_geometry is not None:
             v.addmm_(u_geometry[part], along.T)
         if u_along is not None:
             v.addmm_(geometry[part], u_along.T)
-        q = v * w * g_out * _silu_curvature(pre, gate)
+        v_w = v * w
+        # sigma'' = s (1 - s) (2 + x (1 - 2 s)) = s (1 - s) (2 + 2 x (1 - s) - x)
+        q = bent.mul_(2).sub_(pre).add_(2).mul_(gate).mul_(rest).mul_(v_w).mul_(g_out)
         if u_weight is not None:
-            q.addcmul_(g_out * slope, u_weight[part, None])
+            q.addcmul_(g_slope, u_weight[part, None])
         if out_shift is not None:
             out_shift.index_add_(0, e, q)
-        p = None if u_along is None and u_geometry is None else g_out * w * slope  # P_c
+        p = None if u_along is None and u_geometry is None else g_slope * w  # P_c
         if out_geometry is not None:
             torch.mm(q, along, out=out_geometry[part])
             if u_along is not None:
@@ -193,11 +198,11 @@ def _second_order(shift, geometry, along, weight, edge, grad, u_shift, u_geometr
             if u_geometry is not None:
                 out_along.addmm_(p.T, u_geometry[part])
         if out_weight is not None:
-            out_weight[part] = (v * g_out * slope).sum(1)
+            out_weight[part] = torch.linalg.vecdot(v, g_slope)
         if out_grad is not None:
-            g = v.mul_(w).mul_(slope)
+            g = v_w.mul_(slope)
             if u_weight is not None:
-                g.addcmul_(pre * gate, u_weight[part, None])
+                g.addcmul_(pre.mul_(gate), u_weight[part, None])
             out_grad.index_add_(0, e, g)
     return out_shift, out_geometry, out_along, out_weight, out_grad
 
