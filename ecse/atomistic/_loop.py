@@ -28,8 +28,8 @@ from ._objective import combine, evaluate, global_counts, squared_errors
 from .config import TrainConfig
 from .targets import predict, rotate_targets
 
-__all__ = ["Progress", "Run", "seed_of", "take_step", "micro_batches", "train_one_epoch", "validate", "end_epoch", "save",
-           "fit", "final_test"]
+__all__ = ["Progress", "Run", "seed_of", "take_step", "micro_batches", "train_one_epoch", "validate", "end_epoch",
+           "save", "fit", "final_test"]
 
 
 @dataclass
