@@ -131,6 +131,11 @@ def test_frame_probe_finds_the_inner_cutoff_handover_of_a_straightening_water():
     assert row["r_in_worst_atom"] == "O0", row
     assert angles[row["r_in_worst_step"]] > 150, row
     assert row["r_in_d2_max"] > 20 * row["r_in_d2_median"], row
+    # the oxygen's r_in itself: 1.52 A up to 163 degrees, 3.57 A past 168 (measured)
+    r_in = np.array([float(local_frames(torch.tensor(a.positions), 5.0).inner_cutoff[0]) for a in frames])
+    assert r_in[-1] - r_in[0] > 1.5, r_in
+    expected = np.abs(r_in[2:] - 2 * r_in[1:-1] + r_in[:-2]).max()
+    assert row["r_in_d2_max"] == pytest.approx(expected, rel=1e-9), (row, expected)
 
 
 def _water_path_curvature(water, params, points=101, span=0.1):
