@@ -29,7 +29,6 @@ from typing import Optional
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 __all__ = ["frame_averaged_silu", "CHUNK_ELEMENTS"]
 
@@ -78,11 +77,6 @@ def _chunks(shift: Tensor, geometry: Tensor, along: Tensor, edge: Tensor):
 def _silu_slope(pre: Tensor, gate: Tensor) -> Tensor:
     """:math:`\\sigma'(x) = s\\,(1 + x(1 - s))`, :math:`s` the sigmoid."""
     return gate * (1 + pre * (1 - gate))
-
-
-def _silu_curvature(pre: Tensor, gate: Tensor) -> Tensor:
-    """:math:`\\sigma''(x) = s(1 - s)(2 + x(1 - 2s))`."""
-    return gate * (1 - gate) * (2 + pre * (1 - 2 * gate))
 
 
 class _FrameAveragedSiLU(torch.autograd.Function):
