@@ -106,8 +106,8 @@ class ECSE(nn.Module):
             structure needs more than :data:`GLOBAL_PASSES_WARNING` passes.
             ``"local"``: every per-atom update of a message-passing backbone is
             evaluated in that atom's own frames and averaged (:mod:`ecse.local`), linear in
-            system size: about (frames per atom) x the bare model, or about one bare
-            pass for PET with ``frame_average="tokens"`` (each edge token averaged over
+            system size: about (frames per atom) x the bare model, or about one to two
+            bare passes for PET with ``frame_average="tokens"`` (each edge token averaged over
             the atom's frames; cheaper on solids, for weights trained through it).  Needs a
             backbone with ``forward(data, local_frames=...)`` such as
             ``ecse.backbones.PET``; the auxiliary path is then the backbone's own
@@ -278,7 +278,8 @@ class ECSE(nn.Module):
             warnings.warn(f"ECSE global mode: a structure needs {passes} backbone passes (one per retained frame; "
                           f"warning above {GLOBAL_PASSES_WARNING}); for solids and other large systems, "
                           "mode='local' costs about (frames per atom) passes of a message-passing backbone, "
-                          "about one with ecse.backbones.PET(frame_average='tokens') trained through the ensemble",
+                          "about one to two with ecse.backbones.PET(frame_average='tokens') trained through the "
+                          "ensemble",
                           stacklevel=2)
 
     def _forward_local(self, data, pos_geo: Tensor, batch: Tensor, num_graphs: int, cell, geo) -> Tensor:

@@ -66,7 +66,7 @@ class PETHypers(Section):
     """How local mode uses an atom's frames: ``layers`` runs the transformer once per
     (atom, frame) copy (frames-per-atom times the cost) and fits weights trained bare;
     ``tokens`` (energies only) averages every edge token over them and runs the
-    transformer once per atom (about one bare evaluation on solids): a different function,
+    transformer once per atom (about two bare evaluations on solids): a different function,
     accurate and smooth only with weights trained through it. ``null`` (default):
     ``tokens`` when the model is trained through a local ensemble (``ecse.in_loop`` with
     ``ecse.mode: local``) and predicts an energy, else ``layers`` (PET's default)."""
