@@ -161,10 +161,16 @@ def side_by_side(models: dict, data, repeats: int) -> dict:
     and per model the median of the per-repeat time ratios to ``models["bare"]``."""
     from ecse.atomistic.derivatives import energy_and_forces
 
-    runs = {name: [] for name in models}
+    return side_by_side_calls({name: (lambda m=model: energy_and_forces(m, data)) for name, model in models.items()},
+                              repeats)
+
+
+def side_by_side_calls(calls: dict, repeats: int) -> dict:
+    """:func:`side_by_side` for any functions without arguments (``calls["bare"]`` the reference)."""
+    runs = {name: [] for name in calls}
     for _ in range(repeats):
-        for name, model in models.items():
-            runs[name].append(timed(lambda: energy_and_forces(model, data)))
+        for name, call in calls.items():
+            runs[name].append(timed(call))
     out = {}
     for name, rs in runs.items():
         peaks = [p for _, p in rs if p is not None]

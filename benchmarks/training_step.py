@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
 from pathlib import Path
 
@@ -90,14 +89,7 @@ def measure(name: str, pet, args) -> dict:
     if name in args.layers_systems:
         layers = ECSE(solids.with_frame_average(pet, "layers"), solids.CUTOFF, mode="local")
         steps["layers"] = lambda: training_step(layers, data)
-    runs = {key: [] for key in steps}
-    for _ in range(args.repeats):
-        for key, step in steps.items():
-            runs[key].append(solids.timed(step))
-    for key, rs in runs.items():
-        peaks = [p for _, p in rs if p is not None]
-        row[key] = {"seconds": statistics.median(t for t, _ in rs), "peak_mib": max(peaks) if peaks else None,
-                    "ratio": statistics.median(t / b for (t, _), (b, _) in zip(rs, runs["bare"]))}
+    row.update(solids.side_by_side_calls(steps, args.repeats))
     return row
 
 
