@@ -47,10 +47,12 @@ Measurements:
    energy) and the largest excursion ``max |E_tot - E_tot(0)|`` per atom, and their ratios
    to bare's.  A trajectory estimated above ``--nve-budget`` s is shortened to fit (its
    length printed) and skipped below 0.1 ps.  Methane and water get harmonic springs
-   (``k = 5 eV/A^2``) on their intramolecular pairs at the starting lengths, added to every
+   on their intramolecular pairs at the starting lengths (methane ``k = 5 eV/A^2``; water
+   ``WATER_SPRINGS``: O-H 46, H-H 20 eV/A^2, about real water's stiffness), added to every
    model alike (bare, global, local): invariant, they keep a briefly trained PET's molecules
-   from flying apart (without them the bare methane run heats to thousands of K) and do not
-   change what ECSE adds to the PET term.  Water also gets repulsive walls on intermolecular
+   from flying apart (without them the bare methane run heats to thousands of K) and water's
+   bends within the spread of its training data, and do not change what ECSE adds to the
+   PET term.  Water also gets repulsive walls on intermolecular
    pairs closer than 2.35 A (O-O), 1.4 A (O-H) or 1.5 A (H-H) (``WATER_WALLS``): without
    them the briefly trained PET lets molecules pass through each other within 0.5 ps
    (intermolecular O-O 0.8 A, H-H 0.3 A), so the NVE runs would compare ECSE and bare PET
@@ -396,15 +398,15 @@ def near_invariant(pet, atoms, share: float = 0.1):
 
 
 class Restrained(nn.Module):
-    """``model(data)`` plus, optionally, harmonic springs ``k/2 (r - r0)^2`` on the
-    intramolecular pairs of a molecular system (minimum-image lengths) and repulsive walls
+    """``model(data)`` plus, optionally, harmonic springs ``k/2 (r - r0)^2`` (``k`` one number or
+    one per pair) on the intramolecular pairs of a molecular system (minimum-image lengths) and repulsive walls
     ``k_w (r_w - r)^3`` (zero beyond ``r_w``, twice differentiable) summed over every periodic
     image of each wall pair closer than its ``r_w``; invariant, so they exert no net force or
     torque and leave the comparison of bare and wrapped PET unchanged."""
 
     def __init__(self, model, pairs: torch.Tensor | None, r0: torch.Tensor | None,
                  wall_pairs: torch.Tensor | None = None, wall_r0: torch.Tensor | None = None,
-                 k: float = 5.0, wall_k: float = 20.0):
+                 k: float | torch.Tensor = 5.0, wall_k: float = 20.0):
         super().__init__()
         self.model, self.k, self.wall_k = model, k, wall_k
         self.register_buffer("pairs", pairs)
@@ -447,7 +449,7 @@ class Restrained(nn.Module):
         energy = self.model(data)
         if self.pairs is not None:
             r = self._lengths(data.pos, self.pairs, cell)
-            energy = energy + 0.5 * self.k * (r - self.r0).pow(2).sum().reshape(1)
+            energy = energy + (0.5 * self.k * (r - self.r0).pow(2)).sum().reshape(1)
         if self.wall_pairs is not None:
             r = self._image_lengths(data.pos, self.wall_pairs, cell)
             overlap = (self.wall_r0[:, None] - r).clamp(min=0.0)
@@ -460,6 +462,14 @@ class Restrained(nn.Module):
 #: hydrogen bond O...H about 1.6 A)
 WATER_WALLS = {("O", "O"): 2.35, ("H", "O"): 1.4, ("O", "H"): 1.4, ("H", "H"): 1.5}
 
+#: spring constants of water's intramolecular pairs (eV/A^2), by "is it the H-H pair": the O-H
+#: bonds at SPC/Fw's stiffness (46 eV/A^2, Wu, Tepper and Voth 2006) and the H-H pair at
+#: 20 eV/A^2, about twice SPC/Fw's bending stiffness (3.3 eV/rad^2, or 9 eV/A^2 on the H-H
+#: distance). With the briefly trained water PET under 5 eV/A^2 springs the molecules bent
+#: to 155 degrees within 1 ps; with these, its H-O-H angles keep the spread of the DFT data
+#: it was trained on (about 106 +- 6 degrees, at most 126-131, against 105.7 +- 5.2 and 129)
+WATER_SPRINGS = {False: 46.0, True: 20.0}
+
 #: closest Cu-Cu approach (A) before the metal's repulsive wall acts: below the shortest
 #: distances of EMT Cu at 1000 K (nearest neighbours at 2.55 A), where the briefly trained PET
 #: is not repulsive (its pair force turns attractive below about 2.1 A)
@@ -469,9 +479,9 @@ CU_WALL_K = 100.0
 
 
 def restraint_pairs(name: str, atoms) -> dict:
-    """:class:`Restrained`'s keyword arguments ``pairs [2, P], r0 [P], wall_pairs [2, Q],
-    wall_r0 [Q], wall_k``: the intramolecular springs of methane (all pairs) and water
-    (consecutive O, H, H); water's intermolecular walls (:data:`WATER_WALLS`; none for
+    """:class:`Restrained`'s keyword arguments ``pairs [2, P], r0 [P], k, wall_pairs [2, Q],
+    wall_r0 [Q], wall_k``: the intramolecular springs of methane (all pairs, ``k`` 5 eV/A^2)
+    and water (consecutive O, H, H; ``k`` per pair from :data:`WATER_SPRINGS`); water's intermolecular walls (:data:`WATER_WALLS`; none for
     methane); the metal's walls on every pair of atoms (:data:`CU_WALL`, no springs)."""
     n = len(atoms)
     if name.startswith("cu"):
@@ -485,9 +495,10 @@ def restraint_pairs(name: str, atoms) -> dict:
     if name == "methane":
         return dict(pairs=pairs, r0=r0, wall_pairs=None, wall_r0=None)
     symbols, molecule = atoms.get_chemical_symbols(), [i // 3 for i in range(n)]
+    k = torch.tensor([WATER_SPRINGS[symbols[a] == symbols[b] == "H"] for a, b in pairs.T.tolist()], dtype=torch.float64)
     inter = [(a, b) for a in range(n) for b in range(a + 1, n) if molecule[a] != molecule[b]]
     wall_r0 = torch.tensor([WATER_WALLS[symbols[a], symbols[b]] for a, b in inter], dtype=torch.float64)
-    return dict(pairs=pairs, r0=r0, wall_pairs=torch.tensor(inter).T, wall_r0=wall_r0, wall_k=20.0)
+    return dict(pairs=pairs, r0=r0, k=k, wall_pairs=torch.tensor(inter).T, wall_r0=wall_r0, wall_k=20.0)
 
 
 def wrapped(backbone, mode: str, setting=None):

@@ -45,6 +45,23 @@ def test_water_walls_cover_every_intermolecular_pair_and_start_inactive(water_ce
     assert methane["wall_pairs"] is None and methane["wall_r0"] is None
 
 
+def test_water_springs_per_pair_against_numpy_lengths(water_cell):
+    """Stretch one O-H bond by 0.1 A: the springs' energy is 46/2 * 0.1^2 for that bond plus
+    20/2 * (change of the H-H distance)^2, from lengths computed with numpy."""
+    atoms = water_cell.copy()
+    bond = atoms.positions[1] - atoms.positions[0]
+    atoms.positions[1] += 0.1 * bond / np.linalg.norm(bond)
+    restraint = smoothness.restraint_pairs("water", water_cell)
+    assert restraint["k"].shape == (restraint["pairs"].shape[1],)
+    model = smoothness.Restrained(_Zero(), **restraint)
+    energy = model(smoothness.to_data(atoms))
+    hh = [np.linalg.norm(a.get_distance(1, 2, mic=True)) for a in (water_cell, atoms)]
+    expected = 0.5 * 46.0 * 0.1 ** 2 + 0.5 * 20.0 * (hh[1] - hh[0]) ** 2
+    assert smoothness.WATER_SPRINGS == {False: 46.0, True: 20.0}
+    assert energy.shape == (1,)
+    assert float(energy) == pytest.approx(expected, rel=1e-9)
+
+
 def test_water_wall_energy_and_force_against_ase_distances(water_cell):
     """Push one oxygen towards another molecule's: the energy is the walls' sum over the
     minimum-image distances that ASE gives, and the force pushes the oxygens apart."""
