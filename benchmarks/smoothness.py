@@ -70,7 +70,7 @@ Measurements:
    also NVE drift and excursion (``--sweep-nve-ps``); profiles within ``--sweep-budget`` s
    (coarser grid or skipped above it).
 
-Trained PETs: ``PET(**SMALL)`` (``benchmarks/scaling.py``) fitted to energies and forces
+Trained PETs: ``PET(**SMALL)`` (``benchmarks/scaling.py``; water's with ``num_radial=32``) fitted to energies and forces
 (Adam, ``--train-seconds`` s of wall time on one thread, seeded; every structure randomly
 rotated in every batch, the published recipe and the training stack's default) on the bundled methane
 training set, the 192-atom water frames (frames 0-299) and EMT Cu cells generated at 300
@@ -230,11 +230,19 @@ def to_data(atoms, dtype=torch.float64):
 
 # ---- models -----------------------------------------------------------------------------------
 
-def make_pet(seed: int, frame_average: str = "layers"):
+#: the small PET of each system: ``SMALL``, and for water with ``num_radial=32`` (a Gaussian
+#: basis of the distance in the edge embedding): with the published linear embedding PET
+#: does not learn water's forces ("Why PET needed two changes on water" in RESULTS.md; the
+#: water PET of this benchmark sat at the zero-force level, force MAE 602 meV/A, until 2026-12-06)
+PET_CONFIG = {"methane": SMALL, "water": {**SMALL, "num_radial": 32}, "cu": SMALL}
+
+
+def make_pet(seed: int, frame_average: str = "layers", system: str = "methane"):
+    """``PET(**PET_CONFIG[system])`` in float64, seeded."""
     from ecse.backbones import PET
 
     torch.manual_seed(seed)
-    return PET(cutoff=CUTOFF, frame_average=frame_average, **SMALL).double()
+    return PET(cutoff=CUTOFF, frame_average=frame_average, **PET_CONFIG[system]).double()
 
 
 def rotate_batch(batch, gen: torch.Generator):
@@ -252,7 +260,7 @@ def rotate_batch(batch, gen: torch.Generator):
 
 
 def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: float = 2e-3, log=print,
-              augment: bool = True, in_loop=None, frame_average: str = "layers"):
+              augment: bool = True, in_loop=None, frame_average: str = "layers", system: str = "methane"):
     """A small PET fitted to energies and forces for ``seconds`` of wall time (Adam, MSE of
     energy per atom + MSE of force components, every structure randomly rotated in every
     batch unless ``augment=False``: the published recipe, and the training stack's default);
@@ -263,7 +271,7 @@ def train_pet(frames: list, seconds: float, seed: int, batch_size: int = 8, lr: 
 
     from ecse.atomistic.derivatives import energy_and_forces
 
-    pet = make_pet(seed, frame_average)
+    pet = make_pet(seed, frame_average, system)
     data = []
     for a in frames:
         d = to_data(a)
@@ -316,20 +324,20 @@ def trained_pet(model_name: str, args, in_loop=None, suffix: str = ""):
         data = TRAINING_DATA[system]
         # untagged checkpoints predate the tag: methane's and water's data are unchanged since, Cu's not
         tag = saved["info"].get("data", None if system == "cu" else data)
-        if (saved["config"] == SMALL and saved["info"]["seconds"] >= 0.9 * args.train_seconds
+        if (saved["config"] == PET_CONFIG[system] and saved["info"]["seconds"] >= 0.9 * args.train_seconds
                 and saved["info"].get("augmented", False) and tag == data):
-            pet = make_pet(0, args.frame_average)
+            pet = make_pet(0, args.frame_average, system)
             pet.load_state_dict(saved["state_dict"])
             print(f"  {model_name} PET loaded from {path} ({saved['info']['steps']} training steps)")
             return pet.eval(), saved["info"]
     print(f"  training the {model_name} PET{' in the loop' if in_loop is not None else ''} for "
           f"{args.train_seconds:.0f} s (seed {args.seed})", flush=True)
     pet, info = train_pet(training_frames(system, args), args.train_seconds, args.seed, in_loop=in_loop,
-                          frame_average=args.frame_average if in_loop is not None else "layers")
+                          frame_average=args.frame_average if in_loop is not None else "layers", system=system)
     info["data"] = TRAINING_DATA[system]
     args.checkpoints.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": pet.state_dict(), "config": SMALL, "info": info}, path)
-    local = make_pet(0, args.frame_average)  # how local mode uses the frames (training is bare)
+    torch.save({"state_dict": pet.state_dict(), "config": PET_CONFIG[system], "info": info}, path)
+    local = make_pet(0, args.frame_average, system)  # how local mode uses the frames (training is bare)
     local.load_state_dict(pet.state_dict())
     return local.eval(), info
 

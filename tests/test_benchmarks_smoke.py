@@ -399,6 +399,7 @@ def test_water_protocol_runs_the_harness_settings(shared_data, tmp_path, monkeyp
                 "test": {"energy_mae_per_atom": 0.001, "forces_mae": 0.2}}
 
     monkeypatch.setattr(water_protocol, "train", fake_train)
+    monkeypatch.setattr(water_protocol.tempfile, "tempdir", str(tmp_path))  # its split folder
     water_protocol.main(["--num-radial", "5", "--energy-weight", "0.001", "--device", "cpu", "--max-time", "7",
                          "--data", str(shared_data), "--output-dir", str(tmp_path / "out")])
     assert seen["model"]["num_radial"] == 5 and seen["loss"]["energy_weight"] == 0.001

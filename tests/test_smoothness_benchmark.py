@@ -135,3 +135,22 @@ def test_train_pet_trains_through_the_given_wrapper():
                                      in_loop=through_local_ensemble)
     assert pet.frame_average == "tokens" and not pet.training
     assert info["steps"] >= 1 and len(calls) == info["steps"]
+
+
+def test_water_pet_has_the_radial_basis_and_old_checkpoints_are_refitted(tmp_path, shared_data, capsys):
+    """The water PET embeds distances in a Gaussian basis (with the linear embedding PET does
+    not learn water's forces); a water checkpoint saved with another configuration is not
+    loaded but refitted."""
+    import argparse
+
+    assert smoothness.make_pet(0, system="water")._config["num_radial"] == 32
+    assert smoothness.make_pet(0, system="methane")._config["num_radial"] == 0
+    old = smoothness.make_pet(0)  # the configuration water's checkpoints had before
+    info = {"seconds": 1e9, "augmented": True, "steps": 1, "data": smoothness.TRAINING_DATA["water"]}
+    torch.save({"state_dict": old.state_dict(), "config": smoothness.SMALL, "info": info}, tmp_path / "water.pt")
+    args = argparse.Namespace(checkpoints=tmp_path, retrain=False, train_seconds=0.01, seed=0, data=shared_data,
+                              frame_average="layers", cu_size=1)
+    pet, fitted = smoothness.trained_pet("water", args)
+    assert "training the water PET" in capsys.readouterr().out
+    assert pet._config["num_radial"] == 32 and fitted["steps"] >= 1
+    assert torch.load(tmp_path / "water.pt", weights_only=False)["config"]["num_radial"] == 32
