@@ -44,7 +44,7 @@ Measurements:
 2. **NVE**: velocity Verlet (``ecse.atomistic.md.run_nve``, ``--timestep`` 0.5 fs,
    ``--nve-ps`` ps, initial velocities at the system's temperature, float64) of bare,
    global and local around the trained PET: drift (eV/atom/ps, linear fit of the total
-   energy) and the largest excursion ``max |E_tot - E_tot(0)|`` per atom, and their ratios
+   energy, with its standard error from 0.1 ps block means) and the largest excursion ``max |E_tot - E_tot(0)|`` per atom, and their ratios
    to bare's.  A trajectory estimated above ``--nve-budget`` s is shortened to fit (its
    length printed) and skipped below 0.1 ps.  Methane and water get harmonic springs
    on their intramolecular pairs at the starting lengths (methane ``k = 5 eV/A^2``; water
@@ -612,6 +612,7 @@ def nve(model, atoms, temperature: float, ps: float, args, log, label: str, rest
         args.trajectories.mkdir(parents=True, exist_ok=True)
         write(args.trajectories / f"{name}.extxyz", res.frames)
     return {"ps": steps * args.timestep / 1000, "steps": steps, "drift": res.drift_per_atom_per_ps,
+            "drift_se": res.drift_stderr_per_atom_per_ps(),
             "excursion": res.max_deviation_per_atom, "seconds": res.wall_time_s,
             "mean_T": float(res.temperature_K.mean())}
 
@@ -642,7 +643,7 @@ def measure_system(name: str, args, log) -> dict:
             row["nve"][mode] = r = nve(model, atoms, TEMPERATURE[name], args.nve_ps, args, log, mode,
                                        restraint_pairs(name, atoms))
             if "drift" in r:
-                log(f"    NVE {mode:6s}: {r['ps']:.2f} ps, drift {r['drift']:+.2e} eV/atom/ps, excursion "
+                log(f"    NVE {mode:6s}: {r['ps']:.2f} ps, drift {drift_text(r)} eV/atom/ps, excursion "
                     f"{r['excursion']:.2e} eV/atom, <T> {r['mean_T']:.0f} K [{r['seconds']:.0f} s]", flush=True)
     return row
 
@@ -666,7 +667,7 @@ def sweep(name: str, args, log) -> list[dict]:
     if name == "methane" and args.sweep_nve_ps > 0:
         bare = nve(pet, atoms, TEMPERATURE[name], args.sweep_nve_ps, args, log, "bare", restraint_pairs(name, atoms))
         out.append({"system": name, "setting": "bare", "mode": "bare", "nve": bare})
-        log(f"| {name} | bare PET | - | - | - | {_fmt(bare.get('drift'), '+.2e')} | "
+        log(f"| {name} | bare PET | - | - | - | {drift_text(bare)} | "
             f"{_fmt(bare.get('excursion'), '.2e')} |")
     return out
 
@@ -686,7 +687,7 @@ def nve_settings(name: str, specs: list, args, log) -> list[dict]:
     pet, _ = trained_pet(MODEL_OF[name], args)
     restraint = restraint_pairs(name, atoms)
     bare = nve(pet, atoms, TEMPERATURE[name], args.nve_ps, args, log, "bare", restraint)
-    log(f"| {name} | bare PET | - | - | {_fmt(bare.get('drift'), '+.2e')} | {_fmt(bare.get('excursion'), '.2e')} |")
+    log(f"| {name} | bare PET | - | - | {drift_text(bare)} | {_fmt(bare.get('excursion'), '.2e')} |")
     out = [{"system": name, "setting": "bare", "mode": "bare", "nve": bare}]
     for spec in specs:
         for mode in args.nve_modes:
@@ -697,13 +698,22 @@ def nve_settings(name: str, specs: list, args, log) -> list[dict]:
             r = nve(model, atoms, TEMPERATURE[name], args.nve_ps, args, log, f"{spec} {mode}", restraint)
             out.append({"system": name, "setting": spec, "mode": mode, "frames_per_centre": frames, "nve": r})
             ratio = {k: (f" ({abs(r[k] / bare[k]):.2g}x)" if k in r and bare.get(k) else "") for k in ("drift", "excursion")}
-            log(f"| {name} | {spec} | {mode} | {frames:.2f} | {_fmt(r.get('drift'), '+.2e')}{ratio['drift']} | "
+            log(f"| {name} | {spec} | {mode} | {frames:.2f} | {drift_text(r)}{ratio['drift']} | "
                 f"{_fmt(r.get('excursion'), '.2e')}{ratio['excursion']} |", flush=True)
     return out
 
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def drift_text(r: dict) -> str:
+    """``"+1.0e-06 +- 1.3e-06"``: an NVE result's drift and its standard error
+    (``MDResult.drift_stderr_per_atom_per_ps``), ``"-"`` if it has none."""
+    if r.get("drift") is None:
+        return "-"
+    se = r.get("drift_se")
+    return f"{r['drift']:+.2e}" + ("" if se is None or math.isnan(se) else f" +- {se:.1e}")
 
 
 def _sweep_line(r: dict) -> str:
@@ -749,9 +759,9 @@ def tables(rows: list[dict]) -> str:
                 return f"skipped ({r.get('skipped', '-')})"
             ratio = abs(r[key] / b[key]) if b.get(key) else math.nan
             pts = "" if abs(r["ps"] - b["ps"]) < 1e-9 else f" [{r['ps']:.2f} ps]"
-            return f"{r[key]:+.2e} ({ratio:.2g}x){pts}" if key == "drift" else f"{r[key]:.2e} ({ratio:.2g}x){pts}"
+            return f"{drift_text(r)} ({ratio:.2g}x){pts}" if key == "drift" else f"{r[key]:.2e} ({ratio:.2g}x){pts}"
 
-        lines.append(f"| {row['system']} | {_fmt(b.get('ps'), '.2f')} | {_fmt(b.get('drift'), '+.2e')} | "
+        lines.append(f"| {row['system']} | {_fmt(b.get('ps'), '.2f')} | {drift_text(b)} | "
                      f"{rel('global', 'drift')} | {rel('local', 'drift')} | {_fmt(b.get('excursion'), '.2e')} | "
                      f"{rel('global', 'excursion')} | {rel('local', 'excursion')} |")
     return "\n".join(lines)

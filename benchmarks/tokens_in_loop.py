@@ -117,7 +117,7 @@ def measure(name: str, args) -> dict:
         r = S.nve(models[key], atoms, S.TEMPERATURE[name], args.nve_ps, args, print, key.replace(" ", "_"), restraint)
         row["nve"][key] = r
         if "drift" in r:
-            print(f"  NVE {LABELS[key]:36s} {r['ps']:.2f} ps: drift {r['drift']:+.2e} eV/atom/ps, excursion "
+            print(f"  NVE {LABELS[key]:36s} {r['ps']:.2f} ps: drift {S.drift_text(r)} eV/atom/ps, excursion "
                   f"{r['excursion']:.2e} eV/atom, <T> {r['mean_T']:.0f} K [{r['seconds']:.0f} s]", flush=True)
     return row
 

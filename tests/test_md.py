@@ -111,6 +111,39 @@ def test_emt_energies_time_and_drift_match_independent_values(emt_run):
     assert "drift" in res.summary() and "eV/atom/ps" in res.summary()
 
 
+def _synthetic(energy: np.ndarray, dt_ps: float = 5e-4, n_atoms: int = 4) -> MDResult:
+    t = np.arange(len(energy)) * dt_ps
+    zeros = np.zeros(len(energy))
+    return MDResult(t, zeros, zeros, energy, zeros, np.zeros((len(energy), 3)), np.zeros((len(energy), 3)),
+                    n_atoms, dt_ps * 1000, len(energy) - 1, 0.0)
+
+
+def test_drift_standard_error_covers_the_true_drift_about_95_percent_of_the_time():
+    """Total energies = a known drift + white noise: the drift is within two standard errors
+    of the truth in about 95 % of independent runs, and adding a fast oscillation (which the
+    blocks average out) hardly changes the error; an exact line has none; too short a run
+    gives nan."""
+    gen = np.random.default_rng(0)
+    t = np.arange(4001) * 5e-4  # 2 ps at 0.5 fs
+    covered, errors = 0, []
+    for _ in range(300):
+        noise = 2e-5 * gen.standard_normal(t.size)
+        res = _synthetic(4 * (1e-5 * t + noise))
+        se = res.drift_stderr_per_atom_per_ps()
+        covered += abs(res.drift_per_atom_per_ps - 1e-5) < 2 * se
+        errors.append(se)
+        oscillating = _synthetic(4 * (1e-5 * t + 3e-4 * np.sin(2 * np.pi * t / 0.01) + noise))
+        assert oscillating.drift_stderr_per_atom_per_ps() == pytest.approx(se, rel=0.02)
+    assert 0.90 <= covered / 300 <= 0.99
+    # the error of a slope fitted to 20 block means of 200 steps each, from the noise alone
+    expected = 2e-5 / np.sqrt(200) / np.sqrt(((np.arange(20) * 0.1 - 0.95) ** 2).sum())
+    assert np.median(errors) == pytest.approx(expected, rel=0.1)
+    assert _synthetic(4 * (1e-5 * t + 1.0)).drift_stderr_per_atom_per_ps() < 1e-12
+    assert np.isnan(_synthetic(np.ones(500)).drift_stderr_per_atom_per_ps())  # 0.25 ps: two whole blocks
+    with pytest.raises(ValueError, match="block_ps"):
+        _synthetic(np.ones(500)).drift_stderr_per_atom_per_ps(0.0)
+
+
 def test_emt_scaled_forces_violate_the_tolerances():
     res = run_nve(_cluster(), ScaledForces(1.1), timestep_fs=1.0, steps=200, temperature_K=500, seed=0)
     assert res.max_deviation_per_atom > 2e-3  # ten times the tolerance met by the true forces

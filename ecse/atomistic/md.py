@@ -68,6 +68,32 @@ class MDResult:
         slope = np.polyfit(self.time_ps, self.total_energy, 1)[0]
         return float(slope) / self.n_atoms
 
+    def drift_stderr_per_atom_per_ps(self, block_ps: float = 0.1) -> float:
+        """Standard error of the drift (eV/atom/ps), from a least-squares line through the
+        means of consecutive ``block_ps`` blocks of the total energy.
+
+        Velocity Verlet's total energy oscillates at the system's vibrational frequencies
+        (periods of tens of fs); blocks much longer than that average the oscillation out
+        and keep the slow wander, whose scatter about the line gives the slope's standard
+        error. A drift within about two standard errors of zero is not resolved by the run,
+        and a ratio of two such drifts says nothing. ``nan`` with fewer than four whole
+        blocks (a last, partial block is left out).
+        """
+        if not block_ps > 0:
+            raise ValueError(f"block_ps must be positive, got {block_ps}")
+        block = np.floor(self.time_ps / block_ps + 1e-9).astype(int)
+        whole = int(block.max()) if len(block) else 0
+        if whole < 4:
+            return float("nan")
+        keep = block < whole
+        counts = np.bincount(block[keep], minlength=whole)
+        t = np.bincount(block[keep], self.time_ps[keep], whole) / counts
+        e = np.bincount(block[keep], self.total_energy[keep], whole) / counts
+        slope, intercept = np.polyfit(t, e, 1)
+        residual = e - (slope * t + intercept)
+        variance = float(residual @ residual) / (whole - 2)
+        return float(np.sqrt(variance / float(((t - t.mean()) ** 2).sum()))) / self.n_atoms
+
     @property
     def max_deviation_per_atom(self) -> float:
         """``max_t |E_tot(t) - E_tot(0)|`` per atom (eV/atom)."""
@@ -76,7 +102,7 @@ class MDResult:
     def summary(self) -> str:
         """One line: steps, simulated time, drift and maximum deviation per atom."""
         return (f"{self.steps} steps x {self.timestep_fs:g} fs = {self.steps * self.timestep_fs / 1000:g} ps: "
-                f"drift {self.drift_per_atom_per_ps:+.3e} eV/atom/ps, "
+                f"drift {self.drift_per_atom_per_ps:+.3e} (+- {self.drift_stderr_per_atom_per_ps():.1e}) eV/atom/ps, "
                 f"max |E_tot - E_tot(0)| {self.max_deviation_per_atom:.3e} eV/atom, "
                 f"{self.wall_time_s:.1f} s")
 
