@@ -44,22 +44,22 @@ Measurements:
 2. **NVE**: velocity Verlet (``ecse.atomistic.md.run_nve``, ``--timestep`` 0.5 fs,
    ``--nve-ps`` ps, initial velocities at the system's temperature, float64) of bare,
    global and local around the trained PET: drift (eV/atom/ps, linear fit of the total
-   energy, with its standard error from 0.1 ps block means) and the largest excursion ``max |E_tot - E_tot(0)|`` per atom, and their ratios
-   to bare's.  A trajectory estimated above ``--nve-budget`` s is shortened to fit (its
-   length printed) and skipped below 0.1 ps.  Methane and water get harmonic springs
-   on their intramolecular pairs at the starting lengths (methane ``k = 5 eV/A^2``; water
-   ``WATER_SPRINGS``: O-H 46, H-H 20 eV/A^2, about real water's stiffness), added to every
-   model alike (bare, global, local): invariant, they keep a briefly trained PET's molecules
-   from flying apart (without them the bare methane run heats to thousands of K) and water's
-   bends within the spread of its training data, and do not change what ECSE adds to the
-   PET term.  Water also gets repulsive walls on intermolecular
-   pairs closer than 2.35 A (O-O), 1.4 A (O-H) or 1.5 A (H-H) (``WATER_WALLS``): without
-   them the briefly trained PET lets molecules pass through each other within 0.5 ps
-   (intermolecular O-O 0.8 A, H-H 0.3 A), so the NVE runs would compare ECSE and bare PET
-   on unphysical geometry.  Cu gets one wall on every pair of atoms at 2.2 A (``CU_WALL``,
-   ``100 eV/A^3``, summed over periodic images): the briefly trained PET is not repulsive
-   below about 2.1 A, and without the wall the 4-atom cell collapses under ECSE's average
-   (a Cu-Cu distance of 0.5 A and thousands of K within 1.2 ps).
+   energy, with its standard error from 0.1 ps block means) and the largest excursion
+   ``max |E_tot - E_tot(0)|`` per atom, and their ratios to bare's. A trajectory estimated above
+   ``--nve-budget`` s is shortened to fit (its length printed) and skipped below 0.1 ps.
+   Methane and water get harmonic springs on their intramolecular pairs at the starting
+   lengths (methane ``k = 5 eV/A^2``; water ``WATER_SPRINGS``: O-H 46, H-H 20 eV/A^2, about
+   real water's stiffness), added to every model alike (bare, global, local): invariant,
+   they keep a briefly trained PET's molecules from flying apart (without them the bare
+   methane run heats to thousands of K) and water's bends within the spread of its training
+   data, and do not change what ECSE adds to the PET term. Water also gets repulsive walls
+   on intermolecular pairs closer than 2.35 A (O-O), 1.4 A (O-H) or 1.5 A (H-H)
+   (``WATER_WALLS``): without them the briefly trained PET lets molecules pass through each
+   other within 0.5 ps (intermolecular O-O 0.8 A, H-H 0.3 A), so the NVE runs would compare
+   ECSE and bare PET on unphysical geometry. Cu gets one wall on every pair of atoms at
+   2.2 A (``CU_WALL``, ``100 eV/A^3``, summed over periodic images): the briefly trained PET is
+   not repulsive below about 2.1 A, and without the wall the 4-atom cell collapses under
+   ECSE's average (a Cu-Cu distance of 0.5 A and thousands of K within 1.2 ps).
 3. **NVE with frame settings** (``--nve-settings``, instead of 1, 2 and 4): bare PET and
    ``ECSE`` with each given setting (``ECSE`` keyword arguments) in ``--nve-modes``.
 4. **Frame-settings sweep** (``--sweep-systems``): frames per centre (local: frame copies
@@ -70,14 +70,14 @@ Measurements:
    also NVE drift and excursion (``--sweep-nve-ps``); profiles within ``--sweep-budget`` s
    (coarser grid or skipped above it).
 
-Trained PETs: ``PET(**SMALL)`` (``benchmarks/scaling.py``; water's with ``num_radial=32``) fitted to energies and forces
-(Adam, ``--train-seconds`` s of wall time on one thread, seeded; every structure randomly
-rotated in every batch, the published recipe and the training stack's default) on the bundled methane
-training set, the 192-atom water frames (frames 0-299) and EMT Cu cells generated at 300
-and 1000 K and liquid Cu at 2000 K (one model for every temperature; the liquid's shorter
-contacts, down to about 2.1 A, teach it the repulsion that a model fitted to the solid
-alone lacks); saved as ``{system}.pt`` under
-``--checkpoints`` and loaded from there on a rerun (``--retrain`` to refit).
+Trained PETs: ``PET(**SMALL)`` (``benchmarks/scaling.py``; water's with ``num_radial=32``,
+``PET_CONFIG``) fitted to energies and forces (Adam, ``--train-seconds`` s of wall time on
+one thread, seeded; every structure randomly rotated in every batch, the published recipe
+and the training stack's default) on the bundled methane training set, the 192-atom water
+frames (frames 0-299) and EMT Cu cells generated at 300 and 1000 K and liquid Cu at 2000 K
+(one model for every temperature; the liquid's shorter contacts, down to about 2.1 A, teach
+it the repulsion that a model fitted to the solid alone lacks); saved as ``{system}.pt``
+under ``--checkpoints`` and loaded from there on a rerun (``--retrain`` to refit).
 """
 from __future__ import annotations
 
@@ -407,9 +407,9 @@ def near_invariant(pet, atoms, share: float = 0.1):
 
 class Restrained(nn.Module):
     """``model(data)`` plus, optionally, harmonic springs ``k/2 (r - r0)^2`` (``k`` one number or
-    one per pair) on the intramolecular pairs of a molecular system (minimum-image lengths) and repulsive walls
-    ``k_w (r_w - r)^3`` (zero beyond ``r_w``, twice differentiable) summed over every periodic
-    image of each wall pair closer than its ``r_w``; invariant, so they exert no net force or
+    one per pair) on the intramolecular pairs of a molecular system (minimum-image lengths)
+    and repulsive walls ``k_w (r_w - r)^3`` (zero beyond ``r_w``, twice differentiable) summed
+    over every periodic image of each wall pair closer than its ``r_w``; invariant, so they exert no net force or
     torque and leave the comparison of bare and wrapped PET unchanged."""
 
     def __init__(self, model, pairs: torch.Tensor | None, r0: torch.Tensor | None,
@@ -489,8 +489,9 @@ CU_WALL_K = 100.0
 def restraint_pairs(name: str, atoms) -> dict:
     """:class:`Restrained`'s keyword arguments ``pairs [2, P], r0 [P], k, wall_pairs [2, Q],
     wall_r0 [Q], wall_k``: the intramolecular springs of methane (all pairs, ``k`` 5 eV/A^2)
-    and water (consecutive O, H, H; ``k`` per pair from :data:`WATER_SPRINGS`); water's intermolecular walls (:data:`WATER_WALLS`; none for
-    methane); the metal's walls on every pair of atoms (:data:`CU_WALL`, no springs)."""
+    and water (consecutive O, H, H; ``k`` per pair from :data:`WATER_SPRINGS`); water's
+    intermolecular walls (:data:`WATER_WALLS`; none for methane); the metal's walls on
+    every pair of atoms (:data:`CU_WALL`, no springs)."""
     n = len(atoms)
     if name.startswith("cu"):
         walls = torch.tensor([(a, b) for a in range(n) for b in range(a + 1, n)]).reshape(-1, 2).T

@@ -91,7 +91,7 @@ def measure(name: str, args) -> dict:
     seconds = args.water_train_seconds if model_name == "water" else args.train_seconds
     # smoothness.py's loader (trains if absent); PET built with args.frame_average ("tokens")
     trained, _ = S.trained_pet(model_name, argparse.Namespace(**{**vars(args), "train_seconds": seconds}))
-    layers = S.make_pet(0, "layers", model_name.rstrip("0123456789"))
+    layers = S.make_pet(0, "layers", model_name)
     layers.load_state_dict(trained.state_dict())
     loop = in_loop_pet(model_name, args, seconds)
     models = {"bare": trained, "layers": ECSE(layers.eval(), S.CUTOFF, mode="local").eval(),
