@@ -20,7 +20,7 @@ from ase.cluster import Icosahedron  # noqa: E402
 from ecse.backbones import PET  # noqa: E402
 from ecse import ECSE  # noqa: E402
 from ecse.atomistic import ECSECalculator  # noqa: E402
-from ecse.atomistic.md import MDResult, run_nve  # noqa: E402
+from ecse.atomistic.md import MDResult, run_nve, verlet_step_errors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "02_pet_methane_md.ipynb"
@@ -66,6 +66,20 @@ class WithSprings(torch.nn.Module):
         diff = data.pos[:, None] - data.pos[None]
         r = (diff.pow(2).sum(-1) + torch.eye(len(data.pos), dtype=diff.dtype)).sqrt()  # r_ii = 1 = r0_ii: no sqrt(0)
         return self.model(data) + 0.25 * self.k * (r - self.r0).pow(2).sum().reshape(1)
+
+
+class Tethers(EMT):
+    """Every atom on a spring to the origin, ``U = k/2 sum |x|^2``: forces linear in x."""
+
+    def __init__(self, k: float = 2.0):
+        super().__init__()
+        self.k = k
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        self.atoms = atoms.copy()
+        x = atoms.positions
+        self.results = {"energy": 0.5 * self.k * float((x ** 2).sum()), "free_energy": 0.5 * self.k * float((x ** 2).sum()),
+                        "forces": -self.k * x}
 
 
 def _cluster():
@@ -282,3 +296,54 @@ def test_notebook_runs(monkeypatch):
     text = stream_text(outputs)
     assert "bare PET" in text and "ECSE(PET)" in text and "eV/atom/ps" in text
     assert any("image/png" in out.get("data", {}) for out in outputs)  # the drift plot
+
+
+def _periodic_run():
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(0.05, seed=3)
+    return run_nve(atoms, EMT(), timestep_fs=2.0, steps=60, temperature_K=1500, seed=1, keep_frames=True)
+
+
+def test_verlet_step_errors_replay_the_run_step_by_step(emt_run):
+    """On the run's own calculator, each step's error is the logged total-energy change."""
+    errors = verlet_step_errors(emt_run.frames, EMT(), timestep_fs=1.0)
+    assert errors.shape == (200,)
+    np.testing.assert_allclose(errors, np.diff(emt_run.total_energy), rtol=0, atol=1e-10)
+    # a wrong time step breaks the identity
+    wrong = verlet_step_errors(emt_run.frames, EMT(), timestep_fs=0.5)
+    assert np.abs(wrong - np.diff(emt_run.total_energy)).max() > 1e-6
+
+
+def test_verlet_step_errors_take_periodic_steps_at_their_minimum_image():
+    run = _periodic_run()
+    wrapped = [f.copy() for f in run.frames]
+    for f in wrapped:
+        f.wrap()
+    moved = sum(not np.allclose(a.positions, b.positions) for a, b in zip(run.frames, wrapped))
+    assert moved > 0  # some atom crossed the cell boundary, so the wrapped frames jump
+    for frames in (run.frames, wrapped):
+        errors = verlet_step_errors(frames, EMT(), timestep_fs=2.0)
+        np.testing.assert_allclose(errors, np.diff(run.total_energy), rtol=0, atol=1e-9)
+
+
+def test_verlet_step_errors_on_another_surface_match_a_closed_form(emt_run):
+    """Forces linear in x make the trapezoid exact: only the telescoping kick term is left."""
+    k, dt = 2.0, 1.0 * units.fs
+    errors = verlet_step_errors(emt_run.frames, Tethers(k), timestep_fs=1.0)
+    x = np.stack([f.positions for f in emt_run.frames])
+    m = emt_run.frames[0].get_masses()[None, :, None]
+    expected = np.diff(dt ** 2 / 8 * (k ** 2 * x ** 2 / m).sum(axis=(1, 2)))
+    np.testing.assert_allclose(errors, expected, rtol=1e-9, atol=1e-13)
+
+
+@pytest.mark.parametrize("frames, match", [
+    (lambda run: run.frames[:1], "at least 2 frames"),
+    (lambda run: [run.frames[0], run.frames[1][:-1]], "frame 1 has other atoms"),
+])
+def test_verlet_step_errors_bad_input(emt_run, frames, match):
+    with pytest.raises(ValueError, match=match):
+        verlet_step_errors(frames(emt_run), EMT(), timestep_fs=1.0)
+    with pytest.raises(ValueError, match="timestep_fs"):
+        verlet_step_errors(emt_run.frames, EMT(), timestep_fs=0.0)

@@ -154,3 +154,34 @@ def test_water_pet_has_the_radial_basis_and_old_checkpoints_are_refitted(tmp_pat
     assert "training the water PET" in capsys.readouterr().out
     assert pet._config["num_radial"] == 32 and fitted["steps"] >= 1
     assert torch.load(tmp_path / "water.pt", weights_only=False)["config"]["num_radial"] == 32
+
+
+def test_replay_nve_reproduces_the_run_and_compares_another_surface(tmp_path):
+    """``benchmarks/replay_nve.py``: on the run's own calculator the path excursion is the run's
+    (from its logged total energy); on a stiffer surface along the same path it differs."""
+    import argparse
+
+    from ase.calculators.emt import EMT
+    from ase.cluster import Icosahedron
+    from ase.io import write
+
+    from ecse.atomistic.md import run_nve
+
+    replay_nve = pytest.importorskip("replay_nve")
+    run = run_nve(Icosahedron("Cu", 2), EMT(), timestep_fs=1.0, steps=60, temperature_K=500, seed=0, keep_frames=True)
+    write(tmp_path / "run.extxyz", run.frames)
+
+    class Stiffer(EMT):
+        def calculate(self, *args, **kwargs):
+            super().calculate(*args, **kwargs)
+            self.results["energy"] *= 3.0
+            self.results["forces"] = self.results["forces"] * 3.0
+
+    args = argparse.Namespace(start=0, stop=None, timestep=1.0)
+    lines = []
+    rows = replay_nve.replay(tmp_path / "run.extxyz", {"bare": EMT(), "local": Stiffer()}, args, lines.append)
+    expected = np.abs(run.total_energy - run.total_energy[0]).max() / len(run.frames[0])
+    assert rows["bare"]["excursion"] == pytest.approx(expected, rel=1e-6)
+    assert rows["bare"]["errors"].shape == (60,)
+    assert rows["local"]["excursion"] > 2 * rows["bare"]["excursion"]
+    assert any(line.startswith("| local |") and "x)" in line for line in lines)

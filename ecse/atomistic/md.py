@@ -4,6 +4,9 @@
 :class:`~ecse.atomistic.ECSECalculator` around a bare or ECSE-wrapped PET) and returns an
 :class:`MDResult` with the energies along the trajectory and the drift of the total energy,
 the usual check that the forces are the exact, smooth gradient of the energy.
+:func:`verlet_step_errors` replays a stored trajectory on any calculator: the energy each
+step would gain on that calculator's surface along the same positions, which compares two
+models' integration error without the divergence of two independent runs.
 
 Units: time in ps (the time step in fs), energies in eV, temperature in K, linear momentum
 in amu Å/fs and angular momentum (about the centre of mass) in amu Å²/fs; positions in Å.
@@ -20,7 +23,7 @@ from ase import units
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
 
-__all__ = ["MDResult", "run_nve"]
+__all__ = ["MDResult", "run_nve", "verlet_step_errors"]
 
 
 @dataclass
@@ -239,3 +242,74 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
                     n_atoms=len(atoms), timestep_fs=float(timestep_fs), steps=int(steps), wall_time_s=wall,
                     frames=frames)
 
+
+
+def verlet_step_errors(frames, calculator, timestep_fs: float) -> np.ndarray:
+    r"""Total-energy change of each velocity-Verlet step along given positions, on ``calculator``'s surface.
+
+    For consecutive positions :math:`x_n` of a velocity-Verlet run with time step
+    :math:`\Delta t`, step :math:`n` changes the total energy by exactly
+
+    .. math::
+        e_n = U(x_{n+1}) - U(x_n) + \tfrac12 (F_n + F_{n+1}) \cdot (x_{n+1} - x_n)
+              + \frac{\Delta t^2}{8} \sum_a \frac{|F_{n+1,a}|^2 - |F_{n,a}|^2}{m_a},
+
+    the trapezoid rule's error on the work plus a term that telescopes.  Evaluated with the
+    calculator that made the run, ``errors.sum()`` is the run's total-energy change;
+    evaluated with another calculator along the same positions, it is the error that model's
+    surface makes along that path.  Two models run from the same start soon follow
+    different paths (the dynamics is chaotic) and their drifts then differ as much as runs
+    from different velocities do; along one path the difference is the surfaces' alone.
+
+    Parameters
+    ----------
+    frames : sequence of ase.Atoms
+        Consecutive steps of one run (``run_nve(..., keep_frames=True).frames``, or an
+        extxyz trajectory written every step): same atoms and masses; periodic
+        displacements are taken at their minimum image.
+    calculator : ase.calculators.calculator.Calculator
+        Gives energies (eV) and forces (eV/Å).
+    timestep_fs : float
+        The run's time step (fs).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[len(frames) - 1]`` energy change of each step (eV, whole system).
+
+    Example
+    -------
+    >>> from ase.build import molecule
+    >>> from ase.calculators.emt import EMT
+    >>> run = run_nve(molecule("H2O"), EMT(), timestep_fs=0.5, steps=20, keep_frames=True)
+    >>> errors = verlet_step_errors(run.frames, EMT(), timestep_fs=0.5)
+    >>> bool(abs(errors.sum() - (run.total_energy[-1] - run.total_energy[0])) < 1e-9)
+    True
+    """
+    from ase.geometry import find_mic
+
+    frames = list(frames)
+    if len(frames) < 2:
+        raise ValueError(f"verlet_step_errors needs at least 2 frames, got {len(frames)}")
+    if not timestep_fs > 0:
+        raise ValueError(f"timestep_fs must be > 0, got {timestep_fs!r}")
+    first = frames[0]
+    for i, f in enumerate(frames):
+        if len(f) != len(first) or not np.array_equal(f.numbers, first.numbers):
+            raise ValueError(f"verlet_step_errors: frame {i} has other atoms than frame 0 "
+                             f"({f.get_chemical_formula()} against {first.get_chemical_formula()})")
+    masses = first.get_masses()[:, None]
+    energies, forces = [], []
+    for f in frames:
+        atoms = f.copy()
+        atoms.calc = calculator
+        energies.append(float(atoms.get_potential_energy()))
+        forces.append(np.asarray(atoms.get_forces(), dtype=np.float64))
+    energy, force = np.asarray(energies), np.stack(forces)
+    step = np.stack([b.positions - a.positions for a, b in zip(frames[:-1], frames[1:])])
+    if first.pbc.any():
+        step = np.stack([find_mic(d, first.cell, first.pbc)[0] for d in step])
+    dt = timestep_fs * units.fs
+    work = 0.5 * ((force[1:] + force[:-1]) * step).sum(axis=(1, 2))
+    kick = dt ** 2 / 8 * ((force[1:] ** 2 - force[:-1] ** 2) / masses).sum(axis=(1, 2))
+    return energy[1:] - energy[:-1] + work + kick
