@@ -1,4 +1,4 @@
-"""Replay NVE trajectories on several models: each surface's velocity-Verlet error along one path (printed, never asserted).
+"""Replay NVE runs on several models: each surface's velocity-Verlet error along one path (printed, never asserted).
 
     python benchmarks/replay_nve.py TRAJ.extxyz [TRAJ.extxyz ...] [--system water] [--models bare local]
                                     [--timestep 0.5] [--start 0] [--stop N] [--checkpoints DIR]
@@ -64,7 +64,8 @@ def replay(path: Path, calculators: dict, args, log=print) -> dict:
                       "excursion": float(np.abs(energy).max()), "seconds": time.perf_counter() - start}
     bare = rows.get("bare")
     log(f"\n## {path.name}: steps {args.start}-{args.start + len(frames) - 1} ({time_ps[-1]:.3f} ps), {n} atoms")
-    log("| model | path drift, eV/atom/ps (x bare) | path excursion, eV/atom (x bare) | per-step correlation with bare |")
+    log("| model | path drift, eV/atom/ps (x bare) | path excursion, eV/atom (x bare) "
+        "| per-step correlation with bare |")
     log("|---|---|---|---|")
     for name, r in rows.items():
         ratio = (lambda key: f" ({r[key] / bare[key]:.2f}x)" if bare is not None and name != "bare" else "")
@@ -76,14 +77,16 @@ def replay(path: Path, calculators: dict, args, log=print) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("trajectories", nargs="+", type=Path, help="extxyz trajectories, every step of one run")
-    parser.add_argument("--system", default="water", choices=S.SYSTEMS, help="smoothness.py's system (models, restraints)")
+    parser.add_argument("--system", default="water", choices=S.SYSTEMS,
+                        help="smoothness.py's system (models, restraints)")
     parser.add_argument("--models", nargs="+", default=["bare", "local"], choices=MODELS)
     parser.add_argument("--timestep", type=float, default=0.5, help="the runs' time step (fs)")
     parser.add_argument("--start", type=int, default=0, help="first step replayed")
     parser.add_argument("--stop", type=int, default=None, help="last step replayed (default: the last)")
     parser.add_argument("--checkpoints", type=Path, default=Path("/tmp/ecse_smoothness_ckpt"),
                         help="smoothness.py's checkpoints (trained there if absent)")
-    parser.add_argument("--train-seconds", type=float, default=150.0, help="as smoothness.py's, if a PET must be trained")
+    parser.add_argument("--train-seconds", type=float, default=150.0,
+                        help="as smoothness.py's, if a PET must be trained")
     parser.add_argument("--cu-size", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=S.ROOT.parent / "shared" / "data")

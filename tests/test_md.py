@@ -78,8 +78,8 @@ class Tethers(EMT):
     def calculate(self, atoms=None, properties=("energy",), system_changes=()):
         self.atoms = atoms.copy()
         x = atoms.positions
-        self.results = {"energy": 0.5 * self.k * float((x ** 2).sum()), "free_energy": 0.5 * self.k * float((x ** 2).sum()),
-                        "forces": -self.k * x}
+        energy = 0.5 * self.k * float((x ** 2).sum())
+        self.results = {"energy": energy, "free_energy": energy, "forces": -self.k * x}
 
 
 def _cluster():
