@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ecse import _point_search as search
 from ecse import point_ops as P
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,8 +166,8 @@ def test_feature_knn_matches_bruteforce(backend, dtype, loop, monkeypatch):
     """Feature spaces (D > 3): matrix products per graph, in one block or many blocks of rows."""
     x, b = cloud(SIZES, dtype, dim=16)
     y, by = cloud([3, 2, 4, 5, 1, 2], dtype, dim=16, seed=1)
-    for pairs in (P._PAIRS, 37):
-        monkeypatch.setattr(P, "_PAIRS", pairs)
+    for pairs in (search._PAIRS, 37):
+        monkeypatch.setattr(search, "_PAIRS", pairs)
         for k in [1, 3, 30]:
             e = P.feature_knn_graph(x, k, b, loop=loop, flow="target_to_source")
             assert edge_set(e) == ref_knn(x, x, k, b, b, skip_self=not loop)
@@ -179,7 +180,7 @@ def test_chunking_does_not_change_results(monkeypatch):
     x, b = cloud([9, 30, 2, 17], seed=5)
     with P.use_backend("torch"):
         full = [P.knn_graph(x, 5, b), P.radius_graph(x, 0.5, b, max_num_neighbors=3)]
-        monkeypatch.setattr(P, "_PAIRS", 37)
+        monkeypatch.setattr(search, "_PAIRS", 37)
         chunked = [P.knn_graph(x, 5, b), P.radius_graph(x, 0.5, b, max_num_neighbors=3)]
     for a, c in zip(full, chunked):
         assert torch.equal(a, c)
