@@ -18,8 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("geometry", ("ecse.neighbors", "ecse.point_ops", "ecse.rotations", "ecse.elements", "ecse._pairs",
-                  "ecse._validation", "ecse._memory")),
+    ("geometry", ("ecse.neighbors", "ecse.point_ops", "ecse._point_search", "ecse.rotations", "ecse.elements",
+                  "ecse._pairs", "ecse._validation", "ecse._memory")),
     ("frames", ("ecse.switching", "ecse.cutoff", "ecse.frames", "ecse.pruning", "ecse.frameset",
                 "ecse.frame_views")),
     ("outputs", ("ecse.wigner", "ecse.covariant", "ecse.axial")),
