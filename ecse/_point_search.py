@@ -13,6 +13,7 @@ from torch import Tensor
 
 _PAIRS = 1 << 22  # max entries of one chunk of the distance matrix [rows, cols]
 
+
 # ----------------------------------------------------------------------------- checks
 def _check_points(x: Tensor, name: str) -> None:
     if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) == 0:
@@ -113,6 +114,19 @@ def _search(x: Tensor, y: Tensor, bx: Tensor, by: Tensor, k: int,
     return torch.stack([torch.cat(rows), torch.cat(cols)])
 
 
+def _padded(points: Tensor, batch: Tensor, num_graphs: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Points of each graph in rows of ``dense [num_graphs, max(n_max, 1), D]``, ``mask`` of the
+    filled entries, points per graph ``deg`` and the graphs' offsets ``ptr [num_graphs + 1]``."""
+    deg = torch.bincount(batch, minlength=num_graphs)
+    ptr = torch.cat([deg.new_zeros(1), deg.cumsum(0)])
+    local = torch.arange(points.size(0), device=points.device) - ptr[batch]
+    dense = points.new_zeros(num_graphs, max(int(deg.max()), 1), points.size(1))
+    dense[batch, local] = points
+    mask = torch.zeros(dense.shape[:2], dtype=torch.bool, device=points.device)
+    mask[batch, local] = True
+    return dense, mask, deg, ptr
+
+
 @torch.no_grad()
 def _dense_knn(x: Tensor, y: Tensor, bx: Tensor, by: Tensor, k: int, exclude_self: bool = False,
                include_self: bool = False) -> Tensor:
@@ -120,21 +134,10 @@ def _dense_knn(x: Tensor, y: Tensor, bx: Tensor, by: Tensor, k: int, exclude_sel
     graph), graphs padded to ``[B, n_max, D]``, blocks of rows of at most ``_PAIRS`` scores,
     ``topk`` per row (nearest first).  ``exclude_self`` / ``include_self`` (``x is y``):
     the node itself never / always among its neighbours.  Quadratic in the graph size."""
-    dev, dim = x.device, x.size(1)
+    dev = x.device
     num_graphs = int(torch.maximum(bx.max(), by.max())) + 1
-
-    def pad(points, batch):
-        deg = torch.bincount(batch, minlength=num_graphs)
-        ptr = torch.cat([deg.new_zeros(1), deg.cumsum(0)])
-        local = torch.arange(points.size(0), device=dev) - ptr[batch]
-        dense = points.new_zeros(num_graphs, max(int(deg.max()), 1), dim)
-        dense[batch, local] = points
-        mask = torch.zeros(dense.shape[:2], dtype=torch.bool, device=dev)
-        mask[batch, local] = True
-        return dense, mask, deg, ptr
-
-    xd, xmask, xdeg, xptr = pad(x, bx)
-    yd, ymask, _, yptr = pad(y, by)
+    xd, xmask, xdeg, xptr = _padded(x, bx, num_graphs)
+    yd, ymask, _, yptr = _padded(y, by, num_graphs)
     mean = xd.sum(1, keepdim=True) / xdeg.clamp_min(1)[:, None, None].to(x.dtype)
     xd, yd = (xd - mean) * xmask[..., None], (yd - mean) * ymask[..., None]
     bias = xd.square().sum(-1).masked_fill(~xmask, float("inf"))[:, None, :]  # padding never chosen
@@ -163,18 +166,12 @@ def _dense_knn(x: Tensor, y: Tensor, bx: Tensor, by: Tensor, k: int, exclude_sel
 
 @torch.no_grad()
 def _fps(x: Tensor, batch: Tensor, ratio: float, random_start: bool) -> Tensor:
-    n, dev = x.size(0), x.device
+    dev = x.device
     num_graphs = int(batch.max()) + 1
-    deg = torch.bincount(batch, minlength=num_graphs)
-    ptr = torch.cat([deg.new_zeros(1), deg.cumsum(0)])
+    dense, mask, deg, ptr = _padded(x, batch, num_graphs)
     # number of samples exactly as torch-cluster computes it (float32 product, ceil)
     n_samp = (deg.to(torch.float32) * torch.tensor(ratio, dtype=x.dtype, device=dev)).ceil()
     n_samp = torch.minimum(n_samp.long(), deg)
-    local = torch.arange(n, device=dev) - ptr[batch]
-    dense = x.new_zeros(num_graphs, int(deg.max()), x.size(1))
-    dense[batch, local] = x
-    mask = torch.zeros(dense.shape[:2], dtype=torch.bool, device=dev)
-    mask[batch, local] = True
     if random_start:
         cur = (torch.rand(num_graphs, device=dev) * deg).long().clamp_max((deg - 1).clamp_min(0))
     else:
