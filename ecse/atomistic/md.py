@@ -306,9 +306,10 @@ def verlet_step_errors(frames, calculator, timestep_fs: float) -> np.ndarray:
         energies.append(float(atoms.get_potential_energy()))
         forces.append(np.asarray(atoms.get_forces(), dtype=np.float64))
     energy, force = np.asarray(energies), np.stack(forces)
-    step = np.stack([b.positions - a.positions for a, b in zip(frames[:-1], frames[1:])])
+    positions = np.stack([f.positions for f in frames])
+    step = positions[1:] - positions[:-1]
     if first.pbc.any():
-        step = np.stack([find_mic(d, first.cell, first.pbc)[0] for d in step])
+        step = find_mic(step.reshape(-1, 3), first.cell, first.pbc)[0].reshape(step.shape)
     dt = timestep_fs * units.fs
     work = 0.5 * ((force[1:] + force[:-1]) * step).sum(axis=(1, 2))
     kick = dt ** 2 / 8 * ((force[1:] ** 2 - force[:-1] ** 2) / masses).sum(axis=(1, 2))
