@@ -3,9 +3,10 @@
     python benchmarks/replay_nve.py TRAJ.extxyz [TRAJ.extxyz ...] [--system water] [--models bare local]
                                     [--timestep 0.5] [--start 0] [--stop N] [--checkpoints DIR]
 
-Two models run from the same start follow different paths within a few hundred fs (the
-dynamics is chaotic), and single-run drifts then differ as much as runs from different
-velocities do, which makes a drift ratio of two runs a noisy comparison of two surfaces.
+Two models run from the same start soon follow different paths (their forces differ a
+little and the dynamics is chaotic), and the drift of one run varies from one set of
+starting velocities to the next, which makes a drift ratio of two runs a noisy comparison
+of two surfaces.
 This replays each given trajectory (every step of one velocity-Verlet run, as
 ``benchmarks/smoothness.py --trajectories`` and ``tokens_in_loop.py --trajectories``
 write them) on every model with :func:`ecse.atomistic.md.verlet_step_errors`: the energy
@@ -57,20 +58,22 @@ def replay(path: Path, calculators: dict, args, log=print) -> dict:
     time_ps = np.arange(len(frames)) * args.timestep / 1000
     rows = {}
     for name, calc in calculators.items():
-        start = time.perf_counter()
         errors = verlet_step_errors(frames, calc, args.timestep) / n
         energy = np.concatenate([[0.0], np.cumsum(errors)])
         rows[name] = {"errors": errors, "drift": float(np.polyfit(time_ps, energy, 1)[0]),
-                      "excursion": float(np.abs(energy).max()), "seconds": time.perf_counter() - start}
-    bare = rows.get("bare")
+                      "excursion": float(np.abs(energy).max())}
     log(f"\n## {path.name}: steps {args.start}-{args.start + len(frames) - 1} ({time_ps[-1]:.3f} ps), {n} atoms")
     log("| model | path drift, eV/atom/ps (x bare) | path excursion, eV/atom (x bare) "
         "| per-step correlation with bare |")
     log("|---|---|---|---|")
     for name, r in rows.items():
-        ratio = (lambda key: f" ({r[key] / bare[key]:.2f}x)" if bare is not None and name != "bare" else "")
-        corr = f"{np.corrcoef(r['errors'], bare['errors'])[0, 1]:.3f}" if bare is not None and name != "bare" else "-"
-        log(f"| {name} | {r['drift']:+.2e}{ratio('drift')} | {r['excursion']:.2e}{ratio('excursion')} | {corr} |")
+        ref = rows.get("bare") if name != "bare" else None
+        drift, excursion, corr = f"{r['drift']:+.2e}", f"{r['excursion']:.2e}", "-"
+        if ref is not None:
+            drift += f" ({r['drift'] / ref['drift']:.2f}x)"
+            excursion += f" ({r['excursion'] / ref['excursion']:.2f}x)"
+            corr = f"{np.corrcoef(r['errors'], ref['errors'])[0, 1]:.3f}"
+        log(f"| {name} | {drift} | {excursion} | {corr} |")
     return rows
 
 
