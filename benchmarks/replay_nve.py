@@ -18,8 +18,9 @@ Models are ``benchmarks/smoothness.py``'s, built the same way (its checkpoints, 
 restraints on the probe structure of ``--system``, ``ECSE``'s defaults): ``bare`` PET,
 ``local`` (``ECSE(pet, 5.0, mode="local")``, per-copy layers) and ``global``
 (``ECSE(pet, 5.0)``).  Printed for each trajectory and model: the drift of the cumulative
-error (least-squares slope, eV/atom/ps), its largest excursion (eV/atom), both as ratios
-to bare PET's along the same path, and the per-step correlation with bare PET's errors.
+error (least-squares slope, eV/atom/ps, ± its standard error from 0.1 ps blocks), its
+largest excursion (eV/atom), both as ratios to bare PET's along the same path, and the
+per-step correlation with bare PET's errors.
 """
 import argparse
 import sys
@@ -51,7 +52,7 @@ def replay(path: Path, calculators: dict, args, log=print) -> dict:
     """Cumulative velocity-Verlet error of each calculator along the trajectory in ``path``."""
     from ase.io import read
 
-    from ecse.atomistic.md import verlet_step_errors
+    from ecse.atomistic.md import energy_drift, energy_drift_stderr, energy_excursion, verlet_step_errors
 
     frames = read(path, index=f"{args.start}:{'' if args.stop is None else args.stop + 1}")
     n = len(frames[0])
@@ -60,15 +61,15 @@ def replay(path: Path, calculators: dict, args, log=print) -> dict:
     for name, calc in calculators.items():
         errors = verlet_step_errors(frames, calc, args.timestep) / n
         energy = np.concatenate([[0.0], np.cumsum(errors)])
-        rows[name] = {"errors": errors, "drift": float(np.polyfit(time_ps, energy, 1)[0]),
-                      "excursion": float(np.abs(energy).max())}
+        rows[name] = {"errors": errors, "drift": energy_drift(time_ps, energy),
+                      "stderr": energy_drift_stderr(time_ps, energy), "excursion": energy_excursion(energy)}
     log(f"\n## {path.name}: steps {args.start}-{args.start + len(frames) - 1} ({time_ps[-1]:.3f} ps), {n} atoms")
     log("| model | path drift, eV/atom/ps (x bare) | path excursion, eV/atom (x bare) "
         "| per-step correlation with bare |")
     log("|---|---|---|---|")
     for name, r in rows.items():
         ref = rows.get("bare") if name != "bare" else None
-        drift, excursion, corr = f"{r['drift']:+.2e}", f"{r['excursion']:.2e}", "-"
+        drift, excursion, corr = f"{r['drift']:+.2e} ± {r['stderr']:.1e}", f"{r['excursion']:.2e}", "-"
         if ref is not None:
             drift += f" ({r['drift'] / ref['drift']:.2f}x)"
             excursion += f" ({r['excursion'] / ref['excursion']:.2f}x)"

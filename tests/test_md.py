@@ -20,7 +20,8 @@ from ase.cluster import Icosahedron  # noqa: E402
 from ecse.backbones import PET  # noqa: E402
 from ecse import ECSE  # noqa: E402
 from ecse.atomistic import ECSECalculator  # noqa: E402
-from ecse.atomistic.md import MDResult, run_nve, verlet_step_errors  # noqa: E402
+from ecse.atomistic.md import (MDResult, energy_drift, energy_drift_stderr, energy_excursion,  # noqa: E402
+                               run_nve, verlet_step_errors)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "02_pet_methane_md.ipynb"
@@ -156,6 +157,33 @@ def test_drift_standard_error_covers_the_true_drift_about_95_percent_of_the_time
     assert np.isnan(_synthetic(np.ones(500)).drift_stderr_per_atom_per_ps())  # 0.25 ps: two whole blocks
     with pytest.raises(ValueError, match="block_ps"):
         _synthetic(np.ones(500)).drift_stderr_per_atom_per_ps(0.0)
+
+
+def test_drift_functions_on_any_series_match_independent_values():
+    """The drift, its standard error and the excursion of a bare series (a replay's cumulative
+    error) against a numpy least-squares fit, a hand-made block fit and a hand-picked maximum;
+    a series that starts later in time gives the same values as one starting at zero."""
+    gen = np.random.default_rng(3)
+    t = np.arange(2001) * 5e-4
+    e = 3e-5 * t + 1e-5 * gen.standard_normal(t.size)
+    design = np.stack([t, np.ones_like(t)], axis=1)
+    assert energy_drift(t, e) == pytest.approx(np.linalg.lstsq(design, e, rcond=None)[0][0], rel=1e-9)
+    # ten whole blocks of 200 steps, the last (one-step) block left out
+    tb, eb = t[:2000].reshape(10, 200).mean(1), e[:2000].reshape(10, 200).mean(1)
+    coef, res, *_ = np.linalg.lstsq(np.stack([tb, np.ones(10)], axis=1), eb, rcond=None)
+    expected = np.sqrt(res[0] / 8 / ((tb - tb.mean()) ** 2).sum())
+    assert energy_drift_stderr(t, e) == pytest.approx(expected, rel=1e-9)
+    assert energy_drift_stderr(t + 0.73, e) == pytest.approx(expected, rel=1e-9)
+    assert energy_drift(t + 0.73, e) == pytest.approx(energy_drift(t, e), rel=1e-9)
+    assert energy_excursion([2.0, 2.5, 1.1, 2.9]) == pytest.approx(0.9)
+    assert energy_excursion(e) == pytest.approx(np.abs(e - e[0]).max())
+    assert np.isnan(energy_drift([0.0], [1.0])) and np.isnan(energy_drift_stderr(t[:700], e[:700]))
+    with pytest.raises(ValueError, match="one length"):
+        energy_drift(t, e[:-1])
+    with pytest.raises(ValueError, match="finite"):
+        energy_drift_stderr(t, np.where(t > 0.5, np.nan, e))
+    with pytest.raises(ValueError, match="non-empty"):
+        energy_excursion([])
 
 
 def test_emt_scaled_forces_violate_the_tolerances():

@@ -7,6 +7,8 @@ the usual check that the forces are the exact, smooth gradient of the energy.
 :func:`verlet_step_errors` replays a stored trajectory on any calculator: the energy each
 step would gain on that calculator's surface along the same positions, which compares two
 models' integration error without the divergence of two independent runs.
+:func:`energy_drift`, :func:`energy_drift_stderr` and :func:`energy_excursion` measure a
+total energy (or a replay's cumulative error) against time.
 
 Units: time in ps (the time step in fs), energies in eV, temperature in K, linear momentum
 in amu Å/fs and angular momentum (about the centre of mass) in amu Å²/fs; positions in Å.
@@ -23,7 +25,10 @@ from ase import units
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
 
-__all__ = ["MDResult", "run_nve", "verlet_step_errors"]
+from ._drift import energy_drift, energy_drift_stderr, energy_excursion
+
+__all__ = ["MDResult", "energy_drift", "energy_drift_stderr", "energy_excursion", "run_nve",
+           "verlet_step_errors"]
 
 
 @dataclass
@@ -66,41 +71,17 @@ class MDResult:
     @property
     def drift_per_atom_per_ps(self) -> float:
         """Slope of the least-squares line through total energy vs time, per atom (eV/atom/ps)."""
-        if len(self.time_ps) < 2:
-            return float("nan")
-        slope = np.polyfit(self.time_ps, self.total_energy, 1)[0]
-        return float(slope) / self.n_atoms
+        return energy_drift(self.time_ps, self.total_energy) / self.n_atoms
 
     def drift_stderr_per_atom_per_ps(self, block_ps: float = 0.1) -> float:
-        """Standard error of the drift (eV/atom/ps), from a least-squares line through the
-        means of consecutive ``block_ps`` blocks of the total energy.
-
-        Velocity Verlet's total energy oscillates at the system's vibrational frequencies
-        (periods of tens of fs); blocks much longer than that average the oscillation out
-        and keep the slow wander, whose scatter about the line gives the slope's standard
-        error. A drift within about two standard errors of zero is not resolved by the run,
-        and a ratio of two such drifts says nothing. ``nan`` with fewer than four whole
-        blocks (a last, partial block is left out).
-        """
-        if not block_ps > 0:
-            raise ValueError(f"block_ps must be positive, got {block_ps}")
-        block = np.floor(self.time_ps / block_ps + 1e-9).astype(int)
-        whole = int(block.max()) if len(block) else 0
-        if whole < 4:
-            return float("nan")
-        keep = block < whole
-        counts = np.bincount(block[keep], minlength=whole)
-        t = np.bincount(block[keep], self.time_ps[keep], whole) / counts
-        e = np.bincount(block[keep], self.total_energy[keep], whole) / counts
-        slope, intercept = np.polyfit(t, e, 1)
-        residual = e - (slope * t + intercept)
-        variance = float(residual @ residual) / (whole - 2)
-        return float(np.sqrt(variance / float(((t - t.mean()) ** 2).sum()))) / self.n_atoms
+        """Standard error of the drift (eV/atom/ps) from ``block_ps`` blocks of the total
+        energy (:func:`energy_drift_stderr`); ``nan`` with fewer than four whole blocks."""
+        return energy_drift_stderr(self.time_ps, self.total_energy, block_ps) / self.n_atoms
 
     @property
     def max_deviation_per_atom(self) -> float:
         """``max_t |E_tot(t) - E_tot(0)|`` per atom (eV/atom)."""
-        return float(np.abs(self.total_energy - self.total_energy[0]).max()) / self.n_atoms
+        return energy_excursion(self.total_energy) / self.n_atoms
 
     def summary(self) -> str:
         """One line: steps, simulated time, drift and maximum deviation per atom."""
