@@ -16,7 +16,6 @@ derivatives come from autograd.
 from __future__ import annotations
 
 import math
-import warnings
 from functools import partial
 from typing import Optional, Sequence, Union
 
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ._ensemble_bookkeeping import frame_chunks, global_stats, local_stats, warn_if_costly
 from ._memory import release_free_memory
 from ._validation import check_input_dtype, check_point_cloud
 from .auxiliary import DistanceAux
@@ -216,8 +216,8 @@ class ECSE(nn.Module):
         frames, graph = fs.frames, fs.graph
         num_items = num_graphs if self.level == "graph" else pos.shape[0]
         total = pos_geo.new_zeros(num_items, *self.out_shape)
-        self._warn_if_costly(graph, num_graphs)
-        chunks = self._chunks(graph, batch, num_graphs, fs.neighbors.center)
+        warn_if_costly(graph, num_graphs, GLOBAL_PASSES_WARNING)
+        chunks = frame_chunks(graph, batch, num_graphs, fs.neighbors.center, self.chunk_size, self.backbone)
         # with several chunks, each chunk (copies, backbone, rotation back) is recomputed in
         # the backward pass instead of keeping its activations: memory stays within one chunk
         several = len(chunks) > 1
@@ -245,7 +245,7 @@ class ECSE(nn.Module):
         norm = weight_sum + aux_weight
         if self.level == "node":
             norm = norm[batch]
-        self._record_stats(fs, num_graphs, pos.shape[0])
+        self.last_stats = global_stats(fs, num_graphs, pos.shape[0], self.o3)
         return (total / norm.reshape(-1, *([1] * len(self.out_shape)))).to(pos.dtype)
 
     def _evaluate_frames(self, data, batch: Tensor, num_graphs: int, num_items: int, fs, pos_geo: Tensor,
@@ -268,20 +268,6 @@ class ECSE(nn.Module):
         y = self.spec.act(y, rotation) * weight.reshape(-1, *([1] * (y.dim() - 1)))
         return pos_geo.new_zeros(num_items, *self.out_shape).index_add(0, target, y)
 
-    def _warn_if_costly(self, graph: Tensor, num_graphs: int) -> None:
-        """One warning per call when a structure needs more than ``GLOBAL_PASSES_WARNING``
-        backbone passes."""
-        if graph.numel() <= GLOBAL_PASSES_WARNING:
-            return
-        passes = int(torch.bincount(graph, minlength=num_graphs).max())
-        if passes > GLOBAL_PASSES_WARNING:
-            warnings.warn(f"ECSE global mode: a structure needs {passes} backbone passes (one per retained frame; "
-                          f"warning above {GLOBAL_PASSES_WARNING}); for solids and other large systems, "
-                          "mode='local' costs about (frames per atom) passes of a message-passing backbone, "
-                          "about one to two with ecse.backbones.PET(frame_average='tokens') trained through the "
-                          "ensemble",
-                          stacklevel=2)
-
     def _forward_local(self, data, pos_geo: Tensor, batch: Tensor, num_graphs: int, cell, geo) -> Tensor:
         if isinstance(self.backbone, LocalPointModel):  # frames per layer centre (ecse.pyg)
             y = self.backbone(data)
@@ -292,16 +278,7 @@ class ECSE(nn.Module):
                           getattr(data, "pbc", None), self.params, self.o3)
         y = self.backbone(data, local_frames=lf)
         self._check_shape(y, num_graphs if self.level == "graph" else pos_geo.shape[0])
-        n, mirrors = max(lf.num_atoms, 1), (2 if self.o3 else 1)
-        self.last_stats = {
-            "frames_per_atom": lf.num_frames / mirrors / n,
-            "frames_per_atom_before_pruning": lf.num_candidates / n,
-            "frames_per_graph": lf.num_frames / mirrors / num_graphs,
-            "backbone_copies_per_atom": lf.atom.numel() / n,
-            "aux_atoms": int((lf.aux_weight > 0).sum()),
-            "inner_cutoff_mean": float(lf.inner_cutoff.detach().mean()) if lf.num_atoms else float("nan"),
-            "aux_weight_max": float(lf.aux_weight.detach().max()) if lf.num_atoms else 0.0,
-        }
+        self.last_stats = local_stats(lf, num_graphs, self.o3)
         return y
 
     def _offsets_for_aux(self, data, batch: Tensor, num_graphs: int, like: Tensor) -> Tensor:
@@ -318,46 +295,8 @@ class ECSE(nn.Module):
             per_node = like.new_zeros(num_graphs).index_add(0, batch, per_node)
         return self.spec.isotropic(per_node)
 
-    def _chunks(self, graph: Tensor, batch: Tensor, num_graphs: int, pair_center: Tensor) -> list[Tensor]:
-        """Split the frames into consecutive groups of about ``chunk_size`` copied tokens
-        (nodes plus neighbour pairs, ``pair_center`` ``[P]``: centre of each pair).
-
-        A frame goes to chunk ``floor(start / chunk_size)``, ``start`` being the number of
-        tokens copied before it, so a chunk holds at most ``chunk_size`` tokens plus one graph.
-        """
-        n_frames = graph.numel()
-        if n_frames == 0:
-            return []  # every graph is carried by the auxiliary model
-        frames = torch.arange(n_frames, device=graph.device)
-        if self.chunk_size is None or _batch_statistics_in_use(self.backbone):
-            return [frames]
-        tokens = torch.bincount(batch, minlength=num_graphs) + torch.bincount(batch[pair_center], minlength=num_graphs)
-        sizes = tokens[graph]
-        chunk_of_frame = (torch.cumsum(sizes, 0) - sizes) // self.chunk_size
-        counts = torch.unique_consecutive(chunk_of_frame, return_counts=True)[1]
-        return list(torch.split(frames, counts.tolist()))
-
     def _check_shape(self, y: Tensor, n: int, who: str = "backbone") -> None:
         if tuple(y.shape) != (n, *self.out_shape):
             raise ValueError(f"{who} output has shape {tuple(y.shape)} but ECSE expects "
                              f"({n}, *out_shape={self.out_shape}) for level={self.level!r}; "
                              "set out_shape (e.g. out_shape=(num_classes,)) or level to match")
-
-    def _record_stats(self, fs, num_graphs: int, num_centers: int) -> None:
-        kept = fs.frames.weight.numel() // (2 if self.o3 else 1)
-        self.last_stats = {
-            "frames_per_graph": kept / num_graphs,
-            "frames_per_graph_before_pruning": fs.num_candidates / num_graphs,
-            "frames_per_centre": kept / num_centers,
-            "frames_per_centre_before_pruning": fs.num_candidates / num_centers,
-            "backbone_evaluations": fs.frames.weight.numel(),
-            "inner_cutoff_mean": float(fs.inner_cutoff.detach().mean()),
-            "aux_weight_max": float(fs.aux_weight.detach().max()),
-        }
-
-
-def _batch_statistics_in_use(module) -> bool:
-    """Whether ``module`` normalises with the statistics of the current batch (a batch-norm
-    layer in training mode), so that splitting a call into chunks would change its output."""
-    return isinstance(module, nn.Module) and any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())
