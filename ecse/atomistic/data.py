@@ -1,5 +1,5 @@
 r"""ASE ``Atoms`` -> PyTorch Geometric ``Data``, dataset loading, splitting and
-composition baselines (fitted in :mod:`ecse.atomistic._composition`, exported here).
+composition baselines.
 
 Conventions
 -----------
