@@ -185,3 +185,52 @@ def test_replay_nve_reproduces_the_run_and_compares_another_surface(tmp_path):
     assert rows["bare"]["errors"].shape == (60,)
     assert rows["local"]["excursion"] > 2 * rows["bare"]["excursion"]
     assert any(line.startswith("| local |") and "x)" in line for line in lines)
+
+
+def test_nve_seeds_groups_logged_runs_by_model_and_pairs_same_starts(tmp_path, capsys):
+    """``benchmarks/nve_seeds.py``: drifts are least-squares slopes of the logged total energy
+    per atom (numpy's polyfit here), grouped by the log's label; ratios are to the reference."""
+    from ase.calculators.emt import EMT
+    from ase.cluster import Icosahedron
+
+    from ecse.atomistic.md import run_nve
+
+    nve_seeds = pytest.importorskip("nve_seeds")
+
+    class Stiffer(EMT):
+        def calculate(self, *args, **kwargs):
+            super().calculate(*args, **kwargs)
+            self.results["energy"] *= 2.0
+            self.results["forces"] = self.results["forces"] * 2.0
+
+    atoms = Icosahedron("Cu", 2)
+    logs, slopes = [], {"bare": [], "stiff": []}
+    for seed in (0, 1, 2):
+        for label, calc in (("bare", EMT()), ("stiff", Stiffer())):
+            path = tmp_path / f"seed{seed}" / f"{label}.log"
+            path.parent.mkdir(exist_ok=True)
+            run_nve(atoms, calc, timestep_fs=4.0, steps=30, temperature_K=800, seed=seed, desc=f"NVE {label}",
+                    logfile=path)
+            table = np.loadtxt(path)
+            slopes[label].append(np.polyfit(table[:, 1], table[:, 4] / len(atoms), 1)[0])
+            logs.append(str(path))
+    out = nve_seeds.main(logs)
+    for label in ("bare", "stiff"):
+        assert [r["drift"] for r in out["runs"][label]] == pytest.approx(slopes[label], rel=1e-9)
+        g = out["groups"][label]
+        assert g["runs"] == 3
+        assert g["mean_drift"] == pytest.approx(np.mean(slopes[label]), rel=1e-9)
+        assert g["median_drift"] == pytest.approx(np.median(slopes[label]), rel=1e-9)
+        assert g["mean_drift_se"] == pytest.approx(np.std(slopes[label], ddof=1) / np.sqrt(3), rel=1e-9)
+    printed = capsys.readouterr().out
+    ratio = abs(np.median(slopes["stiff"]) / np.median(slopes["bare"]))
+    assert f"({ratio:.2f}x)" in printed
+    pair = abs(slopes["stiff"][1] / slopes["bare"][1])
+    assert f"| stiff | {tmp_path / 'seed1'} | {pair:.2f}x |" in printed
+
+    bad = tmp_path / "bad.log"
+    bad.write_text("0 0.0 1.0 1.0 2.0 300.0\n1 0.1 1.0 1.0 2.0 300.0\n")
+    with pytest.raises(ValueError, match="bad.log"):
+        nve_seeds.read_log(bad)
+    with pytest.raises(SystemExit, match="no run labelled 'none'"):
+        nve_seeds.main(logs + ["--reference", "none"])
