@@ -2,9 +2,8 @@
 
     python benchmarks/nve_seeds.py LOG [LOG ...] [--reference bare] [--stop PS]
 
-The drift of one NVE run depends on its starting velocities as much as on the model: on
-the 24-atom water cell, bare PET's drift over 1 ps spreads fifteen-fold over eight seeds.
-A ratio of two single runs therefore compares two draws.  This reads the logs of many
+The drift of one NVE run can depend on its starting velocities as much as on the model,
+so a ratio of two single runs compares two draws.  This reads the logs of many
 runs (``run_nve``'s ``logfile``, as ``benchmarks/smoothness.py --nve-logs DIR --seed S``
 writes them: one file per run, first line ``# NVE LABEL: N atoms, DT fs``), groups them by
 ``LABEL`` and prints, per run, the drift (least-squares slope of the total energy per
