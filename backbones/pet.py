@@ -25,21 +25,19 @@ distance (``num_radial`` functions; none in the published PET), :math:`f_c` the 
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Mapping, Optional, Union
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import Batch
 
-from ecse._memory import release_free_memory
 from ecse._validation import check_input_dtype
 from ecse.covariant import OutputSpec
 from ecse.elements import MAX_Z
 from ecse.neighbors import neighbor_list
 
 from ._init import reinitialise
+from ._pet_groups import layer_groups, run_layer, token_inputs
 from ._pet_layer import GNNLayer
 from ._pet_local import AtomSequences, AveragedSequences, FrameSequences, copy_cost
 from ._pet_utils import GaussianBasis, cutoff_switch, reverse_edges
@@ -270,11 +268,11 @@ class PET(nn.Module):
             seq = FrameSequences(local_frames, z, nl.center, nl.vector, self.spec)
         message = self.neighbor_embedding(z[nl.neighbor])  # m_ij = Emb(z_j)
         total = self.composition_offsets.new_zeros(seq.z.numel(), self.out_dim)  # sum_l E_i^(l)
-        chunks = self._chunks(seq)
+        groups = layer_groups(seq, self.chunk_tokens, self.chunk_above, self.attention_length)
         # one group: token inputs built once for all layers; several: per group, inside it
-        inputs = self._token_inputs(seq, slice(None), nl.vector, r, fc) if len(chunks) == 1 else None
+        inputs = token_inputs(self.radial, seq, slice(None), nl.vector, r, fc) if len(groups) == 1 else None
         for layer in self.gnn_layers:
-            atom, edge_out = self._run_layer(layer, seq, chunks, inputs, nl.vector, r, fc, message)
+            atom, edge_out = run_layer(layer, self.radial, seq, groups, inputs, nl.vector, r, fc, message)
             total = total + atom  # H(o_i0) + sum_j f_c B(o_ij)
             message = (message + edge_out[rev]).mul_(0.5)  # m_ij <- (m_ij + o_ji) / 2
         values = seq.atoms(self.spec.unpack(total)) * self.output_scale.to(total.dtype)
@@ -283,62 +281,3 @@ class PET(nn.Module):
             return values
         num_graphs = data.num_graphs if isinstance(data, Batch) else int(batch.max()) + 1 if z.numel() else 1
         return values.new_zeros(num_graphs, *values.shape[1:]).index_add(0, batch, values)
-
-    def _chunks(self, seq) -> list[tuple[int, int, int, int]]:
-        """Groups of sequences ``(s0, s1, t0, t1)``: one if they all fit in ``chunk_above``
-        (or ``chunk_tokens``), else groups of ``chunk_tokens``."""
-        budget, above = self.chunk_tokens, self.chunk_above
-        if budget is not None and above is not None and above > budget:
-            whole = seq.chunks(above, self.attention_length)
-            if len(whole) == 1:
-                return whole
-        return seq.chunks(budget, self.attention_length)
-
-    def _token_inputs(self, seq, part: slice, vectors, r, fc) -> tuple[Tensor, Tensor]:
-        """Edge-token geometry ``(r_ij, |r_ij|, g(|r_ij|))`` and cutoff switch of ``part``."""
-        d = seq.geometry_edges(r, part)
-        radial = [] if self.radial is None else [self.radial(d)]
-        return torch.cat([seq.directions(vectors, part), d[:, None]] + radial, 1), seq.tokens(fc, part)
-
-    def _run_layer(self, layer, seq, chunks, inputs, vectors, r, fc, message) -> tuple[Tensor, Tensor]:
-        """One GNN layer over all sequences: per-sequence readouts ``[S, C]`` and per-edge
-        outputs ``[E, d]``.  With several groups of sequences (``chunks``), each group's
-        tokens are built, run and reduced to per-edge values inside one call whose
-        activations are recomputed in the backward pass (``torch.utils.checkpoint``), so
-        no token-sized tensor of all groups is kept."""
-        if len(chunks) == 1:
-            geometry, fc_tokens = inputs
-            atom, bond, edge_out = layer(seq.z, seq.owner, seq.slot, seq.max_nb, seq.embed(layer, geometry, message),
-                                         fc_tokens)
-            bond, aux_bond = seq.edge_readout(bond)
-            seq.keep_aux(aux_bond)
-            return atom.index_add(0, seq.owner, bond), seq.edges(edge_out)
-        run = partial(self._layer_part, layer, seq, vectors, r, fc, message)
-        edge_out = message.new_zeros(message.shape)
-        atoms, aux = [], []
-        for s0, s1, t0, t1 in chunks:
-            atom, edges, aux_bond = (checkpoint(run, s0, s1, t0, t1, use_reentrant=False) if torch.is_grad_enabled()
-                                     else run(s0, s1, t0, t1))
-            a0, a1 = seq.edge_span(slice(t0, t1))
-            edge_out.index_add_(0, torch.arange(a0, a1, device=r.device), edges)  # (groups may share an atom)
-            atoms.append(atom)
-            aux.append(aux_bond)
-        seq.keep_aux(_cat(aux))
-        return _cat(atoms), edge_out
-
-    def _layer_part(self, layer, seq, vectors, r, fc, message, s0: int, s1: int, t0: int, t1: int):
-        """The layer on sequences ``s0:s1`` (edge tokens ``t0:t1``), from per-edge inputs:
-        (readouts ``[s1 - s0, C]``, outputs of the edges they cover ``[a1 - a0, d]``, edge
-        readouts set aside for the axial readout or ``None``)."""
-        release_free_memory()  # the previous group's freed activations (here and when recomputed)
-        part = slice(t0, t1)
-        geometry, fc_tokens = self._token_inputs(seq, part, vectors, r, fc)
-        owner, slot = seq.owner[part] - s0, seq.slot[part]
-        atom, bond, edge_out = layer(seq.z[s0:s1], owner, slot, int(slot.max()) if t1 > t0 else 0,
-                                     seq.embed(layer, geometry, message, part), fc_tokens)
-        bond, aux_bond = seq.edge_readout(bond, part)
-        return atom.index_add(0, owner, bond), seq.edges(edge_out, part, seq.edge_span(part)), aux_bond
-
-
-def _cat(parts: list) -> Optional[Tensor]:
-    return None if parts[0] is None else parts[0] if len(parts) == 1 else torch.cat(parts)

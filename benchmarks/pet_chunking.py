@@ -58,6 +58,7 @@ def worker(name: str, above: str, repeats: int, data_dir: Path) -> dict:
     from ecse.atomistic import atoms_to_data
     from ecse.atomistic.derivatives import energy_and_forces
     from ecse.backbones import PET
+    from ecse.backbones._pet_groups import layer_groups
     from ecse.backbones._pet_local import AtomSequences
     from ecse.neighbors import neighbor_list
 
@@ -66,7 +67,8 @@ def worker(name: str, above: str, repeats: int, data_dir: Path) -> dict:
     torch.manual_seed(0)
     pet = PET(chunk_above=None if above == "none" else int(above)).double()
     nl = neighbor_list(data.pos, pet.cutoff, data.batch, getattr(data, "cell", None), getattr(data, "pbc", None))
-    groups = len(pet._chunks(AtomSequences(data.z, nl.center)))
+    groups = len(layer_groups(AtomSequences(data.z, nl.center), pet.chunk_tokens, pet.chunk_above,
+                              pet.attention_length))
 
     def status_gb(key: str) -> float:
         line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(key + ":"))
