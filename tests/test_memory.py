@@ -11,7 +11,7 @@ from ase.build import bulk, molecule
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
-import ecse.backbones.pet as pet_module
+import ecse.backbones._pet_groups as pet_groups
 import ecse.ensemble as ensemble_module
 from ecse import ECSE
 from ecse.atomistic import atoms_to_data
@@ -51,7 +51,7 @@ def test_chunked_equals_unchunked(monkeypatch, mode, output):
         torch.manual_seed(0)
         pet = PET(**SMALL, output=output, chunk_tokens=chunks, chunk_above=None).double()
         model = ECSE(pet, cutoff=4.0, mode=mode, output=output, chunk_size=chunks).double()
-        calls = _count_checkpoints(monkeypatch, ensemble_module if mode == "global" else pet_module)
+        calls = _count_checkpoints(monkeypatch, ensemble_module if mode == "global" else pet_groups)
         if output == "scalar":
             results.append(torch.cat([t.reshape(-1) for t in energy_and_forces(model, data)]))
         else:
@@ -75,7 +75,7 @@ def test_pet_splits_layers_only_above_chunk_above(monkeypatch, mode):
         torch.manual_seed(0)
         pet = PET(**SMALL, chunk_tokens=40, chunk_above=above).double()
         model = pet if mode == "bare" else ECSE(pet, cutoff=4.0, mode="local").double()
-        calls = _count_checkpoints(monkeypatch, pet_module)
+        calls = _count_checkpoints(monkeypatch, pet_groups)
         results.append(torch.cat([t.reshape(-1) for t in energy_and_forces(model, data)]))
         counts.append(len(calls))
     assert counts[0] == 0 and counts[1] > 3 and counts[2] == counts[1]
