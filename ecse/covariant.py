@@ -18,7 +18,8 @@ A prediction ``y'`` made in a frame ``F`` (coordinates ``x @ F``) goes back to t
 lab frame as the action of ``F`` on it: ``v' @ F.T``, ``F @ T' @ F.T``, ``D(F) f'``.
 
 Irreps are rotated with the Wigner matrices of :mod:`ecse.wigner` (re-exported here with
-the Cartesian <-> ``1x0e+1x2e`` conversions).
+the Cartesian <-> ``1x0e+1x2e`` conversions); Voigt vectors of symmetric tensors, in ASE's
+order, are converted by :func:`to_voigt` and :func:`from_voigt`.
 """
 from __future__ import annotations
 
@@ -28,15 +29,12 @@ import torch
 from e3nn import o3
 from torch import Tensor
 
+from ._voigt import VOIGT, from_voigt, to_voigt
 from .wigner import irreps_to_symmetric, symmetric_to_irreps, wigner_D
 
 __all__ = ["OutputSpec", "VOIGT", "to_voigt", "from_voigt", "wigner_D", "symmetric_to_irreps",
            "irreps_to_symmetric"]
 
-#: Voigt order of a symmetric rank-2 tensor (ASE's): ``xx, yy, zz, yz, xz, xy``.
-VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-_VOIGT_ROWS, _VOIGT_COLS = [i for i, _ in VOIGT], [j for _, j in VOIGT]
-_FROM_VOIGT = [VOIGT.index(tuple(sorted((i, j)))) for i in range(3) for j in range(3)]
 _AXES = "xyz"
 # the named kinds: component shape, packed size (numbers per item), highest l, labels
 _KINDS = {
@@ -49,24 +47,6 @@ _NAMED = tuple(_KINDS)
 # the e3nn Irreps a named kind transforms as (OutputSpec.as_irreps); a scalar has none
 _AS_IRREPS = {"vector": "1x1o", "rank2": "1x0e+1x1e+1x2e", "rank2-symmetric": "1x0e+1x2e"}
 _spherical_harmonics = o3.spherical_harmonics
-
-
-def to_voigt(t):
-    """Symmetric tensors ``[..., 3, 3]`` -> Voigt vectors ``[..., 6]`` (torch or numpy).
-
-    >>> to_voigt(torch.arange(9.0).reshape(3, 3)).tolist()
-    [0.0, 4.0, 8.0, 5.0, 2.0, 1.0]
-    """
-    return t[..., _VOIGT_ROWS, _VOIGT_COLS]
-
-
-def from_voigt(v):
-    """Voigt vectors ``[..., 6]`` -> symmetric tensors ``[..., 3, 3]`` (torch or numpy).
-
-    >>> from_voigt(torch.tensor([1.0, 2, 3, 4, 5, 6])).tolist()
-    [[1.0, 6.0, 5.0], [6.0, 2.0, 4.0], [5.0, 4.0, 3.0]]
-    """
-    return v[..., _FROM_VOIGT].reshape(*v.shape[:-1], 3, 3)
 
 
 class OutputSpec:

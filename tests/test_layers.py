@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "ecse._pairs", "ecse._validation", "ecse._memory")),
     ("frames", ("ecse.switching", "ecse.cutoff", "ecse.frames", "ecse.pruning", "ecse.frameset",
                 "ecse.frame_views")),
-    ("outputs", ("ecse.wigner", "ecse.covariant", "ecse.axial")),
+    ("outputs", ("ecse._voigt", "ecse.wigner", "ecse.covariant", "ecse.axial")),
     ("ensembles", ("ecse.local", "ecse.pyg.*", "ecse.auxiliary", "ecse.replicate", "ecse._ensemble_bookkeeping",
                    "ecse.ensemble", "ecse")),
     ("testing", ("ecse.testing.*",)),
