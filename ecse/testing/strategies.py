@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from torch_geometric.data import Data
 
 from ..rotations import quaternion_to_matrix as _quaternion_to_matrix, random_orthogonal, random_rotation
+from ._polyhedra import SHAPES as _SHAPES, min_pair_distance as _pdist_min
 
 __all__ = [
     "KINDS", "SPECIES", "point_clouds", "random_clouds", "clustered_clouds", "collinear_clouds",
@@ -146,35 +147,6 @@ def _clustered(draw, n: int, scale: float) -> np.ndarray:
         return c + sigma * np.array([_gauss(x) for x in _vec(draw)])
 
     return _rejection(draw, n, propose, _MIN_DIST * scale)
-
-
-def _templates() -> dict[str, np.ndarray]:
-    phi = (1 + math.sqrt(5)) / 2
-    cube = np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], dtype=np.float64)
-
-    def cyc(vs):
-        return np.array([v[i:] + v[:i] for v in vs for i in range(3)], dtype=np.float64)
-
-    sign = [(a, b) for a in (-1, 1) for b in (-1, 1)]
-    shapes = {
-        "tetrahedron": cube[cube.prod(1) > 0],
-        "octahedron": np.concatenate([np.eye(3), -np.eye(3)]),
-        "cube": cube,
-        "icosahedron": cyc([[0.0, a, b * phi] for a, b in sign]),
-        "dodecahedron": np.concatenate([cube, cyc([[0.0, a / phi, b * phi] for a, b in sign])]),
-    }
-    for k in range(2, 13):
-        ang = np.arange(k) * (2 * math.pi / k)
-        shapes[f"polygon{k}"] = np.stack([np.cos(ang), np.sin(ang), np.zeros(k)], 1)
-    return shapes
-
-
-def _pdist_min(v: np.ndarray) -> float:
-    d = np.linalg.norm(v[:, None] - v[None], axis=-1)
-    return float(d[np.triu_indices(len(v), 1)].min())
-
-
-_SHAPES = _templates()
 
 
 def _symmetric_options(n_min: int, n_max: int) -> list[tuple[str, bool]]:
