@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import math
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -25,65 +23,12 @@ from torch_geometric.data import Batch
 from . import _distributed
 from ._bookkeeping import epoch_line, log_fields, progress_bar, rng_states, save_atomic, write_log
 from ._objective import combine, evaluate, global_counts, squared_errors
+from ._run import Progress, Run
 from .config import TrainConfig
 from .targets import predict, rotate_targets
 
 __all__ = ["Progress", "Run", "seed_of", "take_step", "micro_batches", "train_one_epoch", "validate", "end_epoch",
            "save", "fit", "final_test"]
-
-
-@dataclass
-class Progress:
-    """Where a run stands; stored as the checkpoint's ``progress`` dict (these keys)."""
-
-    epoch: int = 0
-    """Epochs completed."""
-    step: int = 0
-    """Optimisation steps completed in the current epoch."""
-    global_step: int = 0
-    """Optimisation steps completed in all."""
-    loss_sum: float = 0.0
-    """Sum over the current epoch's structures of the batch losses."""
-    elapsed: float = 0.0
-    """Seconds spent in the current epoch (carried over a resumption)."""
-    best_val_loss: float = math.inf
-    """Best validation loss at an epoch end (the training loss without validation data)."""
-    best_epoch: int = 0
-    """The epoch of ``best_val_loss`` (0: none yet)."""
-    history: list = field(default_factory=list)
-    """One row per completed epoch (the columns of ``log.csv``)."""
-
-
-@dataclass
-class Run:
-    """Everything one training run holds: options, process, model, optimiser, data."""
-
-    config: TrainConfig
-    ctx: _distributed.Context
-    model: nn.Module
-    net: nn.Module  # the model, or DDP around it
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    train_set: list
-    val_set: list
-    test_set: list
-    types: dict
-    weights: dict
-    scales: dict
-    baseline: dict
-    progress: Progress
-    t_start: float
-    log: Callable[[str], None]
-    step_hook: Optional[Callable[[int, int], None]] = None
-    show_bar: bool = False
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train_set) / self.config.optimiser.batch_size)
-
-    def path(self, name: str) -> str:
-        """``name`` in the output folder (``last.pt``, ``best.pt``, ``log.csv``)."""
-        return os.path.join(self.config.run.output_dir, name)
 
 
 def seed_of(*parts: int) -> int:
