@@ -9,9 +9,10 @@ writes them: one file per run, first line ``# NVE LABEL: N atoms, DT fs``), grou
 ``LABEL`` and prints, per run, the drift (least-squares slope of the total energy per
 atom, eV/atom/ps, ± its standard error from 0.1 ps blocks), the largest excursion
 (eV/atom) and the mean temperature; per model, the mean drift over seeds ± its standard
-error, the median drift and the median excursion, each as a ratio to the ``--reference``
-model's.  Runs of different models that sit in the same folder (one seed of
-``smoothness.py``) are also compared pairwise.
+error, the median drift, the median of its size (drifts of both signs do not cancel
+there) and the median excursion, each as a ratio to the ``--reference`` model's.  Runs of
+different models that sit in the same folder (one seed of ``smoothness.py``) are also
+compared pairwise.
 
 Example (three seeds of bare PET and of ECSE's local mode on water)::
 
@@ -60,11 +61,11 @@ def run_stats(run: dict, stop_ps=None) -> dict:
 
 
 def group_stats(rows: list) -> dict:
-    """Mean drift over runs ± its standard error, median drift and median excursion."""
+    """Mean drift over runs ± its standard error, median drift, median |drift| and median excursion."""
     drifts = np.array([r["drift"] for r in rows])
     se = float(drifts.std(ddof=1) / np.sqrt(len(drifts))) if len(drifts) > 1 else float("nan")
     return {"runs": len(rows), "mean_drift": float(drifts.mean()), "mean_drift_se": se,
-            "median_drift": float(np.median(drifts)),
+            "median_drift": float(np.median(drifts)), "median_abs_drift": float(np.median(np.abs(drifts))),
             "median_excursion": float(np.median([r["excursion"] for r in rows]))}
 
 
@@ -92,11 +93,12 @@ def main(argv=None) -> dict:
     groups = {label: group_stats(rows) for label, rows in runs.items()}
     ref = groups[args.reference]
     print("\n| model | runs | mean drift ± se over runs (x reference) | median drift (x reference) | "
-          "median excursion (x reference) |\n|---|---|---|---|---|")
+          "median abs(drift) (x reference) | median excursion (x reference) |\n|---|---|---|---|---|---|")
     for label, g in groups.items():
         print(f"| {label} | {g['runs']} | {g['mean_drift']:+.2e} ± {g['mean_drift_se']:.1e} "
               f"({_ratio(g['mean_drift'], ref['mean_drift'])}) | {g['median_drift']:+.2e} "
-              f"({_ratio(g['median_drift'], ref['median_drift'])}) | {g['median_excursion']:.2e} "
+              f"({_ratio(g['median_drift'], ref['median_drift'])}) | {g['median_abs_drift']:.2e} "
+              f"({_ratio(g['median_abs_drift'], ref['median_abs_drift'])}) | {g['median_excursion']:.2e} "
               f"({_ratio(g['median_excursion'], ref['median_excursion'])}) |")
     by_folder = {r["path"].parent: r for r in runs[args.reference]}
     pairs = [(label, r, by_folder[r["path"].parent]) for label, rows in runs.items() if label != args.reference

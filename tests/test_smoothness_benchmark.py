@@ -222,11 +222,16 @@ def test_nve_seeds_groups_logged_runs_by_model_and_pairs_same_starts(tmp_path, c
         assert g["mean_drift"] == pytest.approx(np.mean(slopes[label]), rel=1e-9)
         assert g["median_drift"] == pytest.approx(np.median(slopes[label]), rel=1e-9)
         assert g["mean_drift_se"] == pytest.approx(np.std(slopes[label], ddof=1) / np.sqrt(3), rel=1e-9)
+        assert g["median_abs_drift"] == pytest.approx(np.median(np.abs(slopes[label])), rel=1e-9)
     printed = capsys.readouterr().out
     ratio = abs(np.median(slopes["stiff"]) / np.median(slopes["bare"]))
     assert f"({ratio:.2f}x)" in printed
     pair = abs(slopes["stiff"][1] / slopes["bare"][1])
     assert f"| stiff | {tmp_path / 'seed1'} | {pair:.2f}x |" in printed
+
+    # drifts of both signs: the median of their sizes is not the size of their median
+    mixed = nve_seeds.group_stats([{"drift": d, "excursion": 1.0} for d in (3e-5, -1e-5, -2e-5)])
+    assert mixed["median_drift"] == pytest.approx(-1e-5) and mixed["median_abs_drift"] == pytest.approx(2e-5)
 
     bad = tmp_path / "bad.log"
     bad.write_text("0 0.0 1.0 1.0 2.0 300.0\n1 0.1 1.0 1.0 2.0 300.0\n")
