@@ -4,8 +4,6 @@ Re-exported by :mod:`ecse.covariant`, the home of output kinds.
 """
 from __future__ import annotations
 
-import torch  # noqa: F401  (the doctests)
-
 __all__ = ["VOIGT", "to_voigt", "from_voigt"]
 
 #: Voigt order of a symmetric rank-2 tensor (ASE's): ``xx, yy, zz, yz, xz, xy``.
@@ -17,6 +15,7 @@ _FROM_VOIGT = [VOIGT.index(tuple(sorted((i, j)))) for i in range(3) for j in ran
 def to_voigt(t):
     """Symmetric tensors ``[..., 3, 3]`` -> Voigt vectors ``[..., 6]`` (torch or numpy).
 
+    >>> import torch
     >>> to_voigt(torch.arange(9.0).reshape(3, 3)).tolist()
     [0.0, 4.0, 8.0, 5.0, 2.0, 1.0]
     """
@@ -26,6 +25,7 @@ def to_voigt(t):
 def from_voigt(v):
     """Voigt vectors ``[..., 6]`` -> symmetric tensors ``[..., 3, 3]`` (torch or numpy).
 
+    >>> import torch
     >>> from_voigt(torch.tensor([1.0, 2, 3, 4, 5, 6])).tolist()
     [[1.0, 6.0, 5.0], [6.0, 2.0, 4.0], [5.0, 4.0, 3.0]]
     """
