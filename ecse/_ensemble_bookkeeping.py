@@ -11,7 +11,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-__all__ = ["frame_chunks", "warn_if_costly", "global_stats", "local_stats"]
+__all__ = ["frame_chunks", "warn_if_costly", "global_stats", "local_stats", "check_output_shape", "aux_offsets"]
 
 
 def batch_statistics_in_use(module) -> bool:
@@ -85,3 +85,27 @@ def local_stats(lf, num_graphs: int, o3: bool) -> dict:
         "inner_cutoff_mean": float(lf.inner_cutoff.detach().mean()) if lf.num_atoms else float("nan"),
         "aux_weight_max": float(lf.aux_weight.detach().max()) if lf.num_atoms else 0.0,
     }
+
+
+def check_output_shape(y: Tensor, n: int, out_shape: tuple, level: str, who: str = "backbone") -> None:
+    """Raise ``ValueError`` unless ``y`` has shape ``(n, *out_shape)``."""
+    if tuple(y.shape) != (n, *out_shape):
+        raise ValueError(f"{who} output has shape {tuple(y.shape)} but ECSE expects "
+                         f"({n}, *out_shape={out_shape}) for level={level!r}; "
+                         "set out_shape (e.g. out_shape=(num_classes,)) or level to match")
+
+
+def aux_offsets(backbone, spec, level: str, out_shape: tuple, data, batch: Tensor, num_graphs: int,
+                like: Tensor) -> Tensor:
+    """The backbone's per-species offsets (``composition_offsets``, as PET's), which the
+    default auxiliary model adds to its own prediction: a structure whose frames all
+    vanish (a molecule dissociating in MD) then keeps its baseline energy instead of
+    jumping to the auxiliary model's O(1) value.  Zero when the backbone has none or the
+    output has no isotropic part of the spec's shape."""
+    offsets, z = getattr(backbone, "composition_offsets", None), getattr(data, "z", None)
+    if offsets is None or z is None or not spec.has_isotropic or tuple(out_shape) != spec.component_shape:
+        return like.new_zeros(())
+    per_node = offsets.to(like)[z.long().reshape(-1)]
+    if level == "graph":
+        per_node = like.new_zeros(num_graphs).index_add(0, batch, per_node)
+    return spec.isotropic(per_node)

@@ -17,12 +17,12 @@ eval
 
 Errors
 ------
-One handler serves every command. A user error (missing or unreadable file, bad YAML,
-unknown option, unknown element, bad index, missing target key, NaN in the data, an
-output folder that cannot be written) prints one line ``ecse: error: ...`` to stderr and
-exits with status 2; any other exception prints one line ``ecse: internal error: ...``
-and exits with status 1. ``ecse --debug COMMAND ...`` (or ``COMMAND --debug``) shows the
-traceback instead. ``ecse --version`` prints the version.
+One handler (:mod:`ecse._cli_errors`) serves every command. A user error (missing or
+unreadable file, bad YAML, unknown option, unknown element, bad index, missing target key,
+NaN in the data, an output folder that cannot be written) prints one line
+``ecse: error: ...`` to stderr and exits with status 2; any other exception prints one
+line ``ecse: internal error: ...`` and exits with status 1. ``ecse --debug COMMAND ...``
+(or ``COMMAND --debug``) shows the traceback instead. ``ecse --version`` prints the version.
 """
 
 from __future__ import annotations
@@ -30,51 +30,15 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
-import traceback
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
+
+from ._cli_errors import USER_ERRORS, check_writable, run_command
 
 __all__ = ["build_parser", "main", "USER_ERRORS", "format_test_summary"]
-
-#: exceptions that come from bad user input (files, YAML, options, data) and exit with status 2
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, IndexError, TypeError, OSError)
 
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    try:
-        import yaml
-    except ImportError:  # pragma: no cover - pyyaml is an atomistic dependency
-        return USER_ERRORS
-    return USER_ERRORS + (yaml.YAMLError,)
-
-
-def _one_line(err: BaseException) -> str:
-    """The message of ``err`` on one line (a ``KeyError``'s message without its quotes)."""
-    message = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else err
-    text = " ".join(str(message).split())
-    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
-        text = f"{text}: {err.filename!r}"
-    return text or type(err).__name__
-
-
-def _check_writable(folder: str, what: str = "output folder") -> None:
-    """Raise ``OSError`` now, rather than after training, when ``folder`` cannot be created
-    or written (a file in the way, a read-only parent)."""
-    path = os.path.abspath(folder)
-    probe = path
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise NotADirectoryError(f"{what} {folder!r} cannot be created: {probe!r} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise PermissionError(f"{what} {folder!r} is not writable (no write permission in {probe!r})")
 
 
 def _int_at_least(minimum: int):
@@ -103,7 +67,7 @@ def _set_threads(threads: Optional[int]) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demos.methane import run_methane_demo
 
-    _check_writable(args.output)
+    check_writable(args.output)
     run_methane_demo(args.output, fast=args.fast, epochs=args.epochs, threads=args.threads, seed=args.seed,
                      max_time=args.max_time, log=_say)
     return 0
@@ -114,9 +78,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     if args.output is not None:
-        _check_writable(args.output)
+        check_writable(args.output)
     elif os.path.isfile(args.checkpoint):
-        _check_writable(os.path.dirname(os.path.abspath(args.checkpoint)), "checkpoint folder (default output)")
+        check_writable(os.path.dirname(os.path.abspath(args.checkpoint)), "checkpoint folder (default output)")
     evaluate_checkpoint(args.checkpoint, args.data, index=args.index, output_dir=args.output,
                         rotations=args.rotations, batch_size=args.batch_size, wrapped=not args.no_wrapped,
                         dtype=args.dtype, seed=args.seed, plot=not args.no_plot, log=_say)
@@ -182,7 +146,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     folder = _output_dir(config)
     if folder is not None:
-        _check_writable(folder)
+        check_writable(folder)
     result = train(config, resume=args.resume, log=_say)
     if result.get("test"):
         _say(format_test_summary(result["test"]))
@@ -270,32 +234,6 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threads", type=_positive_int, default=None, metavar="T", help="torch CPU threads")
     ev.set_defaults(func=_cmd_eval)
     return parser
-
-
-def _error(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, debug: bool = False) -> int:
-    """Run one command under the common error handler (see the module docstring)."""
-    try:
-        return int(func(args) or 0)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        _error("ecse: interrupted")
-        return 130
-    except _user_errors() as err:
-        if debug:
-            traceback.print_exc()
-        _error(f"ecse: error: {_one_line(err)}")
-        return 2
-    except Exception as err:  # a bug, not the user's input: one line, the traceback with --debug
-        if debug:
-            traceback.print_exc()
-        _error(f"ecse: internal error: {type(err).__name__}: {_one_line(err)}"
-               + ("" if debug else " (run with --debug for the traceback)"))
-        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

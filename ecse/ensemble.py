@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ._ensemble_bookkeeping import frame_chunks, global_stats, local_stats, warn_if_costly
+from ._ensemble_bookkeeping import (aux_offsets, check_output_shape, frame_chunks, global_stats, local_stats,
+                                   warn_if_costly)
 from ._memory import release_free_memory
 from ._validation import check_input_dtype, check_point_cloud
 from .auxiliary import DistanceAux
@@ -238,8 +239,10 @@ class ECSE(nn.Module):
             nl = fs.neighbors
             y_aux = self.aux(nl.center, nl.neighbor, nl.vector.to(pos.dtype), pos.shape[0], batch, num_graphs,
                              getattr(data, "z", None)).to(geo)
-            self._check_shape(y_aux, num_items, "aux")
-            y_aux = y_aux + self._offsets_for_aux(data, batch, num_graphs, y_aux)
+            check_output_shape(y_aux, num_items, self.out_shape, self.level, "aux")
+            if self._aux_is_default:
+                y_aux = y_aux + aux_offsets(self.backbone, self.spec, self.level, self.out_shape, data, batch,
+                                            num_graphs, y_aux)
             scale = aux_weight if self.level == "graph" else aux_weight[batch]
             total = total + y_aux * scale.reshape(-1, *([1] * len(self.out_shape)))
         norm = weight_sum + aux_weight
@@ -264,39 +267,20 @@ class ECSE(nn.Module):
             local = copies.node_copy
             rotation, weight = frames.rotation[chunk][local], frames.weight[chunk][local]
             target = copies.node_source
-        self._check_shape(y, rotation.shape[0])
+        check_output_shape(y, rotation.shape[0], self.out_shape, self.level)
         y = self.spec.act(y, rotation) * weight.reshape(-1, *([1] * (y.dim() - 1)))
         return pos_geo.new_zeros(num_items, *self.out_shape).index_add(0, target, y)
 
     def _forward_local(self, data, pos_geo: Tensor, batch: Tensor, num_graphs: int, cell, geo) -> Tensor:
+        num_items = num_graphs if self.level == "graph" else pos_geo.shape[0]
         if isinstance(self.backbone, LocalPointModel):  # frames per layer centre (ecse.pyg)
             y = self.backbone(data)
-            self._check_shape(y, num_graphs if self.level == "graph" else pos_geo.shape[0])
+            check_output_shape(y, num_items, self.out_shape, self.level)
             self.last_stats = dict(self.backbone.last_stats)
             return y
         lf = local_frames(pos_geo, self.cutoff, batch, None if cell is None else cell.to(geo),
                           getattr(data, "pbc", None), self.params, self.o3)
         y = self.backbone(data, local_frames=lf)
-        self._check_shape(y, num_graphs if self.level == "graph" else pos_geo.shape[0])
+        check_output_shape(y, num_items, self.out_shape, self.level)
         self.last_stats = local_stats(lf, num_graphs, self.o3)
         return y
-
-    def _offsets_for_aux(self, data, batch: Tensor, num_graphs: int, like: Tensor) -> Tensor:
-        """The backbone's per-species offsets (``composition_offsets``, as PET's), which the
-        default auxiliary model adds to its own prediction: a structure whose frames all
-        vanish (a molecule dissociating in MD) then keeps its baseline energy instead of
-        jumping to the auxiliary model's O(1) value."""
-        offsets, z = getattr(self.backbone, "composition_offsets", None), getattr(data, "z", None)
-        if not self._aux_is_default or offsets is None or z is None or not self.spec.has_isotropic \
-                or tuple(self.out_shape) != self.spec.component_shape:
-            return like.new_zeros(())
-        per_node = offsets.to(like)[z.long().reshape(-1)]
-        if self.level == "graph":
-            per_node = like.new_zeros(num_graphs).index_add(0, batch, per_node)
-        return self.spec.isotropic(per_node)
-
-    def _check_shape(self, y: Tensor, n: int, who: str = "backbone") -> None:
-        if tuple(y.shape) != (n, *self.out_shape):
-            raise ValueError(f"{who} output has shape {tuple(y.shape)} but ECSE expects "
-                             f"({n}, *out_shape={self.out_shape}) for level={self.level!r}; "
-                             "set out_shape (e.g. out_shape=(num_classes,)) or level to match")

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("testing", ("ecse.testing.*",)),
     ("backbones", ("ecse.backbones.*",)),
     ("atomistic", ("ecse.atomistic.*",)),
-    ("apps", ("ecse.demos.*", "ecse.cli", "ecse.__main__")),
+    ("apps", ("ecse.demos.*", "ecse.cli", "ecse._cli_errors", "ecse.__main__")),
 ]
 CORE = ("geometry", "frames", "outputs", "ensembles")
 APPS = ("ecse.demos", "ecse.cli")
