@@ -239,3 +239,34 @@ def test_nve_seeds_groups_logged_runs_by_model_and_pairs_same_starts(tmp_path, c
         nve_seeds.read_log(bad)
     with pytest.raises(SystemExit, match="no run labelled 'none'"):
         nve_seeds.main(logs + ["--reference", "none"])
+
+
+def test_chunk_tokens_option_changes_speed_not_numbers(tmp_path):
+    """``--chunk-tokens 0`` (one call per layer) and ``--chunk-tokens N`` set the loaded PET's
+    chunking; energy and forces of ECSE(PET) on a 4-atom Cu cell (130 frames per atom, so
+    that PET's default splits the layers into checkpointed groups) equal the default's."""
+    import argparse
+
+    from ase.build import bulk
+
+    from ecse import ECSE
+
+    pet = smoothness.make_pet(0, system="cu")
+    info = {"seconds": 1e9, "augmented": True, "steps": 1, "data": smoothness.TRAINING_DATA["cu"]}
+    torch.save({"state_dict": pet.state_dict(), "config": smoothness.SMALL, "info": info}, tmp_path / "cu1.pt")
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.rattle(0.05, seed=3)
+    results = {}
+    for chunk in (None, 0, 7):
+        args = argparse.Namespace(checkpoints=tmp_path, retrain=False, train_seconds=1.0, seed=0, cu_size=1,
+                                  frame_average="layers", chunk_tokens=chunk)
+        loaded, _ = smoothness.trained_pet("cu", args)
+        assert loaded.chunk_tokens == {None: pet.chunk_tokens, 0: None, 7: 7}[chunk]
+        data = smoothness.to_data(atoms)
+        data.pos.requires_grad_(True)
+        energy = ECSE(loaded, smoothness.CUTOFF, mode="local")(data).sum()
+        (grad,) = torch.autograd.grad(energy, data.pos)
+        results[chunk] = (energy.detach(), grad)
+    for chunk in (0, 7):
+        assert torch.allclose(results[chunk][0], results[None][0], rtol=1e-12, atol=0)
+        assert torch.allclose(results[chunk][1], results[None][1], rtol=1e-9, atol=1e-12)
