@@ -201,3 +201,26 @@ def test_no_warning_on_molecules_nor_in_local_mode():
         ECSE(_toy, cutoff=5.0, aux=None)(atoms_to_data(molecule("CH4"), dtype=torch.float64))
         torch.manual_seed(0)
         ECSE(PET(**SMALL).double(), cutoff=4.0, mode="local")(_cu4())
+
+
+def test_release_free_memory_trims_once_per_slack_of_growth(monkeypatch):
+    """``malloc_trim`` runs only when the resident memory has grown by more than the slack
+    since the last trim (or the lowest level seen after it); slack 0 trims on every call;
+    where the resident size cannot be read, every call trims; without ``malloc_trim``, none."""
+    import ecse._memory as memory
+
+    resident = iter([100, 105, 95, 106, 97, 107, 108])  # after the trim at 106: 97
+    trims = []
+    monkeypatch.setattr(memory, "_TRIM", lambda pad: trims.append(pad))
+    monkeypatch.setattr(memory, "_resident_bytes", lambda: next(resident))
+    monkeypatch.setattr(memory, "_floor", None)
+    got = [memory.release_free_memory(slack=10) for _ in range(5)]
+    assert got == [False, False, False, True, False] and trims == [0]  # 106 - 95 > 10; 107 - 97 = 10 is not
+    monkeypatch.setattr(memory, "_resident_bytes", lambda: 100)
+    assert memory.release_free_memory(slack=0) and memory.release_free_memory(slack=0) and len(trims) == 3
+    monkeypatch.setattr(memory, "TRIM_SLACK_BYTES", 0)  # the default is read at each call
+    assert memory.release_free_memory() and len(trims) == 4
+    monkeypatch.setattr(memory, "_resident_bytes", lambda: None)
+    assert memory.release_free_memory(slack=10) and len(trims) == 5
+    monkeypatch.setattr(memory, "_TRIM", None)
+    assert not memory.release_free_memory(slack=0)

@@ -1,0 +1,135 @@
+"""Trimming the C heap between chunks: on every chunk against once per 128 MiB of growth
+(printed, never asserted).
+
+    OMP_NUM_THREADS=1 python benchmarks/trim_slack.py [--repeats 3] [--cases cu4-small cu4 ...]
+
+Chunked, checkpointed evaluation (PET's groups of ``chunk_tokens``, ECSE's global chunks)
+calls ``ecse._memory.release_free_memory`` before every chunk.  Until this benchmark it
+called ``malloc_trim(0)`` every time ("every chunk"); it now trims only when the resident
+memory has grown by more than ``ecse._memory.TRIM_SLACK_BYTES`` (128 MiB) since the last
+trim ("slack").  Each (case, setting) runs in a fresh process, float64, energy + forces by
+autograd, one thread: one call gives the peak growth of the resident memory
+(``/proc/self/status`` VmHWM after a reset), then ``--repeats`` more calls the median time.
+The ratio is "every chunk / slack" of the two medians, measured in the same run; the
+energies of the two settings must agree to 1e-9.
+
+Cases (random weights, seed 0; ``small`` is ``benchmarks/scaling.py``'s PET, d_model 32;
+the others ``PET()``; EMT Cu at 300 K from ``ecse.atomistic.emt``):
+
+* ``cu4-small``, ``cu4``: ``ECSE(PET, 5.0, mode="local")``, per-copy layers, 4 atoms (130
+  frames per atom, so the layers are split into checkpointed groups);
+* ``cu32``: the same with ``PET()`` on 32 atoms (about three minutes a call here);
+* ``water192``: bare ``PET()`` on ``water_bulk_64`` frame 0 (above ``chunk_above``: five groups);
+* ``si8-global``: ``ECSE(PET(), 5.0)`` (global mode) on perfect diamond Si, 8 atoms (96
+  backbone passes in chunks).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ["cu4-small", "cu4", "water192", "si8-global", "cu32"]
+DEFAULT_CASES = ["cu4-small", "cu4", "water192", "si8-global"]
+SMALL = dict(d_model=32, num_gnn_layers=2, num_transformer_layers=1, num_heads=4, dim_feedforward=64, head_hidden=32)
+
+
+def build(name: str, data_dir: Path):
+    """``(model, list of ase.Atoms)`` of a case."""
+    import torch
+    from ase.build import bulk
+    from ase.io import read
+
+    from ecse import ECSE
+    from ecse.atomistic.emt import emt_structures
+    from ecse.backbones import PET
+
+    torch.manual_seed(0)
+    if name in ("cu4-small", "cu4", "cu32"):
+        pet = PET(**(SMALL if name == "cu4-small" else {})).double()
+        atoms = emt_structures("thermal", "Cu", temperature=300.0, n=1, size=2 if name == "cu32" else 1, seed=101)
+        return ECSE(pet, cutoff=5.0, mode="local").double(), list(atoms)
+    if name == "water192":
+        return PET().double(), [read(data_dir / "water_bulk_64" / "water_deepmd_400.xyz", index=0)]
+    return ECSE(PET(), cutoff=5.0).double(), [bulk("Si", "diamond", a=5.43, cubic=True)]
+
+
+def worker(name: str, setting: str, repeats: int, data_dir: Path) -> dict:
+    import warnings
+
+    import torch
+    from torch_geometric.data import Batch
+
+    import ecse._memory
+    from ecse.atomistic import atoms_to_data
+    from ecse.atomistic.derivatives import energy_and_forces
+
+    torch.set_num_threads(1)
+    if setting == "every":
+        ecse._memory.TRIM_SLACK_BYTES = 0
+    model, atoms = build(name, data_dir)
+    model.eval()
+    data = Batch.from_data_list([atoms_to_data(a, dtype=torch.float64) for a in atoms])
+
+    def status_gb(key: str) -> float:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(key + ":"))
+        return int(line.split()[1]) / 2**20
+
+    trims = []
+    original = ecse._memory._TRIM
+    if original is not None:
+        ecse._memory._TRIM = lambda pad: trims.append(1) or original(pad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # global mode's cost warning
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM
+        base = status_gb("VmRSS")
+        energy_and_forces(model, data)
+        peak = status_gb("VmHWM") - base
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            energy, _ = energy_and_forces(model, data)
+            times.append(time.perf_counter() - start)
+    return {"atoms": data.num_nodes, "peak_gb": peak, "seconds": statistics.median(times),
+            "trims_per_call": len(trims) / (repeats + 1), "energy": float(energy.detach().sum())}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=CASES)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--worker", nargs=2, metavar=("CASE", "SETTING"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.repeats, args.data)))
+        return
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    print(f"commit {commit}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+          f"load average {os.getloadavg()[0]:.2f}; float64, 1 thread, median of {args.repeats}\n")
+    print("| case | atoms | trims per call (every chunk / slack) | peak GB (every chunk / slack) | "
+          "s (every chunk / slack) | every chunk / slack |\n|---|---|---|---|---|---|")
+    for name in args.cases:
+        rows = []
+        for setting in ("every", "slack"):
+            out = subprocess.run([sys.executable, __file__, "--worker", name, setting, "--repeats",
+                                  str(args.repeats), "--data", str(args.data)], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise SystemExit(out.stderr[-2000:])
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        e, s = rows
+        assert abs(e["energy"] - s["energy"]) <= 1e-9 * max(1.0, abs(s["energy"])), (e, s)
+        print(f"| {name} | {e['atoms']} | {e['trims_per_call']:.0f} / {s['trims_per_call']:.1f} | "
+              f"{e['peak_gb']:.2f} / {s['peak_gb']:.2f} | {e['seconds']:.2f} / {s['seconds']:.2f} | "
+              f"{e['seconds'] / s['seconds']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
