@@ -224,3 +224,25 @@ def test_release_free_memory_trims_once_per_slack_of_growth(monkeypatch):
     assert memory.release_free_memory(slack=10) and len(trims) == 5
     monkeypatch.setattr(memory, "_TRIM", None)
     assert not memory.release_free_memory(slack=0)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc/self/clear_refs and malloc_trim: Linux")
+def test_trim_slack_benchmark_worker_compares_like_with_like(monkeypatch):
+    """``benchmarks/trim_slack.py``'s worker: trimming on every chunk and with the slack give
+    the same energy, and the former trims before every checkpointed group (per-copy layers
+    on 4 Cu atoms are split into many), the latter far less often."""
+    from pathlib import Path
+
+    import ecse._memory as memory
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import trim_slack
+
+    original = memory._TRIM
+    monkeypatch.setattr(memory, "TRIM_SLACK_BYTES", memory.TRIM_SLACK_BYTES)  # both restored afterwards
+    monkeypatch.setattr(memory, "_TRIM", original)
+    every = trim_slack.worker("cu4-small", "every", 1, Path("."))
+    memory.TRIM_SLACK_BYTES, memory._TRIM = 128 << 20, original
+    slack = trim_slack.worker("cu4-small", "slack", 1, Path("."))
+    assert every["energy"] == pytest.approx(slack["energy"], rel=1e-12, abs=0)
+    assert every["trims_per_call"] >= 10 and slack["trims_per_call"] < every["trims_per_call"] / 5
