@@ -20,13 +20,10 @@ sites), ``c64`` (perfect diamond carbon, 64 atoms), ``fe54`` (perfect bcc Fe, 54
 """
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from _fresh_process import compare, header, parser, peak_and_median
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ["methane32", "cu108", "liquid108", "alloy108", "c64", "fe54", "water192", "cu500"]
@@ -70,49 +67,20 @@ def worker(name: str, above: str, repeats: int, data_dir: Path) -> dict:
     groups = len(layer_groups(AtomSequences(data.z, nl.center), pet.chunk_tokens, pet.chunk_above,
                               pet.attention_length))
 
-    def status_gb(key: str) -> float:
-        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(key + ":"))
-        return int(line.split()[1]) / 2**20
-
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM
-    base = status_gb("VmRSS")
-    energy_and_forces(pet, data)
-    peak = status_gb("VmHWM") - base
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        energy, _ = energy_and_forces(pet, data)
-        times.append(time.perf_counter() - start)
-    return {"atoms": data.num_nodes, "groups": groups, "peak_gb": peak, "seconds": statistics.median(times),
+    peak, seconds, (energy, _) = peak_and_median(lambda: energy_and_forces(pet, data), repeats)
+    return {"atoms": data.num_nodes, "groups": groups, "peak_gb": peak, "seconds": seconds,
             "energy": float(energy.detach().sum())}
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--worker", nargs=2, metavar=("CASE", "ABOVE"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parser(__doc__, CASES, CASES, "ABOVE", ROOT).parse_args(argv)
     if args.worker:
         print(json.dumps(worker(*args.worker, args.repeats, args.data)))
         return
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    print(f"commit {commit}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-          f"load average {__import__('os').getloadavg()[0]:.2f}; PET() float64, 1 thread, median of {args.repeats}\n")
+    print(header(ROOT, args.repeats, "PET() float64"))
     print("| case | atoms | groups (default / split) | peak GB (default / split) | s (default / split) | "
           "split / default |\n|---|---|---|---|---|---|")
-    for name in args.cases:
-        rows = []
-        for above in ("12288", "none"):
-            out = subprocess.run([sys.executable, __file__, "--worker", name, above, "--repeats", str(args.repeats),
-                                  "--data", str(args.data)], capture_output=True, text=True)
-            if out.returncode != 0:
-                raise SystemExit(out.stderr[-2000:])
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        (d, s) = rows
-        assert abs(d["energy"] - s["energy"]) <= 1e-9 * max(1.0, abs(s["energy"])), (d, s)
+    for name, (d, s) in compare(__file__, args, ("12288", "none")):
         print(f"| {name} | {d['atoms']} | {d['groups']} / {s['groups']} | {d['peak_gb']:.2f} / {s['peak_gb']:.2f} | "
               f"{d['seconds']:.2f} / {s['seconds']:.2f} | {s['seconds'] / d['seconds']:.2f} |", flush=True)
 

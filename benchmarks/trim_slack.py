@@ -25,14 +25,10 @@ the others ``PET()``; EMT Cu at 300 K from ``ecse.atomistic.emt``):
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from _fresh_process import compare, header, parser, peak_and_median
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ["cu4-small", "cu4", "water192", "si8-global", "cu32"]
@@ -77,55 +73,26 @@ def worker(name: str, setting: str, repeats: int, data_dir: Path) -> dict:
     model.eval()
     data = Batch.from_data_list([atoms_to_data(a, dtype=torch.float64) for a in atoms])
 
-    def status_gb(key: str) -> float:
-        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(key + ":"))
-        return int(line.split()[1]) / 2**20
-
     trims = []
     original = ecse._memory._TRIM
     if original is not None:
         ecse._memory._TRIM = lambda pad: trims.append(1) or original(pad)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # global mode's cost warning
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM
-        base = status_gb("VmRSS")
-        energy_and_forces(model, data)
-        peak = status_gb("VmHWM") - base
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            energy, _ = energy_and_forces(model, data)
-            times.append(time.perf_counter() - start)
-    return {"atoms": data.num_nodes, "peak_gb": peak, "seconds": statistics.median(times),
+        peak, seconds, (energy, _) = peak_and_median(lambda: energy_and_forces(model, data), repeats)
+    return {"atoms": data.num_nodes, "peak_gb": peak, "seconds": seconds,
             "trims_per_call": len(trims) / (repeats + 1), "energy": float(energy.detach().sum())}
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=CASES)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--worker", nargs=2, metavar=("CASE", "SETTING"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parser(__doc__, CASES, DEFAULT_CASES, "SETTING", ROOT).parse_args(argv)
     if args.worker:
         print(json.dumps(worker(*args.worker, args.repeats, args.data)))
         return
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    print(f"commit {commit}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-          f"load average {os.getloadavg()[0]:.2f}; float64, 1 thread, median of {args.repeats}\n")
+    print(header(ROOT, args.repeats, "float64"))
     print("| case | atoms | trims per call (every chunk / slack) | peak GB (every chunk / slack) | "
           "s (every chunk / slack) | every chunk / slack |\n|---|---|---|---|---|---|")
-    for name in args.cases:
-        rows = []
-        for setting in ("every", "slack"):
-            out = subprocess.run([sys.executable, __file__, "--worker", name, setting, "--repeats",
-                                  str(args.repeats), "--data", str(args.data)], capture_output=True, text=True)
-            if out.returncode != 0:
-                raise SystemExit(out.stderr[-2000:])
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        e, s = rows
-        assert abs(e["energy"] - s["energy"]) <= 1e-9 * max(1.0, abs(s["energy"])), (e, s)
+    for name, (e, s) in compare(__file__, args, ("every", "slack")):
         print(f"| {name} | {e['atoms']} | {e['trims_per_call']:.0f} / {s['trims_per_call']:.1f} | "
               f"{e['peak_gb']:.2f} / {s['peak_gb']:.2f} | {e['seconds']:.2f} / {s['seconds']:.2f} | "
               f"{e['seconds'] / s['seconds']:.2f} |", flush=True)
