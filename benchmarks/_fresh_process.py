@@ -1,35 +1,60 @@
-"""Measure one energy + forces call per fresh process: peak memory growth, then median time.
+"""Peak resident memory of a call, and benchmarks that run each case in a fresh process.
 
-Shared by ``benchmarks/pet_chunking.py`` and ``benchmarks/trim_slack.py``: each (case,
-setting) runs in its own process (``run_worker``) so that the peak resident memory of one
-does not hide another's; inside it, ``peak_and_median`` resets the high-water mark
-(Linux ``/proc/self/clear_refs``), makes one call for the peak growth (GB), then
-``repeats`` more for the median time (s).
+``status_mib`` and ``reset_peak`` read the resident memory and reset its high-water mark
+(Linux ``/proc/self/status`` and ``/proc/self/clear_refs``); every memory benchmark here
+uses them.  ``benchmarks/pet_chunking.py`` and ``benchmarks/trim_slack.py`` also run each
+(case, setting) in its own process (``run_worker``, ``compare``) so that the peak of one
+does not hide another's; inside it, ``peak_and_median`` makes one call for the peak growth
+(GB), then ``repeats`` more for the median time (s).
 """
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
-__all__ = ["peak_and_median", "run_worker", "header", "parser", "compare"]
+__all__ = ["status_mib", "reset_peak", "peak_and_median", "run_worker", "header", "parser", "compare"]
 
 
-def _status_gb(key: str) -> float:
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(key + ":"))
-    return int(line.split()[1]) / 2**20
+def status_mib(key: str) -> Optional[float]:
+    """``key`` of ``/proc/self/status`` (``"VmRSS"``, ``"VmHWM"``) in MiB; ``None`` where it
+    cannot be read (not Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak(trim: bool) -> Optional[float]:
+    """Reset the high-water mark to the resident memory; the resident memory now, in MiB
+    (``None`` where it cannot be read).  ``trim``: first return the free heap to the
+    operating system (every time, unlike chunked evaluation's trimming), so that what the
+    set-up freed does not hide the next call's peak."""
+    if trim:
+        from ecse._memory import release_free_memory
+
+        release_free_memory(slack=0)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    except OSError:
+        pass
+    return status_mib("VmRSS")
 
 
 def peak_and_median(call: Callable[[], object], repeats: int) -> tuple[float, float, object]:
     """``(peak growth GB of the first call, median seconds of the next repeats, last result)``."""
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM
-    base = _status_gb("VmRSS")
+    base = reset_peak(trim=False)
     result = call()
-    peak = _status_gb("VmHWM") - base
+    peak = (status_mib("VmHWM") - base) / 1024
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -48,8 +73,6 @@ def run_worker(script: str, *args: str) -> dict:
 
 def header(root: Path, repeats: int, what: str) -> str:
     """The first line of a benchmark's output: commit, date, load average, settings."""
-    import os
-
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                             text=True).stdout.strip()
     return (f"commit {commit}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
@@ -59,8 +82,6 @@ def header(root: Path, repeats: int, what: str) -> str:
 def parser(doc: str, cases: list, default_cases: list, setting: str, root: Path):
     """The command line of a fresh-process benchmark: ``--cases``, ``--repeats``, ``--data``
     and the hidden ``--worker CASE SETTING``."""
-    import argparse
-
     out = argparse.ArgumentParser(description=doc.splitlines()[0])
     out.add_argument("--cases", nargs="+", default=default_cases, choices=cases)
     out.add_argument("--repeats", type=int, default=3)

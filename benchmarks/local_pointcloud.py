@@ -37,35 +37,20 @@ import sys
 import time
 from pathlib import Path
 
+from _fresh_process import reset_peak, status_mib
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("pointnet2", "dgcnn", "point_transformer")
 
 
-def _status_mib(key: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return float(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
 def _reset_peak() -> float:
-    """Return free pages, reset the peak resident memory (Linux); the memory now, in MiB."""
-    from ecse._memory import release_free_memory
-
-    release_free_memory()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    except OSError:
-        pass
-    now = _status_mib("VmRSS")
+    """:func:`reset_peak`, falling back to the peak so far where the resident memory cannot be read."""
+    now = reset_peak(trim=True)
     return now if now is not None else _peak_mib()
 
 
 def _peak_mib() -> float:
-    peak = _status_mib("VmHWM")
+    peak = status_mib("VmHWM")
     return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

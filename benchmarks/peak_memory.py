@@ -25,12 +25,7 @@ from ecse.atomistic.data import atoms_to_data
 from ecse.atomistic.derivatives import energy_and_forces
 from ecse.backbones import PET
 
-
-def _status_gb(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 2**20
-    raise KeyError(key)
+from _fresh_process import reset_peak, status_mib
 
 
 def main(argv: list[str]) -> None:
@@ -45,10 +40,9 @@ def main(argv: list[str]) -> None:
     torch.manual_seed(0)
     pet = PET().double()
     model = pet if mode == "bare" else ECSE(pet, cutoff=5.0, mode=mode).double()
-    Path("/proc/self/clear_refs").write_text("5")
-    base, start = _status_gb("VmRSS"), time.perf_counter()
+    base, start = reset_peak(trim=False), time.perf_counter()
     energy_and_forces(model, data)
-    print(f"{mode} {symbol} {lattice} {len(atoms)} atoms: peak growth {_status_gb('VmHWM') - base:.2f} GB, "
+    print(f"{mode} {symbol} {lattice} {len(atoms)} atoms: peak growth {(status_mib('VmHWM') - base) / 1024:.2f} GB, "
           f"{time.perf_counter() - start:.0f} s")
 
 

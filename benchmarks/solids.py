@@ -36,7 +36,6 @@ Both evaluate their layers in chunks of ``--chunk-tokens`` tokens (default: PET'
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import os
@@ -47,6 +46,7 @@ from pathlib import Path
 
 import torch
 
+from _fresh_process import reset_peak, status_mib
 from ecse.frameset import PUBLISHED
 from scaling import SMALL
 
@@ -126,33 +126,14 @@ def with_frame_average(pet, frame_average: str):
     return other
 
 
-def _status_kib(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return float(line.split()[1])
-    raise KeyError(key)
-
-
-def _trim() -> None:
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def timed(fn) -> tuple[float, float | None]:
     """``(seconds, peak MiB above the resident memory before the call or None)``."""
-    _trim()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux)
-        base = _status_kib("VmRSS")
-    except (OSError, KeyError):
-        base = None
+    gc.collect()
+    base = reset_peak(trim=True)
     start = time.perf_counter()
     fn()
     seconds = time.perf_counter() - start
-    peak = None if base is None else (_status_kib("VmHWM") - base) / 1024
+    peak = None if base is None else status_mib("VmHWM") - base
     return seconds, peak
 
 
