@@ -238,11 +238,11 @@ def test_trim_slack_benchmark_worker_compares_like_with_like(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import trim_slack
 
-    original = memory._TRIM
-    monkeypatch.setattr(memory, "TRIM_SLACK_BYTES", memory.TRIM_SLACK_BYTES)  # both restored afterwards
+    original, default = memory._TRIM, memory.TRIM_SLACK_BYTES
+    monkeypatch.setattr(memory, "TRIM_SLACK_BYTES", default)  # both restored afterwards
     monkeypatch.setattr(memory, "_TRIM", original)
-    every = trim_slack.worker("cu4-small", "every", 1, Path("."))
-    memory.TRIM_SLACK_BYTES, memory._TRIM = 128 << 20, original
+    every = trim_slack.worker("cu4-small", "every", 1, Path("."))  # sets the slack to 0, counts trims
+    memory.TRIM_SLACK_BYTES, memory._TRIM = default, original
     slack = trim_slack.worker("cu4-small", "slack", 1, Path("."))
     assert every["energy"] == pytest.approx(slack["energy"], rel=1e-12, abs=0)
     assert every["trims_per_call"] >= 10 and slack["trims_per_call"] < every["trims_per_call"] / 5
