@@ -9,6 +9,7 @@ all groups is kept. Results equal the one-group call.
 """
 from __future__ import annotations
 
+import numbers
 from functools import partial
 from typing import Optional
 
@@ -18,7 +19,56 @@ from torch.utils.checkpoint import checkpoint
 
 from ecse._memory import release_free_memory
 
-__all__ = ["layer_groups", "token_inputs", "run_layer"]
+__all__ = ["layer_groups", "token_inputs", "run_layer", "auto_budgets", "chunk_budget", "token_width",
+           "PUBLISHED_CHUNK_TOKENS", "PUBLISHED_CHUNK_ABOVE"]
+
+#: ``chunk_tokens`` and ``chunk_above`` of PET at its published size (``PET()``), whose
+#: memory ``ecse.ensemble.MEMORY_BOUND_GB`` was measured with; ``"auto"`` scales them.
+PUBLISHED_CHUNK_TOKENS, PUBLISHED_CHUNK_ABOVE = 4096, 12288
+
+
+def token_width(d_model: int, dim_feedforward: int, num_transformer_layers: int) -> int:
+    """Relative memory of one token in one message-passing layer: ``num_transformer_layers
+    * (3 d_model + dim_feedforward) + 256`` (the last term: what does not grow with the
+    width, indices, switches and geometry), fitted to the growth of the peak memory of
+    energy and forces with the group size at ``d_model`` 32 to 512
+    (``benchmarks/chunk_budget.py``); the attention weights are counted by
+    :func:`~ecse.backbones._pet_local.chunk_cost`.
+
+    >>> token_width(128, 512, 3)
+    2944
+    """
+    return num_transformer_layers * (3 * d_model + dim_feedforward) + 256
+
+
+def auto_budgets(d_model: int, dim_feedforward: int, num_transformer_layers: int,
+                 num_gnn_layers: int) -> tuple[int, int]:
+    """``(chunk_tokens, chunk_above)`` whose groups and unsplit calls hold about the memory
+    of the published PET's (4096 and 12288 tokens): a token of a wider or deeper PET
+    counts for more (:func:`token_width`), and an unsplit call keeps the activations of
+    every message-passing layer.
+
+    >>> auto_budgets(128, 512, 3, 3)
+    (4096, 12288)
+    >>> auto_budgets(256, 1024, 3, 3)
+    (2141, 6423)
+    """
+    scale = token_width(d_model, dim_feedforward, num_transformer_layers) / token_width(128, 512, 3)
+    return (max(1, round(PUBLISHED_CHUNK_TOKENS / scale)),
+            max(1, round(PUBLISHED_CHUNK_ABOVE / (scale * num_gnn_layers / 3))))
+
+
+def chunk_budget(name: str, value, auto: int, minimum: int) -> Optional[int]:
+    """The budget ``name`` as PET uses it: ``"auto"`` -> ``auto``; ``None`` stays; an
+    integer of at least ``minimum`` stays, anything else raises ``ValueError``."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"{name} must be an integer, 'auto' or None, got {value!r}")
+        return auto
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum):
+        bound = "positive" if minimum else "non-negative"
+        raise ValueError(f"{name} must be a {bound} integer, 'auto' or None, got {value!r}")
+    return None if value is None else int(value)
 
 
 def layer_groups(seq, chunk_tokens: Optional[int], chunk_above: Optional[int],

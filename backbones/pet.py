@@ -37,7 +37,7 @@ from ecse.elements import MAX_Z
 from ecse.neighbors import neighbor_list
 
 from ._init import reinitialise
-from ._pet_groups import layer_groups, run_layer, token_inputs
+from ._pet_groups import auto_budgets, chunk_budget, layer_groups, run_layer, token_inputs
 from ._pet_layer import GNNLayer
 from ._pet_local import AtomSequences, AveragedSequences, FrameSequences, copy_cost
 from ._pet_utils import GaussianBasis, cutoff_switch, reverse_edges
@@ -80,26 +80,33 @@ class PET(nn.Module):
             e3nn Irreps string: the heads predict that many components per atom, in the
             coordinates PET is given (wrap with ``ECSE(..., output=output)`` to make them
             exactly covariant).
-        chunk_tokens: memory budget of one transformer call, in tokens (4096): each
+        chunk_tokens: memory budget of one transformer call, in tokens: each
             message-passing layer runs on consecutive groups of sequences (atoms, or
             frame copies in local mode) whose padded size
             :math:`n L (1 + L / L_a)` (:math:`n` sequences of :math:`L` tokens,
             :math:`L_a = 4\,d_{model}/n_{heads}` for the attention weights, 128 by
             default) stays within it; every group builds its tokens from per-edge inputs
-            and reduces them to per-edge outputs, and with more than one group each
+            and reduces them to per-edge values, and with more than one group each
             group's activations are recomputed in the backward pass
             (``torch.utils.checkpoint``), so the memory of energies, forces and training
             stays at about one group's (plus per-edge tensors) whatever the size of the
             system, once it is split (``chunk_above``; see
             :data:`ecse.ensemble.MEMORY_BOUND_GB`).  Results equal the unchunked
-            evaluation up to rounding.  ``None``: all sequences in one call per layer,
-            activations kept.
+            evaluation up to rounding.  ``"auto"`` (default): 4096 at the published size,
+            scaled inversely with the memory of a token
+            (``num_transformer_layers * (3 d_model + dim_feedforward)``), so that a group
+            of a wider or deeper PET holds about the same memory and a narrower one runs
+            in fewer, larger groups (:func:`ecse.backbones._pet_groups.auto_budgets`).
+            ``None``: all sequences in one call per layer, activations kept.
         chunk_above: split a layer into groups of ``chunk_tokens`` only when all its
-            sequences together cost more than this (12288, the same padded measure);
-            smaller inputs (a small molecule, a batch of them, a solid of about a hundred
-            atoms) run in one call with their activations kept, which is faster (no
+            sequences together cost more than this (the same padded measure); smaller
+            inputs (a small molecule, a batch of them, a solid of about a hundred atoms)
+            run in one call with their activations kept, which is faster (no
             recomputation in the backward pass) at a few times the memory of one group.
-            ``None``: split whenever they cost more than ``chunk_tokens``.
+            ``"auto"`` (default): 12288 at the published size, scaled as
+            ``chunk_tokens`` and inversely with ``num_gnn_layers / 3`` (one call keeps
+            every layer's activations).  ``None``: split whenever they cost more than
+            ``chunk_tokens``.
         zero_init_heads: start the last layer of every atom and edge head at zero, so a
             new model predicts exactly the composition baseline (``False``: PyTorch's
             default initialisation).  The per-atom output sums one edge head per
@@ -160,8 +167,8 @@ class PET(nn.Module):
                  num_gnn_layers: int = 3, num_transformer_layers: int = 3, num_heads: int = 4,
                  dim_feedforward: int = 512, head_hidden: int = 128, pre_ln: bool = False,
                  fused_attention: bool = False, level: str = "graph", output: str = "scalar",
-                 chunk_tokens: Optional[int] = 4096, zero_init_heads: bool = False, num_radial: int = 0,
-                 frame_average: str = "layers", chunk_above: Optional[int] = 12288):
+                 chunk_tokens: Union[int, str, None] = "auto", zero_init_heads: bool = False,
+                 num_radial: int = 0, frame_average: str = "layers", chunk_above: Union[int, str, None] = "auto"):
         super().__init__()
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
@@ -169,13 +176,11 @@ class PET(nn.Module):
             raise ValueError(f"need 0 < cutoff_width <= cutoff, got {cutoff_width}, {cutoff}")
         if num_radial < 0 or num_radial == 1:
             raise ValueError(f"num_radial must be 0 (no radial basis) or at least 2, got {num_radial}")
-        if chunk_tokens is not None and chunk_tokens < 1:
-            raise ValueError(f"chunk_tokens must be positive or None, got {chunk_tokens}")
-        if chunk_above is not None and chunk_above < 0:
-            raise ValueError(f"chunk_above must be non-negative or None, got {chunk_above}")
-        self.chunk_above = chunk_above
+        auto_tokens, auto_above = auto_budgets(d_model, dim_feedforward, num_transformer_layers, num_gnn_layers)
+        self.chunk_tokens = chunk_budget("chunk_tokens", chunk_tokens, auto_tokens, minimum=1)
+        self.chunk_above = chunk_budget("chunk_above", chunk_above, auto_above, minimum=0)
         self.cutoff, self.cutoff_width, self.level = float(cutoff), float(cutoff_width), level
-        self.spec, self.output, self.chunk_tokens = OutputSpec(output), output, chunk_tokens
+        self.spec, self.output = OutputSpec(output), output
         if frame_average not in ("tokens", "layers"):
             raise ValueError(f"frame_average must be 'tokens' or 'layers', got {frame_average!r}")
         if frame_average == "tokens" and not self.spec.is_scalar:

@@ -17,7 +17,9 @@ Cases (random weights, seed 0; ``small`` is ``benchmarks/scaling.py``'s PET, d_m
 the others ``PET()``; EMT Cu at 300 K from ``ecse.atomistic.emt``):
 
 * ``cu4-small``, ``cu4``: ``ECSE(PET, 5.0, mode="local")``, per-copy layers, 4 atoms (130
-  frames per atom, so the layers are split into checkpointed groups);
+  frames per atom, so the layers are split into checkpointed groups; the small PET with the
+  published size's budgets, ``chunk_tokens=4096, chunk_above=12288``: its own ``"auto"``
+  budgets run this cell in one call per layer);
 * ``cu32``: the same with ``PET()`` on 32 atoms (about three minutes a call here);
 * ``water192``: bare ``PET()`` on ``water_bulk_64`` frame 0 (above ``chunk_above``: five groups);
 * ``si8-global``: ``ECSE(PET(), 5.0)`` (global mode) on perfect diamond Si, 8 atoms (96
@@ -48,7 +50,8 @@ def build(name: str, data_dir: Path):
 
     torch.manual_seed(0)
     if name in ("cu4-small", "cu4", "cu32"):
-        pet = PET(**(SMALL if name == "cu4-small" else {})).double()
+        small = dict(SMALL, chunk_tokens=4096, chunk_above=12288)
+        pet = PET(**(small if name == "cu4-small" else {})).double()
         atoms = emt_structures("thermal", "Cu", temperature=300.0, n=1, size=2 if name == "cu32" else 1, seed=101)
         return ECSE(pet, cutoff=5.0, mode="local").double(), list(atoms)
     if name == "water192":

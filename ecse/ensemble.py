@@ -47,7 +47,8 @@ MEMORY_BOUND_GB = 4.0
 2000 atoms at the densities of solids and liquids (perfect fcc, bcc, hcp and diamond
 crystals included).  ECSE's
 ``chunk_size`` and PET's ``chunk_tokens`` cap the tokens held at once (PET runs an input of
-up to ``chunk_above`` tokens in one call, within the bound); what remains grows
+up to ``chunk_above`` tokens in one call, within the bound; both ``"auto"`` by default,
+which keeps a group of a wider or deeper PET at about the memory of ``PET()``'s); what remains grows
 with the number of atoms and of neighbour pairs (the frames of every atom and a few
 per-edge tensors of width ``d_model``), largest for dense crystals such as diamond
 carbon (86 neighbours within 5 Å).  ``tests/test_memory.py`` checks the worst cases CI

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from ._options import Section
 
@@ -52,10 +52,12 @@ class PETHypers(Section):
     """What PET predicts: ``scalar``, ``vector``, ``rank2``, ``rank2-symmetric`` or an e3nn
     Irreps string. ``null`` (default): from the targets (``scalar`` for an energy, the
     tensor target's type otherwise); when given for a tensor target it must equal its type."""
-    chunk_tokens: Optional[int] = 4096
+    chunk_tokens: Union[int, Literal["auto"], None] = "auto"
     """Evaluate each message-passing layer on groups of atoms of about this many tokens,
     recomputing activations in the backward pass when there are several groups (bounded
-    memory for large systems; PET's own default); ``null``: one call per layer, activations kept."""
+    memory for large systems); ``auto`` (PET's default): 4096 at the published size, fewer
+    for a wider or deeper PET and more for a smaller one, so that a group's memory stays
+    about the same; ``null``: one call per layer, activations kept."""
     zero_init_heads: bool = False
     """Start the last layer of every head at zero, so a new model predicts exactly the
     composition baseline."""
@@ -70,15 +72,19 @@ class PETHypers(Section):
     accurate and smooth only with weights trained through it. ``null`` (default):
     ``tokens`` when the model is trained through a local ensemble (``ecse.in_loop`` with
     ``ecse.mode: local``) and predicts an energy, else ``layers`` (PET's default)."""
-    chunk_above: Optional[int] = 12288
+    chunk_above: Union[int, Literal["auto"], None] = "auto"
     """Split a layer into groups of ``chunk_tokens`` only above this many tokens in all
-    (smaller inputs run in one call, faster, activations kept); ``null``: whenever they
-    exceed ``chunk_tokens``."""
+    (smaller inputs run in one call, faster, activations kept); ``auto`` (PET's default):
+    12288 at the published size, scaled as ``chunk_tokens`` and with the number of
+    message-passing layers; ``null``: whenever they exceed ``chunk_tokens``."""
 
     def check(self) -> None:
         self.positive("d_model", "num_gnn_layers", "num_transformer_layers", "num_heads", "dim_feedforward",
-                      "head_hidden", "chunk_tokens")
-        self.positive("num_radial", "chunk_above", minimum=0)
+                      "head_hidden")
+        self.positive("num_radial", minimum=0)
+        for key, minimum in (("chunk_tokens", 1), ("chunk_above", 0)):
+            if getattr(self, key) != "auto":
+                self.positive(key, minimum=minimum)
 
     def kwargs(self, output: Optional[str] = None, trained_local: bool = False) -> dict[str, Any]:
         """Keyword arguments of ``PET``; ``output`` (from the targets) fills an unset
