@@ -10,9 +10,14 @@ writes them: one file per run, first line ``# NVE LABEL: N atoms, DT fs``), grou
 atom, eV/atom/ps, ± its standard error from 0.1 ps blocks), the largest excursion
 (eV/atom) and the mean temperature; per model, the mean drift over seeds ± its standard
 error, the median drift, the median of its size (drifts of both signs do not cancel
-there) and the median excursion, each as a ratio to the ``--reference`` model's.  Runs of
-different models that sit in the same folder (one seed of ``smoothness.py``) are also
-compared pairwise.
+there) and the median excursion, each as a ratio to the ``--reference`` model's, with a
+95 % bootstrap interval of each ratio (``--bootstrap`` draws: the runs of each model
+resampled with replacement, independently; percentiles 2.5 and 97.5 of the ratio) and,
+for the median size of the drift, a permutation test's p-value (the fraction of the
+``--bootstrap`` random relabellings of the pooled runs whose ratio is at least the observed
+one): with a few runs per model the interval says whether a ratio is resolved at all.
+Runs of different models that sit in the same folder (one seed of ``smoothness.py``) are
+also compared pairwise.
 
 Example (three seeds of bare PET and of ECSE's local mode on water)::
 
@@ -69,6 +74,43 @@ def group_stats(rows: list) -> dict:
             "median_excursion": float(np.median([r["excursion"] for r in rows]))}
 
 
+STATISTICS = {  # name: (column of run_stats, statistic of a group's values)
+    "median abs(drift)": ("drift", lambda v: np.median(np.abs(v))),
+    "abs(mean drift)": ("drift", lambda v: abs(np.mean(v))),
+    "median excursion": ("excursion", np.median),
+}
+
+
+def bootstrap_ratio(values, reference, statistic, draws: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of ``statistic(values) / statistic(reference)`` over
+    ``draws`` bootstrap resamples of both samples (each with replacement, independently).
+
+    >>> bootstrap_ratio([2.0, 2.0], [1.0, 1.0, 1.0], np.median)
+    (2.0, 2.0)
+    """
+    rng = np.random.default_rng(seed)
+    values, reference = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+    a = rng.choice(values, (draws, values.size))
+    b = rng.choice(reference, (draws, reference.size))
+    ratios = np.array([statistic(x) / statistic(y) for x, y in zip(a, b)])
+    low, high = np.percentile(ratios[np.isfinite(ratios)], [2.5, 97.5])
+    return float(low), float(high)
+
+
+def permutation_p(values, reference, statistic, draws: int = 10000, seed: int = 0) -> float:
+    """Fraction of ``draws`` random splits of the pooled samples (sizes kept) whose ratio
+    ``statistic(first) / statistic(second)`` is at least the observed one: the one-sided
+    p-value of "``values`` are larger" against "both come from one distribution"."""
+    rng = np.random.default_rng(seed)
+    pooled = np.concatenate([np.asarray(values, dtype=float), np.asarray(reference, dtype=float)])
+    n, observed = len(values), statistic(np.asarray(values, dtype=float)) / statistic(np.asarray(reference, dtype=float))
+    hits = 0
+    for _ in range(draws):
+        perm = rng.permutation(pooled)
+        hits += statistic(perm[:n]) / statistic(perm[n:]) >= observed * (1 - 1e-12)
+    return hits / draws
+
+
 def _ratio(a: float, b: float) -> str:
     return f"{abs(a / b):.2f}x" if b else "-"
 
@@ -78,6 +120,8 @@ def main(argv=None) -> dict:
     parser.add_argument("logs", nargs="+", type=Path)
     parser.add_argument("--reference", default="bare", help="label of the model the ratios are taken to")
     parser.add_argument("--stop", type=float, default=None, help="use each run up to this time (ps)")
+    parser.add_argument("--bootstrap", type=int, default=10000,
+                        help="bootstrap draws and permutations for the ratios' intervals (0: none)")
     args = parser.parse_args(argv)
     runs = defaultdict(list)
     for path in args.logs:
@@ -100,6 +144,24 @@ def main(argv=None) -> dict:
               f"({_ratio(g['median_drift'], ref['median_drift'])}) | {g['median_abs_drift']:.2e} "
               f"({_ratio(g['median_abs_drift'], ref['median_abs_drift'])}) | {g['median_excursion']:.2e} "
               f"({_ratio(g['median_excursion'], ref['median_excursion'])}) |")
+    intervals = {}
+    if args.bootstrap and len(runs[args.reference]) > 1:
+        print("\n| model | runs | " + " | ".join(f"{name} (x reference), 95 % interval" for name in STATISTICS)
+              + " | permutation p, median abs(drift) |\n|---|---|" + "---|" * (len(STATISTICS) + 1))
+        for label, rows in runs.items():
+            if label == args.reference or len(rows) < 2:
+                continue
+            cells, intervals[label] = [], {}
+            for name, (key, statistic) in STATISTICS.items():
+                mine, ref_values = [r[key] for r in rows], [r[key] for r in runs[args.reference]]
+                low, high = intervals[label][name] = bootstrap_ratio(mine, ref_values, statistic, args.bootstrap)
+                cells.append(f"{statistic(np.array(mine)) / statistic(np.array(ref_values)):.2f}x "
+                             f"[{low:.2f}, {high:.2f}]")
+            key, statistic = STATISTICS["median abs(drift)"]
+            p = permutation_p([r[key] for r in rows], [r[key] for r in runs[args.reference]],
+                              lambda v: np.median(np.abs(v)), args.bootstrap)
+            intervals[label]["permutation_p"] = p
+            print(f"| {label} | {len(rows)} | " + " | ".join(cells) + f" | {p:.3f} |")
     by_folder = {r["path"].parent: r for r in runs[args.reference]}
     pairs = [(label, r, by_folder[r["path"].parent]) for label, rows in runs.items() if label != args.reference
              for r in rows if r["path"].parent in by_folder]
@@ -108,7 +170,7 @@ def main(argv=None) -> dict:
         for label, r, b in pairs:
             print(f"| {label} | {r['path'].parent} | {_ratio(r['drift'], b['drift'])} | "
                   f"{_ratio(r['excursion'], b['excursion'])} |")
-    return {"runs": dict(runs), "groups": groups}
+    return {"runs": dict(runs), "groups": groups, "intervals": intervals}
 
 
 if __name__ == "__main__":

@@ -239,6 +239,39 @@ def test_nve_seeds_groups_logged_runs_by_model_and_pairs_same_starts(tmp_path, c
         nve_seeds.read_log(bad)
     with pytest.raises(SystemExit, match="no run labelled 'none'"):
         nve_seeds.main(logs + ["--reference", "none"])
+    # the bootstrap interval of every printed ratio brackets the ratio itself
+    for name, interval in out["intervals"]["stiff"].items():
+        assert name == "permutation_p" or interval[0] <= interval[1]
+    low, high = out["intervals"]["stiff"]["median abs(drift)"]
+    assert low <= abs(np.median(np.abs(slopes["stiff"])) / np.median(np.abs(slopes["bare"]))) <= high
+
+
+def test_nve_seeds_intervals_and_permutation_test():
+    """The bootstrap interval of a ratio and the permutation p-value against cases with a
+    known answer."""
+    nve_seeds = pytest.importorskip("nve_seeds")
+    # no spread: the interval is the ratio
+    assert nve_seeds.bootstrap_ratio([3.0, 3.0, 3.0], [1.5, 1.5], np.median) == (2.0, 2.0)
+    # separated samples: the interval excludes 1; the same distribution: it contains 1
+    rng = np.random.default_rng(1)
+    big, small = 10 + rng.normal(size=12), 1 + 0.1 * rng.normal(size=12)
+    low, high = nve_seeds.bootstrap_ratio(big, small, np.median)
+    assert 5 < low < np.median(big) / np.median(small) < high < 20
+    low, high = nve_seeds.bootstrap_ratio(rng.exponential(size=30), rng.exponential(size=30), np.median)
+    assert low < 1 < high
+    # against the exact p-value from every split of the pooled runs (equally likely under
+    # one distribution; 10000 permutations: standard error below 0.005)
+    from itertools import combinations
+
+    values, reference = [10.0, 11.0, 12.0, 4.0], [1.0, 2.0, 3.0, 5.0, 2.5]
+    pooled, observed = np.array(values + reference), np.median(values) / np.median(reference)
+    splits = [np.array(c) for c in combinations(range(len(pooled)), len(values))]
+    exact = np.mean([np.median(pooled[c]) / np.median(np.delete(pooled, c)) >= observed for c in splits])
+    assert 0 < exact < 0.1
+    p = nve_seeds.permutation_p(values, reference, np.median, draws=10000)
+    assert abs(p - exact) < 0.015
+    # identical samples: every split reaches the observed ratio 1
+    assert nve_seeds.permutation_p([1.0, 1.0], [1.0, 1.0, 1.0], np.median, draws=200) == 1.0
 
 
 def test_chunk_tokens_option_changes_speed_not_numbers(tmp_path):
