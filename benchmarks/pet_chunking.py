@@ -4,8 +4,8 @@
     OMP_NUM_THREADS=1 python benchmarks/pet_chunking.py [--repeats 3] [--cases cu108 c64 ...]
 
 ``PET()`` (published default sizes), float64, energy + forces by autograd, on each case with
-PET's defaults (``chunk_tokens=4096``, ``chunk_above=12288``: an input whose padded token
-cost is within 12288 runs each layer in one call) and with ``chunk_above=None`` (split into
+PET's defaults (``"auto"``, at this size ``chunk_tokens=4096``, ``chunk_above=12288``: an
+input whose padded token cost is within 12288 runs each layer in one call) and with ``chunk_above=None`` (split into
 checkpointed groups of 4096 whenever the input costs more than 4096, the behaviour before
 ``chunk_above``).  Each (case, setting) runs in a fresh process: one call gives the peak
 growth of the resident memory (``/proc/self/status`` VmHWM after a reset), then
