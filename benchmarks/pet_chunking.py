@@ -5,8 +5,9 @@
 
 ``PET()`` (published default sizes), float64, energy + forces by autograd, on each case with
 PET's defaults (``"auto"``, at this size ``chunk_tokens=4096``, ``chunk_above=12288``: an
-input whose padded token cost is within 12288 runs each layer in one call) and with ``chunk_above=None`` (split into
-checkpointed groups of 4096 whenever the input costs more than 4096, the behaviour before
+input whose padded token cost is within 12288 runs each layer in one call) and with
+``chunk_above=None`` (split into checkpointed groups of 4096 whenever the input costs more
+than 4096, the behaviour before
 ``chunk_above``).  Each (case, setting) runs in a fresh process: one call gives the peak
 growth of the resident memory (``/proc/self/status`` VmHWM after a reset), then
 ``--repeats`` more calls give the median time.  The ratio is "split / default" of the two
