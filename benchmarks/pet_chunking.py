@@ -7,10 +7,9 @@
 PET's defaults (``"auto"``, at this size ``chunk_tokens=4096``, ``chunk_above=12288``: an
 input whose padded token cost is within 12288 runs each layer in one call) and with
 ``chunk_above=None`` (split into checkpointed groups of 4096 whenever the input costs more
-than 4096, the behaviour before
-``chunk_above``).  Each (case, setting) runs in a fresh process: one call gives the peak
-growth of the resident memory (``/proc/self/status`` VmHWM after a reset), then
-``--repeats`` more calls give the median time.  The ratio is "split / default" of the two
+than 4096, the behaviour before ``chunk_above``).  Each (case, setting) runs in a fresh
+process: one call gives the peak growth of the resident memory (``/proc/self/status``
+VmHWM after a reset), then ``--repeats`` more calls give the median time.  The ratio is "split / default" of the two
 medians, measured in the same run.
 
 Cases: ``methane32`` (32 bundled methane molecules in one batch), ``cu108`` (EMT fcc Cu at
