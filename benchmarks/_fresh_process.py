@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-__all__ = ["status_mib", "reset_peak", "peak_and_median", "run_worker", "header", "parser", "compare"]
+__all__ = ["status_mib", "reset_peak", "peak_and_median", "run_worker", "header", "parser", "compare",
+           "run_comparison"]
 
 
 def status_mib(key: str) -> Optional[float]:
@@ -99,3 +100,19 @@ def compare(script: str, args, settings: tuple[str, ...]):
         for row in rows[1:]:
             assert abs(row["energy"] - rows[0]["energy"]) <= 1e-9 * max(1.0, abs(rows[0]["energy"])), rows
         yield name, rows
+
+
+def run_comparison(script: str, doc: str, cases: list, default_cases: list, setting: str, root: Path,
+                   worker: Callable[..., dict], what: str, settings: tuple[str, ...], columns: list[str],
+                   row: Callable[..., str], argv=None) -> None:
+    """The ``main`` of a fresh-process benchmark: run as ``--worker CASE SETTING``, print
+    ``worker(CASE, SETTING, repeats, data)`` as JSON; else print the :func:`header`, a table
+    of ``columns`` and, per case, ``row(case, *results, one per setting)``."""
+    args = parser(doc, cases, default_cases, setting, root).parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.repeats, args.data)))
+        return
+    print(header(root, args.repeats, what))
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for name, rows in compare(script, args, settings):
+        print(row(name, *rows), flush=True)

@@ -27,10 +27,9 @@ Cases (random weights, seed 0; ``small`` is ``benchmarks/scaling.py``'s PET, ``d
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from _fresh_process import compare, header, parser, peak_and_median
+from _fresh_process import peak_and_median, run_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ["cu4-small", "water192-small", "c64", "c64-w256", "c64-w512", "cu256-w512", "cu4-w256"]
@@ -87,18 +86,19 @@ def worker(name: str, setting: str, repeats: int, data_dir: Path) -> dict:
             "chunk_above": pet.chunk_above, "energy": float(energy.detach().sum())}
 
 
+COLUMNS = ["case", "atoms", "chunk_tokens, chunk_above (published / auto)", "peak GB (published / auto)",
+           "s (published / auto)", "published / auto"]
+
+
+def _row(name: str, p: dict, a: dict) -> str:
+    return (f"| {name} | {p['atoms']} | {p['chunk_tokens']}, {p['chunk_above']} / {a['chunk_tokens']}, "
+            f"{a['chunk_above']} | {p['peak_gb']:.2f} / {a['peak_gb']:.2f} | {p['seconds']:.2f} / "
+            f"{a['seconds']:.2f} | {p['seconds'] / a['seconds']:.2f} |")
+
+
 def main(argv=None) -> None:
-    args = parser(__doc__, CASES, CASES, "SETTING", ROOT).parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(*args.worker, args.repeats, args.data)))
-        return
-    print(header(ROOT, args.repeats, "float64"))
-    print("| case | atoms | chunk_tokens, chunk_above (published / auto) | peak GB (published / auto) | "
-          "s (published / auto) | published / auto |\n|---|---|---|---|---|---|")
-    for name, (p, a) in compare(__file__, args, ("published", "auto")):
-        print(f"| {name} | {p['atoms']} | {p['chunk_tokens']}, {p['chunk_above']} / {a['chunk_tokens']}, "
-              f"{a['chunk_above']} | {p['peak_gb']:.2f} / {a['peak_gb']:.2f} | {p['seconds']:.2f} / "
-              f"{a['seconds']:.2f} | {p['seconds'] / a['seconds']:.2f} |", flush=True)
+    run_comparison(__file__, __doc__, CASES, CASES, "SETTING", ROOT, worker, "float64", ("published", "auto"),
+                   COLUMNS, _row, argv)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,9 @@ sites), ``c64`` (perfect diamond carbon, 64 atoms), ``fe54`` (perfect bcc Fe, 54
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from _fresh_process import compare, header, parser, peak_and_median
+from _fresh_process import peak_and_median, run_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ["methane32", "cu108", "liquid108", "alloy108", "c64", "fe54", "water192", "cu500"]
@@ -72,17 +71,18 @@ def worker(name: str, above: str, repeats: int, data_dir: Path) -> dict:
             "energy": float(energy.detach().sum())}
 
 
+COLUMNS = ["case", "atoms", "groups (default / split)", "peak GB (default / split)", "s (default / split)",
+           "split / default"]
+
+
+def _row(name: str, d: dict, s: dict) -> str:
+    return (f"| {name} | {d['atoms']} | {d['groups']} / {s['groups']} | {d['peak_gb']:.2f} / {s['peak_gb']:.2f} | "
+            f"{d['seconds']:.2f} / {s['seconds']:.2f} | {s['seconds'] / d['seconds']:.2f} |")
+
+
 def main(argv=None) -> None:
-    args = parser(__doc__, CASES, CASES, "ABOVE", ROOT).parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(*args.worker, args.repeats, args.data)))
-        return
-    print(header(ROOT, args.repeats, "PET() float64"))
-    print("| case | atoms | groups (default / split) | peak GB (default / split) | s (default / split) | "
-          "split / default |\n|---|---|---|---|---|---|")
-    for name, (d, s) in compare(__file__, args, ("12288", "none")):
-        print(f"| {name} | {d['atoms']} | {d['groups']} / {s['groups']} | {d['peak_gb']:.2f} / {s['peak_gb']:.2f} | "
-              f"{d['seconds']:.2f} / {s['seconds']:.2f} | {s['seconds'] / d['seconds']:.2f} |", flush=True)
+    run_comparison(__file__, __doc__, CASES, CASES, "ABOVE", ROOT, worker, "PET() float64", ("12288", "none"),
+                   COLUMNS, _row, argv)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,9 @@ the others ``PET()``; EMT Cu at 300 K from ``ecse.atomistic.emt``):
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from _fresh_process import compare, header, parser, peak_and_median
+from _fresh_process import peak_and_median, run_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ["cu4-small", "cu4", "water192", "si8-global", "cu32"]
@@ -87,18 +86,19 @@ def worker(name: str, setting: str, repeats: int, data_dir: Path) -> dict:
             "trims_per_call": len(trims) / (repeats + 1), "energy": float(energy.detach().sum())}
 
 
+COLUMNS = ["case", "atoms", "trims per call (every chunk / slack)", "peak GB (every chunk / slack)",
+           "s (every chunk / slack)", "every chunk / slack"]
+
+
+def _row(name: str, e: dict, s: dict) -> str:
+    return (f"| {name} | {e['atoms']} | {e['trims_per_call']:.0f} / {s['trims_per_call']:.1f} | "
+            f"{e['peak_gb']:.2f} / {s['peak_gb']:.2f} | {e['seconds']:.2f} / {s['seconds']:.2f} | "
+            f"{e['seconds'] / s['seconds']:.2f} |")
+
+
 def main(argv=None) -> None:
-    args = parser(__doc__, CASES, DEFAULT_CASES, "SETTING", ROOT).parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(*args.worker, args.repeats, args.data)))
-        return
-    print(header(ROOT, args.repeats, "float64"))
-    print("| case | atoms | trims per call (every chunk / slack) | peak GB (every chunk / slack) | "
-          "s (every chunk / slack) | every chunk / slack |\n|---|---|---|---|---|---|")
-    for name, (e, s) in compare(__file__, args, ("every", "slack")):
-        print(f"| {name} | {e['atoms']} | {e['trims_per_call']:.0f} / {s['trims_per_call']:.1f} | "
-              f"{e['peak_gb']:.2f} / {s['peak_gb']:.2f} | {e['seconds']:.2f} / {s['seconds']:.2f} | "
-              f"{e['seconds'] / s['seconds']:.2f} |", flush=True)
+    run_comparison(__file__, __doc__, CASES, DEFAULT_CASES, "SETTING", ROOT, worker, "float64", ("every", "slack"),
+                   COLUMNS, _row, argv)
 
 
 if __name__ == "__main__":
