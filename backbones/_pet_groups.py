@@ -31,8 +31,8 @@ def token_width(d_model: int, dim_feedforward: int, num_transformer_layers: int)
     """Relative memory of one token in one message-passing layer: ``num_transformer_layers
     * (3 d_model + dim_feedforward) + 256`` (the last term: what does not grow with the
     width, indices, switches and geometry), fitted to the growth of the peak memory of
-    energy and forces with the group size at ``d_model`` 32 to 512
-    (``benchmarks/chunk_budget.py``); the attention weights are counted by
+    energy and forces with the group size at ``d_model`` 32 to 512 (the budgets it gives
+    are compared by ``benchmarks/chunk_budget.py``); the attention weights are counted by
     :func:`~ecse.backbones._pet_local.chunk_cost`.
 
     >>> token_width(128, 512, 3)

@@ -25,7 +25,7 @@ distance (``num_radial`` functions; none in the published PET), :math:`f_c` the 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional, Union
+from typing import Mapping, Union
 
 import torch
 from torch import Tensor, nn
@@ -94,7 +94,8 @@ class PET(nn.Module):
             :data:`ecse.ensemble.MEMORY_BOUND_GB`).  Results equal the unchunked
             evaluation up to rounding.  ``"auto"`` (default): 4096 at the published size,
             scaled inversely with the memory of a token
-            (``num_transformer_layers * (3 d_model + dim_feedforward)``), so that a group
+            (``num_transformer_layers * (3 d_model + dim_feedforward)`` plus a part that
+            does not grow with the width), so that a group
             of a wider or deeper PET holds about the same memory and a narrower one runs
             in fewer, larger groups (:func:`ecse.backbones._pet_groups.auto_budgets`).
             ``None``: all sequences in one call per layer, activations kept.

@@ -2,10 +2,11 @@
 
 ``status_mib`` and ``reset_peak`` read the resident memory and reset its high-water mark
 (Linux ``/proc/self/status`` and ``/proc/self/clear_refs``); every memory benchmark here
-uses them.  ``benchmarks/pet_chunking.py`` and ``benchmarks/trim_slack.py`` also run each
-(case, setting) in its own process (``run_worker``, ``compare``) so that the peak of one
-does not hide another's; inside it, ``peak_and_median`` makes one call for the peak growth
-(GB), then ``repeats`` more for the median time (s).
+uses them.  ``benchmarks/pet_chunking.py``, ``benchmarks/trim_slack.py`` and
+``benchmarks/chunk_budget.py`` also run each (case, setting) in its own process
+(``run_comparison``: ``run_worker``, ``compare``) so that the peak of one does not hide
+another's; inside it, ``peak_and_median`` makes one call for the peak growth (GB), then
+``repeats`` more for the median time (s).
 """
 from __future__ import annotations
 

@@ -30,11 +30,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from _fresh_process import peak_and_median, run_comparison
+from scaling import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ["cu4-small", "water192-small", "c64", "c64-w256", "c64-w512", "cu256-w512", "cu4-w256"]
-SMALL = dict(d_model=32, num_gnn_layers=2, num_transformer_layers=1, num_heads=4, dim_feedforward=64, head_hidden=32)
-PUBLISHED = dict(chunk_tokens=4096, chunk_above=12288)
 
 
 def _width(name: str) -> dict:
@@ -55,9 +54,11 @@ def build(name: str, setting: str, data_dir: Path):
     from ecse import ECSE
     from ecse.atomistic.emt import emt_structures
     from ecse.backbones import PET
+    from ecse.backbones._pet_groups import PUBLISHED_CHUNK_ABOVE, PUBLISHED_CHUNK_TOKENS
 
     torch.manual_seed(0)
-    pet = PET(**_width(name), **(PUBLISHED if setting == "published" else {})).double()
+    published = dict(chunk_tokens=PUBLISHED_CHUNK_TOKENS, chunk_above=PUBLISHED_CHUNK_ABOVE)
+    pet = PET(**_width(name), **(published if setting == "published" else {})).double()
     if name.startswith("cu4"):
         atoms = emt_structures("thermal", "Cu", temperature=300.0, n=1, size=1, seed=101)
         return ECSE(pet, cutoff=5.0, mode="local").double(), list(atoms)

@@ -158,8 +158,8 @@ def main(argv=None) -> dict:
                 cells.append(f"{statistic(np.array(mine)) / statistic(np.array(ref_values)):.2f}x "
                              f"[{low:.2f}, {high:.2f}]")
             key, statistic = STATISTICS["median abs(drift)"]
-            p = permutation_p([r[key] for r in rows], [r[key] for r in runs[args.reference]],
-                              lambda v: np.median(np.abs(v)), args.bootstrap)
+            p = permutation_p([r[key] for r in rows], [r[key] for r in runs[args.reference]], statistic,
+                              args.bootstrap)
             intervals[label]["permutation_p"] = p
             print(f"| {label} | {len(rows)} | " + " | ".join(cells) + f" | {p:.3f} |")
     by_folder = {r["path"].parent: r for r in runs[args.reference]}

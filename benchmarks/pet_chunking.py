@@ -9,8 +9,8 @@ input whose padded token cost is within 12288 runs each layer in one call) and w
 ``chunk_above=None`` (split into checkpointed groups of 4096 whenever the input costs more
 than 4096, the behaviour before ``chunk_above``).  Each (case, setting) runs in a fresh
 process: one call gives the peak growth of the resident memory (``/proc/self/status``
-VmHWM after a reset), then ``--repeats`` more calls give the median time.  The ratio is "split / default" of the two
-medians, measured in the same run.
+VmHWM after a reset), then ``--repeats`` more calls give the median time.  The ratio is
+"split / default" of the two medians, measured in the same run.
 
 Cases: ``methane32`` (32 bundled methane molecules in one batch), ``cu108`` (EMT fcc Cu at
 300 K, 108 atoms), ``liquid108`` (EMT liquid Cu at 2000 K), ``alloy108`` (EMT CuAu on fcc

@@ -30,11 +30,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from _fresh_process import peak_and_median, run_comparison
+from scaling import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ["cu4-small", "cu4", "water192", "si8-global", "cu32"]
 DEFAULT_CASES = ["cu4-small", "cu4", "water192", "si8-global"]
-SMALL = dict(d_model=32, num_gnn_layers=2, num_transformer_layers=1, num_heads=4, dim_feedforward=64, head_hidden=32)
 
 
 def build(name: str, data_dir: Path):
@@ -46,10 +46,11 @@ def build(name: str, data_dir: Path):
     from ecse import ECSE
     from ecse.atomistic.emt import emt_structures
     from ecse.backbones import PET
+    from ecse.backbones._pet_groups import PUBLISHED_CHUNK_ABOVE, PUBLISHED_CHUNK_TOKENS
 
     torch.manual_seed(0)
     if name in ("cu4-small", "cu4", "cu32"):
-        small = dict(SMALL, chunk_tokens=4096, chunk_above=12288)
+        small = dict(SMALL, chunk_tokens=PUBLISHED_CHUNK_TOKENS, chunk_above=PUBLISHED_CHUNK_ABOVE)
         pet = PET(**(small if name == "cu4-small" else {})).double()
         atoms = emt_structures("thermal", "Cu", temperature=300.0, n=1, size=2 if name == "cu32" else 1, seed=101)
         return ECSE(pet, cutoff=5.0, mode="local").double(), list(atoms)

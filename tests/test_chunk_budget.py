@@ -1,10 +1,6 @@
 """PET's ``"auto"`` chunk budgets: the published size keeps its token counts, other widths
-hold about the same memory per group, explicit budgets keep their meaning, and a wide PET's
-largest unsplit input stays inside the memory bound."""
-import json
-import subprocess
-import sys
-
+hold about the same memory per group, and explicit budgets keep their meaning (the peak
+memory of a wide PET: ``tests/test_memory.py``)."""
 import pytest
 import torch
 from ase.build import bulk
@@ -14,7 +10,6 @@ from ecse.atomistic._hypers import PETHypers
 from ecse.backbones import PET
 from ecse.backbones._pet_groups import PUBLISHED_CHUNK_ABOVE, PUBLISHED_CHUNK_TOKENS, auto_budgets, layer_groups
 from ecse.backbones._pet_local import AtomSequences
-from ecse.ensemble import MEMORY_BOUND_GB
 from ecse.neighbors import neighbor_list
 
 WIDE = dict(d_model=512, dim_feedforward=2048, head_hidden=512)
@@ -72,35 +67,6 @@ def test_wide_pet_splits_what_the_published_size_runs_in_one_call():
     groups = {name: layer_groups(seq, p.chunk_tokens, p.chunk_above, p.attention_length)
               for name, p in [("published", PET()), ("wide", PET(**WIDE))]}
     assert len(groups["published"]) == 1 and len(groups["wide"]) > 3
-
-
-_WORKER = r"""
-import json, resource, sys
-import torch
-from ase.build import bulk
-torch.set_num_threads(1)
-from ecse.atomistic import atoms_to_data
-from ecse.atomistic.derivatives import energy_and_forces
-from ecse.backbones import PET
-data = atoms_to_data(bulk("C", "diamond", cubic=True).repeat(2), dtype=torch.float64)
-torch.manual_seed(0)
-model = PET(d_model=512, dim_feedforward=2048, head_hidden=512).double()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-energy, forces = energy_and_forces(model, data)
-growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024 / 1e9  # kB on Linux
-print(json.dumps({"growth_gb": growth, "finite": bool(torch.isfinite(forces).all())}))
-"""
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in kB: Linux")
-def test_wide_pet_on_dense_carbon_stays_inside_the_bound():
-    """``PET(d_model=512)`` on perfect diamond carbon, 64 atoms: ``PET()``'s largest unsplit
-    input, which a wide PET held in one call (about 5 GB) with the published token counts."""
-    out = subprocess.run([sys.executable, "-c", _WORKER], capture_output=True, text=True,
-                         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["finite"] and result["growth_gb"] < 0.6 * MEMORY_BOUND_GB, result
 
 
 def test_chunk_budget_benchmark_worker_compares_like_with_like(monkeypatch):
