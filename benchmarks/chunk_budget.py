@@ -23,6 +23,7 @@ Cases (random weights, seed 0; ``small`` is ``benchmarks/scaling.py``'s PET, ``d
 * ``c64``, ``c64-w256``, ``c64-w512``: bare PET on perfect diamond carbon, 64 atoms (86
   neighbours each; ``PET()``'s largest unsplit input, ``tests/test_memory.py``);
 * ``cu256-w512``: bare PET on perfect fcc Cu, 256 atoms;
+* ``fe54-w512``: bare PET on perfect bcc Fe, 54 atoms;
 * ``cu4-w256``: per-copy layers as ``cu4-small``, with ``PET`` of ``d_model`` 256.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from _fresh_process import peak_and_median, run_comparison
 from scaling import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = ["cu4-small", "water192-small", "c64", "c64-w256", "c64-w512", "cu256-w512", "cu4-w256"]
+CASES = ["cu4-small", "water192-small", "c64", "c64-w256", "c64-w512", "cu256-w512", "fe54-w512", "cu4-w256"]
 
 
 def _width(name: str) -> dict:
@@ -66,6 +67,8 @@ def build(name: str, setting: str, data_dir: Path):
         return pet, [read(data_dir / "water_bulk_64" / "water_deepmd_400.xyz", index=0)]
     if name.startswith("c64"):
         return pet, [bulk("C", "diamond", cubic=True).repeat(2)]
+    if name.startswith("fe54"):
+        return pet, [bulk("Fe", "bcc", cubic=True).repeat(3)]
     return pet, [bulk("Cu", "fcc", cubic=True).repeat(4)]
 
 
