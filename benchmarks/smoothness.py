@@ -613,9 +613,13 @@ def nve(model, atoms, temperature: float, ps: float, args, log, label: str, rest
     logs = getattr(args, "nve_logs", None)
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)
+    restarts = getattr(args, "nve_restart", None)
+    if restarts is not None:
+        restarts.mkdir(parents=True, exist_ok=True)
     res = run_nve(atoms, ECSECalculator(model), timestep_fs=args.timestep, steps=steps,
                   temperature_K=temperature, seed=args.seed, keep_frames=keep, desc=f"NVE {label}",
-                  logfile=None if logs is None else logs / f"{name}.log")
+                  logfile=None if logs is None else logs / f"{name}.log",
+                  restart=None if restarts is None else restarts / f"{name}_seed{args.seed}.npz")
     if keep:
         from ase.io import write
 
@@ -816,6 +820,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--nve-logs", type=Path, default=None,
                         help="stream every NVE run's energies here, one line per step as it runs "
                              "(run_nve's logfile; one file per run)")
+    parser.add_argument("--nve-restart", type=Path, default=None,
+                        help="keep every NVE run's state here (run_nve's restart file, one per run and seed) and "
+                             "continue a run from it when the command is started again (long global-mode runs)")
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")

@@ -375,3 +375,52 @@ def test_verlet_step_errors_bad_input(emt_run, frames, match):
         verlet_step_errors(frames(emt_run), EMT(), timestep_fs=1.0)
     with pytest.raises(ValueError, match="timestep_fs"):
         verlet_step_errors(emt_run.frames, EMT(), timestep_fs=0.0)
+
+
+class StopsAfter(EMT):
+    """EMT that raises on its ``calls``-th evaluation: an interrupted run."""
+
+    def __init__(self, calls: int):
+        super().__init__()
+        self.calls = calls
+
+    def calculate(self, *args, **kwargs):
+        self.calls -= 1
+        if self.calls < 0:
+            raise KeyboardInterrupt("interrupted")
+        super().calculate(*args, **kwargs)
+
+
+def test_an_interrupted_run_continues_from_its_restart_file_to_the_same_numbers(tmp_path):
+    atoms = _cluster()
+    settings = dict(timestep_fs=2.0, steps=20, temperature_K=600, seed=5, log_every=2)
+    whole = run_nve(atoms, EMT(), logfile=tmp_path / "whole.log", **settings)
+    restart, log = tmp_path / "state.npz", tmp_path / "part.log"
+    with pytest.raises(KeyboardInterrupt):
+        run_nve(atoms, StopsAfter(14), logfile=log, restart=restart, restart_every=5, **settings)
+    stored = np.load(restart)
+    assert int(stored["step"]) == 10  # the last multiple of 5 reached before step 14
+    assert len(np.loadtxt(log)) == 7  # the log had gone past the restart point (steps 0-12)
+    # resumed with another seed and temperature: both are ignored, the state is read back
+    resumed = run_nve(atoms, EMT(), logfile=log, restart=restart, **{**settings, "seed": 99, "temperature_K": 10})
+    for name in ("time_ps", "potential_energy", "kinetic_energy", "momentum"):
+        assert np.array_equal(getattr(resumed, name), getattr(whole, name)), name
+    assert log.read_text().splitlines()[2:] == (tmp_path / "whole.log").read_text().splitlines()[2:]
+    assert int(np.load(restart)["step"]) == 20
+    # a finished run read back again runs no step and returns the same table
+    again = run_nve(atoms, EMT(), restart=restart, **settings)
+    assert np.array_equal(again.total_energy, whole.total_energy)
+
+
+def test_a_restart_file_of_another_run_is_refused_by_name(tmp_path):
+    atoms = _cluster()
+    restart = tmp_path / "state.npz"
+    run_nve(atoms, EMT(), timestep_fs=2.0, steps=4, seed=0, restart=restart)
+    with pytest.raises(ValueError, match=r"state\.npz.*timestep_fs=2.*has 1"):
+        run_nve(atoms, EMT(), timestep_fs=1.0, steps=4, restart=restart)
+    with pytest.raises(ValueError, match=r"state\.npz.*atoms"):
+        run_nve(molecule("H2O"), EMT(), timestep_fs=2.0, steps=4, restart=restart)
+    with pytest.raises(ValueError, match=r"state\.npz.*step 4, beyond steps=2"):
+        run_nve(atoms, EMT(), timestep_fs=2.0, steps=2, restart=restart)
+    with pytest.raises(ValueError, match="restart_every"):
+        run_nve(atoms, EMT(), steps=2, restart=restart, restart_every=0)

@@ -303,3 +303,24 @@ def test_chunk_tokens_option_changes_speed_not_numbers(tmp_path):
     for chunk in (0, 7):
         assert torch.allclose(results[chunk][0], results[None][0], rtol=1e-12, atol=0)
         assert torch.allclose(results[chunk][1], results[None][1], rtol=1e-9, atol=1e-12)
+
+
+def test_nve_restart_option_keeps_and_continues_each_run(tmp_path):
+    """``--nve-restart DIR``: each run keeps its state as ``DIR/<formula>_<label>_seed<seed>.npz``;
+    the same run started again continues from the file to the numbers of an uninterrupted run."""
+    import argparse
+
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    morse = smoothness.Morse(torch.full((30, 30), 2.55, dtype=torch.float64))
+    settings = dict(timestep=1.0, nve_budget=1e9, trajectories=None, nve_logs=None, seed=4)
+    whole = smoothness.nve(morse, atoms, 300.0, 0.02, argparse.Namespace(**settings, nve_restart=None), print, "m")
+    kept = argparse.Namespace(**settings, nve_restart=tmp_path / "state")
+    half = smoothness.nve(morse, atoms, 300.0, 0.01, kept, print, "m")
+    path = tmp_path / "state" / "Cu4_m_seed4.npz"
+    assert int(np.load(path)["step"]) == 10 and half["steps"] == 10
+    resumed = smoothness.nve(morse, atoms, 300.0, 0.02, kept, print, "m")
+    assert int(np.load(path)["step"]) == 20
+    assert resumed["drift"] == whole["drift"] and resumed["excursion"] == whole["excursion"]

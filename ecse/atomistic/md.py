@@ -26,6 +26,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 from ._drift import energy_drift, energy_drift_stderr, energy_excursion
+from ._md_restart import read_restart, write_restart
 
 __all__ = ["MDResult", "energy_drift", "energy_drift_stderr", "energy_excursion", "run_nve",
            "verlet_step_errors"]
@@ -104,7 +105,8 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
             temperature_K: Optional[float] = 300.0, seed: int = 0, log_every: int = 1,
             progress: bool = False, keep_frames: bool = False, desc: str = "NVE",
-            logfile: Union[str, os.PathLike, None] = None) -> MDResult:
+            logfile: Union[str, os.PathLike, None] = None, restart: Union[str, os.PathLike, None] = None,
+            restart_every: int = 100) -> MDResult:
     """Velocity-Verlet NVE dynamics of a copy of ``atoms`` with ``calculator``.
 
     Parameters
@@ -139,6 +141,18 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         finished part survives an interruption): a ``#`` header, then ``step time_ps
         potential_eV kinetic_eV total_eV temperature_K`` per line (``numpy.loadtxt`` reads
         it).
+    restart : str or path-like, optional
+        A ``.npz`` file that holds the run's state (positions, momenta, step, the logged
+        rows and settings), rewritten every ``restart_every`` steps and at the end.  If it
+        exists when the call starts, the run continues from it: ``temperature_K`` and
+        ``seed`` are not used, the remaining steps up to ``steps`` in all are run, and
+        ``logfile`` is rewritten with the stored rows first.  Velocity Verlet recomputes the
+        forces at the stored positions, so an interrupted and continued run gives the same
+        numbers as an uninterrupted one (``keep_frames`` keeps only the steps this call
+        runs; ``wall_time_s`` adds up every call's).  A file from another system, time step
+        or ``log_every`` is refused.
+    restart_every : int
+        Steps between two writes of ``restart``.
 
     Returns
     -------
@@ -166,11 +180,18 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
     if not timestep_fs > 0:
         raise ValueError(f"timestep_fs must be positive, got {timestep_fs!r}")
+    if not (isinstance(restart_every, (int, np.integer)) and not isinstance(restart_every, bool)
+            and restart_every >= 1):
+        raise ValueError(f"restart_every must be a positive integer, got {restart_every!r}")
     if len(atoms) == 0:
         raise ValueError("run_nve needs at least one atom")
     atoms = atoms.copy()
     atoms.calc = calculator
-    if temperature_K is not None:
+    state = read_restart(restart, atoms, timestep_fs, log_every, steps)
+    if state is not None:
+        atoms.set_positions(state["positions"])
+        atoms.set_momenta(state["momenta"])
+    elif temperature_K is not None:
         if temperature_K < 0:
             raise ValueError(f"temperature_K must be >= 0, got {temperature_K!r}")
         MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
@@ -178,9 +199,11 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         if not atoms.pbc.any():  # a periodic system has no conserved angular momentum
             ZeroRotation(atoms)
 
-    rows: list = []
+    rows: list = [] if state is None else [tuple(r) for r in state["rows"]]
     frames: list = []
     log = None
+    done = 0 if state is None else int(state["step"])
+    earlier_wall = 0.0 if state is None else float(state["wall_time_s"])
 
     def record() -> None:
         epot = float(atoms.get_potential_energy())
@@ -199,30 +222,39 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
             frames.append(frame)
 
     dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
+    dyn.nsteps = done  # irun records step 0 only on a fresh start
     dyn.attach(record, interval=log_every)
+    start = time.perf_counter()
+    if restart is not None:
+        def save() -> None:
+            write_restart(restart, atoms, dyn.nsteps, rows, timestep_fs, log_every,
+                           earlier_wall + time.perf_counter() - start)
+        dyn.attach(save, interval=restart_every)
     if logfile is not None:
         log = open(logfile, "w")
         log.write(f"# {desc}: {len(atoms)} atoms, {timestep_fs:g} fs\n"
                   "# step time_ps potential_eV kinetic_eV total_eV temperature_K\n")
-    bar = _progress_bar(progress, steps, desc)
-    start = time.perf_counter()
+        for t, ep, ek, temp in (r[:4] for r in rows):
+            log.write(f"{round(t * 1000.0 / timestep_fs)} {t:.6f} {ep:.12f} {ek:.12f} {ep + ek:.12f} {temp:.3f}\n")
+    bar = _progress_bar(progress, steps - done, desc)
     try:
-        for i, _ in enumerate(dyn.irun(steps)):
+        for i, _ in enumerate(dyn.irun(steps - done)):
             if bar is not None and i > 0:
                 bar.update(1)
+        if restart is not None:
+            save()
     finally:
         if bar is not None:
             bar.close()
         if log is not None:
             log.close()
-    wall = time.perf_counter() - start
+    wall = earlier_wall + time.perf_counter() - start
     table = np.asarray(rows, dtype=np.float64)
     epot, ekin = table[:, 1], table[:, 2]
     return MDResult(time_ps=table[:, 0], potential_energy=epot, kinetic_energy=ekin, total_energy=epot + ekin,
                     temperature_K=table[:, 3], momentum=table[:, 4:7], angular_momentum=table[:, 7:10],
                     n_atoms=len(atoms), timestep_fs=float(timestep_fs), steps=int(steps), wall_time_s=wall,
                     frames=frames)
-
 
 
 def verlet_step_errors(frames, calculator, timestep_fs: float) -> np.ndarray:
