@@ -407,3 +407,29 @@ def test_water_protocol_runs_the_harness_settings(shared_data, tmp_path, monkeyp
     assert seen["model"]["d_model"] == water_protocol.PET_HYPER["d_model"] and seen["data"]["augment_rotations"]
     config = config_from_dict(seen)  # every option is one the trainer knows, in the sectioned form
     assert config.optimiser.lr == 1e-3 and config.ecse.num_prunings == 4
+
+
+def test_local_accuracy_trains_and_evaluates_with_the_same_frame_settings(tmp_path):
+    """``benchmarks/local_accuracy.py``: the ensemble in the loop gets ``ECSE``'s defaults
+    (no frame keyword in the ``ecse`` section, so the training config's defaults apply) or,
+    with ``--published-pruning``, ``ecse.frameset.PUBLISHED``; the seed reaches the run."""
+    import argparse
+
+    import local_accuracy
+
+    from ecse.atomistic._hypers import ECSEOptions
+    from ecse.frameset import PUBLISHED
+
+    data = ROOT.parent / "shared" / "data"
+    for published in (False, True):
+        frames = local_accuracy._frame_settings(argparse.Namespace(published_pruning=published))
+        cfg = local_accuracy._config("methane", data, 1.0, tmp_path, True, frames=frames, seed=3)
+        section = {k: v for k, v in cfg["ecse"].items() if k not in ("in_loop", "mode")}
+        assert section == (dict(PUBLISHED) if published else {})
+        assert cfg["run"]["seed"] == 3
+        # what ECSE gets in the loop: the published values, or the same as ECSE's own defaults
+        kwargs = ECSEOptions(**cfg["ecse"]).kwargs(cutoff=5.0)
+        assert kwargs["num_prunings"] == (4 if published else 0)
+        for key, value in PUBLISHED.items():
+            assert (kwargs[key] == value) == published, key
+    assert "ecse" not in local_accuracy._config("methane", data, 1.0, tmp_path, False)
