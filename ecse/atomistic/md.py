@@ -102,6 +102,12 @@ def _progress_bar(enabled: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="step", mininterval=0.5)
 
 
+def _log_line(step: int, row: tuple) -> str:
+    """One line of ``run_nve``'s ``logfile`` from a logged row ``(time_ps, potential, kinetic, T, ...)``."""
+    t, ep, ek, temp = row[:4]
+    return f"{step} {t:.6f} {ep:.12f} {ek:.12f} {ep + ek:.12f} {temp:.3f}\n"
+
+
 def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
             temperature_K: Optional[float] = 300.0, seed: int = 0, log_every: int = 1,
             progress: bool = False, keep_frames: bool = False, desc: str = "NVE",
@@ -213,8 +219,7 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         rows.append((dyn.nsteps * timestep_fs / 1000.0, epot, ekin, float(atoms.get_temperature()),
                      *(atoms.get_momenta().sum(axis=0) * units.fs), *(atoms.get_angular_momentum() * units.fs)))
         if log is not None:
-            t, ep, ek, temp = rows[-1][:4]
-            log.write(f"{dyn.nsteps} {t:.6f} {ep:.12f} {ek:.12f} {ep + ek:.12f} {temp:.3f}\n")
+            log.write(_log_line(dyn.nsteps, rows[-1]))
             log.flush()
         if keep_frames:
             frame = atoms.copy()
@@ -234,8 +239,7 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         log = open(logfile, "w")
         log.write(f"# {desc}: {len(atoms)} atoms, {timestep_fs:g} fs\n"
                   "# step time_ps potential_eV kinetic_eV total_eV temperature_K\n")
-        for t, ep, ek, temp in (r[:4] for r in rows):
-            log.write(f"{round(t * 1000.0 / timestep_fs)} {t:.6f} {ep:.12f} {ek:.12f} {ep + ek:.12f} {temp:.3f}\n")
+        log.writelines(_log_line(round(row[0] * 1000.0 / timestep_fs), row) for row in rows)
     bar = _progress_bar(progress, steps - done, desc)
     try:
         for i, _ in enumerate(dyn.irun(steps - done)):
