@@ -45,18 +45,20 @@ def frame_chunks(graph: Tensor, batch: Tensor, num_graphs: int, pair_center: Ten
     return list(torch.split(frames, counts.tolist()))
 
 
-def warn_if_costly(graph: Tensor, num_graphs: int, threshold: int) -> None:
-    """One warning when a structure needs more than ``threshold`` backbone passes."""
+def warn_if_costly(graph: Tensor, num_graphs: int, threshold: int) -> bool:
+    """One warning when a structure needs more than ``threshold`` backbone passes; whether it warned."""
     if graph.numel() <= threshold:
-        return
+        return False
     passes = int(torch.bincount(graph, minlength=num_graphs).max())
     if passes > threshold:
         warnings.warn(f"ECSE global mode: a structure needs {passes} backbone passes (one per retained frame; "
                       f"warning above {threshold}); for solids and other large systems, "
                       "mode='local' costs about (frames per atom) passes of a message-passing backbone, "
                       "about one to two with ecse.backbones.PET(frame_average='tokens') trained through the "
-                      "ensemble",
+                      "ensemble (shown once per model)",
                       stacklevel=2)
+        return True
+    return False
 
 
 def global_stats(fs, num_graphs: int, num_centers: int, o3: bool) -> dict:

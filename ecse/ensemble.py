@@ -104,8 +104,9 @@ class ECSE(nn.Module):
             frame of each graph (any backbone): the right tool for molecules, point
             clouds and backbones that are not message passing.  A solid pools the
             frames of all its atoms, so it costs hundreds of backbone passes of the
-            whole cell (a perfect 8-atom diamond cell: 96); ``forward`` warns when a
-            structure needs more than :data:`GLOBAL_PASSES_WARNING` passes.
+            whole cell (a perfect 8-atom diamond cell: 96); ``forward`` warns, once
+            per model, when a structure needs more than :data:`GLOBAL_PASSES_WARNING`
+            passes.
             ``"local"``: every per-atom update of a message-passing backbone is
             evaluated in that atom's own frames and averaged (:mod:`ecse.local`), linear in
             system size: about (frames per atom) x the bare model, or about one to two
@@ -197,6 +198,7 @@ class ECSE(nn.Module):
             raise ValueError("aux must be 'default', an nn.Module or None")
         self.aux = aux
         self.last_stats: dict = {}
+        self._warned_above: Optional[int] = None  # the pass threshold this model has warned about
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.backbone.__class__.__name__}, cutoff={self.cutoff}, "
@@ -218,7 +220,10 @@ class ECSE(nn.Module):
         frames, graph = fs.frames, fs.graph
         num_items = num_graphs if self.level == "graph" else pos.shape[0]
         total = pos_geo.new_zeros(num_items, *self.out_shape)
-        warn_if_costly(graph, num_graphs, GLOBAL_PASSES_WARNING)
+        # once per model (MD and training loops call it often); getattr: models pickled before
+        if getattr(self, "_warned_above", None) != GLOBAL_PASSES_WARNING:
+            if warn_if_costly(graph, num_graphs, GLOBAL_PASSES_WARNING):
+                self._warned_above = GLOBAL_PASSES_WARNING
         chunks = frame_chunks(graph, batch, num_graphs, fs.neighbors.center, self.chunk_size, self.backbone)
         # with several chunks, each chunk (copies, backbone, rotation back) is recomputed in
         # the backward pass instead of keeping its activations: memory stays within one chunk

@@ -205,6 +205,25 @@ def test_global_mode_warns_once_above_the_threshold(monkeypatch):
         model(_cu4())
 
 
+def test_global_mode_warns_once_per_model_whatever_the_number_of_passes():
+    """An MD or training loop calls the same model on structures whose pass counts differ:
+    one warning per model (Python's own filter would repeat it for every new count)."""
+    model = ECSE(_toy, cutoff=5.0, aux=None)
+    rattled = _cu4()
+    rattled.pos = rattled.pos + 0.05 * torch.randn(rattled.pos.shape, generator=torch.Generator().manual_seed(0),
+                                                   dtype=rattled.pos.dtype)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        model(_cu4())
+        first = model.last_stats["frames_per_graph"]
+        model(rattled)
+        second = model.last_stats["frames_per_graph"]
+    assert first != second and min(first, second) > GLOBAL_PASSES_WARNING  # two counts, both above
+    assert len([w for w in got if "backbone passes" in str(w.message)]) == 1
+    with pytest.warns(UserWarning, match="once per model"):  # a new model warns again
+        ECSE(_toy, cutoff=5.0, aux=None)(rattled)
+
+
 def test_no_warning_on_molecules_nor_in_local_mode():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
