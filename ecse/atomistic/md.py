@@ -154,8 +154,11 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         ``seed`` are not used, the remaining steps up to ``steps`` in all are run, and
         ``logfile`` is rewritten with the stored rows first.  Velocity Verlet recomputes the
         forces at the stored positions, so an interrupted and continued run gives the same
-        numbers as an uninterrupted one (``keep_frames`` keeps only the steps this call
-        runs; ``wall_time_s`` adds up every call's).  A file from another system, time step
+        numbers as an uninterrupted one with a calculator that keeps nothing between calls
+        (``ECSECalculator``), and the same up to rounding with one that keeps a neighbour
+        list (ASE's EMT: the order of its sums changes with when the list was built)
+        (``keep_frames`` keeps only the steps this call runs; ``wall_time_s`` adds up
+        every call's).  A file from another system, time step
         or ``log_every`` is refused.
     restart_every : int
         Steps between two writes of ``restart``.
