@@ -20,11 +20,13 @@ from torch.utils.checkpoint import checkpoint
 from ecse._memory import release_free_memory
 
 __all__ = ["layer_groups", "token_inputs", "run_layer", "auto_budgets", "chunk_budget", "token_width",
-           "PUBLISHED_CHUNK_TOKENS", "PUBLISHED_CHUNK_ABOVE"]
+           "PUBLISHED_CHUNK_TOKENS", "PUBLISHED_CHUNK_ABOVE", "PUBLISHED_BUDGETS"]
 
 #: ``chunk_tokens`` and ``chunk_above`` of PET at its published size (``PET()``), whose
 #: memory ``ecse.ensemble.MEMORY_BOUND_GB`` was measured with; ``"auto"`` scales them.
 PUBLISHED_CHUNK_TOKENS, PUBLISHED_CHUNK_ABOVE = 4096, 12288
+#: the same two budgets as ``PET`` keyword arguments, to pin them at another width
+PUBLISHED_BUDGETS = {"chunk_tokens": PUBLISHED_CHUNK_TOKENS, "chunk_above": PUBLISHED_CHUNK_ABOVE}
 
 
 def token_width(d_model: int, dim_feedforward: int, num_transformer_layers: int) -> int:

@@ -55,11 +55,10 @@ def build(name: str, setting: str, data_dir: Path):
     from ecse import ECSE
     from ecse.atomistic.emt import emt_structures
     from ecse.backbones import PET
-    from ecse.backbones._pet_groups import PUBLISHED_CHUNK_ABOVE, PUBLISHED_CHUNK_TOKENS
+    from ecse.backbones._pet_groups import PUBLISHED_BUDGETS
 
     torch.manual_seed(0)
-    published = dict(chunk_tokens=PUBLISHED_CHUNK_TOKENS, chunk_above=PUBLISHED_CHUNK_ABOVE)
-    pet = PET(**_width(name), **(published if setting == "published" else {})).double()
+    pet = PET(**_width(name), **(PUBLISHED_BUDGETS if setting == "published" else {})).double()
     if name.startswith("cu4"):
         atoms = emt_structures("thermal", "Cu", temperature=300.0, n=1, size=1, seed=101)
         return ECSE(pet, cutoff=5.0, mode="local").double(), list(atoms)

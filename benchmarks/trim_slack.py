@@ -46,11 +46,11 @@ def build(name: str, data_dir: Path):
     from ecse import ECSE
     from ecse.atomistic.emt import emt_structures
     from ecse.backbones import PET
-    from ecse.backbones._pet_groups import PUBLISHED_CHUNK_ABOVE, PUBLISHED_CHUNK_TOKENS
+    from ecse.backbones._pet_groups import PUBLISHED_BUDGETS
 
     torch.manual_seed(0)
     if name in ("cu4-small", "cu4", "cu32"):
-        small = dict(SMALL, chunk_tokens=PUBLISHED_CHUNK_TOKENS, chunk_above=PUBLISHED_CHUNK_ABOVE)
+        small = dict(SMALL, **PUBLISHED_BUDGETS)
         pet = PET(**(small if name == "cu4-small" else {})).double()
         atoms = emt_structures("thermal", "Cu", temperature=300.0, n=1, size=2 if name == "cu32" else 1, seed=101)
         return ECSE(pet, cutoff=5.0, mode="local").double(), list(atoms)

@@ -8,7 +8,8 @@ from ase.build import bulk
 from ecse.atomistic import atoms_to_data
 from ecse.atomistic._hypers import PETHypers
 from ecse.backbones import PET
-from ecse.backbones._pet_groups import PUBLISHED_CHUNK_ABOVE, PUBLISHED_CHUNK_TOKENS, auto_budgets, layer_groups
+from ecse.backbones._pet_groups import (PUBLISHED_BUDGETS, PUBLISHED_CHUNK_ABOVE, PUBLISHED_CHUNK_TOKENS, auto_budgets,
+                                       layer_groups)
 from ecse.backbones._pet_local import AtomSequences
 from ecse.neighbors import neighbor_list
 
@@ -18,6 +19,10 @@ WIDE = dict(d_model=512, dim_feedforward=2048, head_hidden=512)
 def test_published_size_keeps_its_token_counts():
     pet = PET()
     assert (pet.chunk_tokens, pet.chunk_above) == (PUBLISHED_CHUNK_TOKENS, PUBLISHED_CHUNK_ABOVE) == (4096, 12288)
+    # the keyword form pins them at another width (what the chunk benchmarks compare)
+    small = PET(d_model=32, num_gnn_layers=2, num_transformer_layers=1, dim_feedforward=64, head_hidden=32,
+                **PUBLISHED_BUDGETS)
+    assert (small.chunk_tokens, small.chunk_above) == (4096, 12288)
 
 
 def test_auto_budgets_scale_inversely_with_a_tokens_memory():
