@@ -20,6 +20,7 @@ from ase.cluster import Icosahedron  # noqa: E402
 from ecse.backbones import PET  # noqa: E402
 from ecse import ECSE  # noqa: E402
 from ecse.atomistic import ECSECalculator  # noqa: E402
+from ecse.atomistic._md_restart import RestartWriter, rows_path  # noqa: E402
 from ecse.atomistic.md import (MDResult, energy_drift, energy_drift_stderr, energy_excursion,  # noqa: E402
                                run_nve, verlet_step_errors)
 
@@ -410,6 +411,65 @@ def test_an_interrupted_run_continues_from_its_restart_file_to_the_same_numbers(
     # a finished run read back again runs no step and returns the same table
     again = run_nve(atoms, EMT(), restart=restart, **settings)
     assert np.array_equal(again.total_energy, whole.total_energy)
+
+
+def test_each_save_appends_only_the_new_rows(tmp_path):
+    # a long run's saves must not rewrite every earlier row (quadratic in the run's length):
+    # a row changed in memory after its save stays as saved
+    atoms = _cluster()
+    writer = RestartWriter(tmp_path / "state.npz")
+    rows = [tuple(float(10 * i + j) for j in range(10)) for i in range(3)]
+    writer.save(atoms, 4, rows, 1.0, 2, 0.5)
+    rows[0] = (-1.0,) * 10
+    rows.append(tuple(float(30 + j) for j in range(10)))
+    writer.save(atoms, 6, rows, 1.0, 2, 0.7)
+    on_disk = np.fromfile(rows_path(tmp_path / "state.npz"), dtype="<f8").reshape(-1, 10)
+    assert on_disk.shape == (4, 10) and on_disk[0, 0] == 0.0 and on_disk[3, 0] == 30.0
+    assert int(np.load(tmp_path / "state.npz")["rows_count"]) == 4
+
+
+def _uninterrupted_and_restart(tmp_path):
+    atoms = _cluster()
+    settings = dict(timestep_fs=2.0, steps=20, temperature_K=600, seed=5, log_every=2)
+    whole = run_nve(atoms, EMT(), **settings)
+    restart = tmp_path / "state.npz"
+    with pytest.raises(KeyboardInterrupt):
+        run_nve(atoms, StopsAfter(14), restart=restart, restart_every=5, **settings)
+    return atoms, settings, whole, restart
+
+
+def test_rows_appended_after_the_last_state_are_dropped_on_continuing(tmp_path):
+    # a run killed after appending rows but before replacing its state: the state names fewer rows
+    atoms, settings, whole, restart = _uninterrupted_and_restart(tmp_path)
+    with open(rows_path(restart), "ab") as out:
+        out.write(np.full((20, 10), 7.0).tobytes())  # more than the run has left
+    resumed = run_nve(atoms, EMT(), restart=restart, **settings)
+    assert np.array_equal(resumed.total_energy, whole.total_energy)
+    assert np.array_equal(np.fromfile(rows_path(restart), dtype="<f8").reshape(-1, 10)[:, 0], whole.time_ps)
+
+
+def test_a_state_of_the_earlier_format_still_continues(tmp_path):
+    # state files written before the rows file kept every row inside the .npz
+    atoms, settings, whole, restart = _uninterrupted_and_restart(tmp_path)
+    with np.load(restart) as stored:
+        state = {k: stored[k] for k in stored.files if k != "rows_count"}
+    state["rows"] = np.fromfile(rows_path(restart), dtype="<f8").reshape(-1, 10)[:int(np.load(restart)["rows_count"])]
+    os.remove(rows_path(restart))
+    np.savez(restart, **state)
+    resumed = run_nve(atoms, EMT(), restart=restart, **settings)
+    assert np.array_equal(resumed.total_energy, whole.total_energy)
+
+
+def test_a_missing_or_short_rows_file_is_refused_by_name(tmp_path):
+    atoms, settings, whole, restart = _uninterrupted_and_restart(tmp_path)
+    rows_file = rows_path(restart)
+    with open(rows_file, "r+b") as out:
+        out.truncate(3 * 80)
+    with pytest.raises(ValueError, match=r"state\.npz\.rows' holds 3 rows.*names 6"):
+        run_nve(atoms, EMT(), restart=restart, **settings)
+    os.remove(rows_file)
+    with pytest.raises(ValueError, match=r"state\.npz\.rows' is missing"):
+        run_nve(atoms, EMT(), restart=restart, **settings)
 
 
 def test_a_restart_file_of_another_run_is_refused_by_name(tmp_path):

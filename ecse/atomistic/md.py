@@ -26,7 +26,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 from ._drift import energy_drift, energy_drift_stderr, energy_excursion
-from ._md_restart import read_restart, write_restart
+from ._md_restart import RestartWriter, read_restart
 
 __all__ = ["MDResult", "energy_drift", "energy_drift_stderr", "energy_excursion", "run_nve",
            "verlet_step_errors"]
@@ -148,8 +148,9 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         potential_eV kinetic_eV total_eV temperature_K`` per line (``numpy.loadtxt`` reads
         it).
     restart : str or path-like, optional
-        A ``.npz`` file that holds the run's state (positions, momenta, step, the logged
-        rows and settings), rewritten every ``restart_every`` steps and at the end.  If it
+        A ``.npz`` file that holds the run's state (positions, momenta, step and
+        settings), rewritten every ``restart_every`` steps and at the end, with the logged
+        rows appended to ``<restart>.rows`` beside it (keep the two together).  If it
         exists when the call starts, the run continues from it: ``temperature_K`` and
         ``seed`` are not used, the remaining steps up to ``steps`` in all are run, and
         ``logfile`` is rewritten with the stored rows first.  Velocity Verlet recomputes the
@@ -234,9 +235,10 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
     dyn.attach(record, interval=log_every)
     start = time.perf_counter()
     if restart is not None:
+        writer = RestartWriter(restart, 0 if state is None else int(state["saved_rows"]))
+
         def save() -> None:
-            write_restart(restart, atoms, dyn.nsteps, rows, timestep_fs, log_every,
-                           earlier_wall + time.perf_counter() - start)
+            writer.save(atoms, dyn.nsteps, rows, timestep_fs, log_every, earlier_wall + time.perf_counter() - start)
         dyn.attach(save, interval=restart_every)
     if logfile is not None:
         log = open(logfile, "w")
