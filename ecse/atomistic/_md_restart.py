@@ -87,10 +87,8 @@ class RestartWriter:
         self.saved = int(saved)
 
     def save(self, atoms, step: int, rows: list, timestep_fs: float, log_every: int, wall: float) -> None:
-        rows_file = rows_path(self.path)
-        with open(rows_file, "r+b" if os.path.exists(rows_file) else "wb") as out:
+        with open(rows_path(self.path), "ab") as out:  # appends after the cut, creates a missing file
             out.truncate(self.saved * _ROW_BYTES)
-            out.seek(self.saved * _ROW_BYTES)
             out.write(np.asarray(rows[self.saved:], dtype="<f8").reshape(-1, ROW_WIDTH).tobytes())
         tmp = f"{os.fspath(self.path)}.tmp.npz"
         np.savez(tmp, positions=atoms.get_positions(), momenta=atoms.get_momenta(), numbers=atoms.numbers,
