@@ -428,6 +428,22 @@ def test_each_save_appends_only_the_new_rows(tmp_path):
     assert int(np.load(tmp_path / "state.npz")["rows_count"]) == 4
 
 
+@pytest.mark.parametrize("every, steps_saved", [(5, [0, 5, 10, 15, 20]), (6, [0, 6, 12, 18, 20])])
+def test_the_state_is_saved_every_restart_every_steps_and_once_at_the_end(tmp_path, monkeypatch, every,
+                                                                         steps_saved):
+    saved = []
+    original = RestartWriter.save
+
+    def counting(self, atoms, step, *args):
+        saved.append(step)
+        original(self, atoms, step, *args)
+
+    monkeypatch.setattr(RestartWriter, "save", counting)
+    run_nve(_cluster(), EMT(), timestep_fs=2.0, steps=20, temperature_K=600, seed=5, log_every=2,
+            restart=tmp_path / "state.npz", restart_every=every)
+    assert saved == steps_saved  # the last step is not written twice when it is a multiple of every
+
+
 def _uninterrupted_and_restart(tmp_path):
     atoms = _cluster()
     settings = dict(timestep_fs=2.0, steps=20, temperature_K=600, seed=5, log_every=2)

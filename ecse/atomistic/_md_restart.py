@@ -85,6 +85,13 @@ class RestartWriter:
     def __init__(self, path, saved: int = 0):
         self.path = path
         self.saved = int(saved)
+        self.step: Optional[int] = None  # the step of this writer's last save
+
+    def save_unless_saved(self, atoms, step: int, rows: list, timestep_fs: float, log_every: int,
+                          wall: float) -> None:
+        """:meth:`save`, unless this writer's last save was of ``step`` already."""
+        if step != self.step:
+            self.save(atoms, step, rows, timestep_fs, log_every, wall)
 
     def save(self, atoms, step: int, rows: list, timestep_fs: float, log_every: int, wall: float) -> None:
         with open(rows_path(self.path), "ab") as out:  # appends after the cut, creates a missing file
@@ -95,3 +102,4 @@ class RestartWriter:
                  step=step, rows_count=len(rows), timestep_fs=timestep_fs, log_every=log_every, wall_time_s=wall)
         os.replace(tmp, self.path)
         self.saved = len(rows)
+        self.step = int(step)

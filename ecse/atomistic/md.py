@@ -178,7 +178,8 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         writer = RestartWriter(restart, 0 if state is None else int(state["saved_rows"]))
 
         def save() -> None:
-            writer.save(atoms, dyn.nsteps, rows, timestep_fs, log_every, earlier_wall + time.perf_counter() - start)
+            writer.save_unless_saved(atoms, dyn.nsteps, rows, timestep_fs, log_every,
+                                     earlier_wall + time.perf_counter() - start)
         dyn.attach(save, interval=restart_every)
     if logfile is not None:
         log = open(logfile, "w")
