@@ -36,7 +36,7 @@ from torch_geometric.data import Batch
 
 from ecse._validation import check_input_dtype
 from ecse.covariant import OutputSpec, irreps_to_symmetric, symmetric_to_irreps
-from ecse.elements import MAX_Z
+from ecse.elements import MAX_Z, atomic_numbers
 from ecse.neighbors import neighbor_list
 
 from ._init import reinitialise
@@ -214,10 +214,7 @@ class E3nnTensor(nn.Module):
             self.composition_offsets[int(z)] = float(value)
 
     def forward(self, data) -> Tensor:
-        z = getattr(data, "z", None)
-        if z is None:
-            raise ValueError("E3nnTensor needs atomic numbers in data.z")
-        pos, z = data.pos, z.long().reshape(-1)
+        pos, z = data.pos, atomic_numbers(data, "E3nnTensor")
         check_input_dtype(self, pos, "data.pos")
         batch = getattr(data, "batch", None)
         batch = torch.zeros_like(z) if batch is None else batch

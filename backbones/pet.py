@@ -33,7 +33,7 @@ from torch_geometric.data import Batch
 
 from ecse._validation import check_input_dtype
 from ecse.covariant import OutputSpec
-from ecse.elements import MAX_Z
+from ecse.elements import MAX_Z, atomic_numbers
 from ecse.neighbors import neighbor_list
 
 from ._init import reinitialise
@@ -43,19 +43,6 @@ from ._pet_local import AtomSequences, AveragedSequences, FrameSequences, copy_c
 from ._pet_utils import GaussianBasis, cutoff_switch, reverse_edges
 
 __all__ = ["PET"]
-
-
-def _species(data) -> Tensor:
-    """``data.z`` as ``[N]`` int64, checked against the known elements."""
-    z = getattr(data, "z", None)
-    if z is None:
-        raise ValueError("PET needs atomic numbers in data.z")
-    z = z.long().reshape(-1)
-    bad = (z < 1) | (z > MAX_Z)
-    if bool(bad.any()):
-        raise ValueError(f"PET: unknown element(s) with atomic number {sorted(set(z[bad].tolist()))}; "
-                         f"supported: 1..{MAX_Z}")
-    return z
 
 
 class PET(nn.Module):
@@ -220,9 +207,9 @@ class PET(nn.Module):
                 raise ValueError(f"offsets tensor must have shape [{MAX_Z + 1}], got {tuple(offsets.shape)}")
             self.composition_offsets.copy_(offsets)
             return
-        from ase.data import atomic_numbers
+        from ase.data import atomic_numbers as numbers_of_symbols
         for key, value in offsets.items():
-            z = atomic_numbers[key] if isinstance(key, str) else int(key)
+            z = numbers_of_symbols.get(key, 0) if isinstance(key, str) else int(key)
             if not 1 <= z <= MAX_Z:
                 raise ValueError(f"unknown element {key!r} in composition offsets")
             self.composition_offsets[z] = float(value)
@@ -256,7 +243,7 @@ class PET(nn.Module):
     def forward(self, data, local_frames=None) -> Tensor:
         """Per-structure (or per-atom) outputs; ``local_frames``: evaluate every per-atom
         update in each of the atom's frames (:mod:`ecse.local`), as ``ECSE(..., mode="local")`` does."""
-        pos, z, batch = data.pos, _species(data), getattr(data, "batch", None)
+        pos, z, batch = data.pos, atomic_numbers(data, "PET"), getattr(data, "batch", None)
         check_input_dtype(self, pos, "data.pos")
         batch = torch.zeros_like(z) if batch is None else batch
         nl = neighbor_list(pos, self.cutoff, batch, getattr(data, "cell", None), getattr(data, "pbc", None))

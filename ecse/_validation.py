@@ -6,14 +6,19 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["check_point_cloud", "check_input_dtype"]
+__all__ = ["check_point_cloud", "check_input_dtype", "NODE_KEYS"]
+
+#: attributes that PyG's conventions make per point (atomic numbers, features): their
+#: first dimension must match ``data.pos``'s.
+NODE_KEYS = ("z", "x")
 
 
 def check_point_cloud(data) -> tuple[Tensor, Tensor, int]:
     """Check a PyG ``Data``/``Batch`` and return ``(pos, batch, num_graphs)``.
 
     Raises:
-        ValueError: missing/empty/non-finite/wrongly shaped ``pos``, non-float dtype,
+        ValueError: missing/empty/non-finite/wrongly shaped ``pos``, non-float dtype, a
+            :data:`NODE_KEYS` attribute with another number of rows,
             ``batch`` of the wrong length or unsorted, tensors on different devices or
             of mixed float dtypes, a ``cell`` of the wrong shape or dtype.
     """
@@ -45,6 +50,11 @@ def check_point_cloud(data) -> tuple[Tensor, Tensor, int]:
         num_graphs = int(getattr(data, "num_graphs", 0) or int(batch.max()) + 1)
         if bool((torch.bincount(batch, minlength=num_graphs) == 0).any()):
             raise ValueError("empty point cloud: a graph in the batch has no points")
+    for key in NODE_KEYS:
+        value = getattr(data, key, None)
+        if isinstance(value, Tensor) and (value.dim() == 0 or value.shape[0] != pos.shape[0]):
+            raise ValueError(f"data.{key} must have one row per point ({pos.shape[0]}, as data.pos), "
+                             f"got shape {tuple(value.shape)}")
     for key in data.keys():
         value = data[key]
         if isinstance(value, Tensor) and value.device != pos.device:

@@ -154,6 +154,8 @@ def test_tiny_and_collinear_clouds_use_the_auxiliary_model(n):
     (lambda: Data(pos=torch.randn(4, 3), x=torch.randn(4, 2, dtype=torch.float64)), "one float dtype"),
     (lambda: Data(pos=torch.randn(4, 3), cell=torch.eye(2)), "cell"),
     (lambda: Data(x=torch.randn(4, 3)), "pos is missing"),
+    (lambda: Data(pos=torch.randn(4, 3), z=torch.ones(3, dtype=torch.long)), r"data.z must have one row per point \(4"),
+    (lambda: Data(pos=torch.randn(4, 3), x=torch.randn(5, 2)), r"data.x must have one row per point .* \(5, 2\)"),
 ])
 def test_bad_input_raises_a_clear_error(make_data, message):
     model = ECSE(make_backbone("mlp", 1), cutoff=3.0, out_shape=(1,))

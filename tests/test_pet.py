@@ -226,6 +226,23 @@ def test_unknown_element_raises(bad):
         small_pet()(data)
 
 
+def test_atomic_numbers_are_whole_numbers_one_per_atom():
+    model, data = small_pet(), methane()
+    reference = model(data)
+    data.z = methane().z.double()  # whole numbers stored as floats are the same elements
+    assert torch.equal(model(data), reference)
+    data.z = methane().z[:, None]  # [N, 1]
+    assert torch.equal(model(data), reference)
+    data.z = methane().z.double() + torch.tensor([0.0, 0, 0.5, 0, 0])  # would truncate to H
+    with pytest.raises(ValueError, match=r"whole atomic numbers, got \[1.5\]"):
+        model(data)
+    data.z = methane().z[:4]
+    with pytest.raises(ValueError, match=r"data.z must have shape \[N\] \(N = 5 points\), got \(4,\)"):
+        model(data)
+    with pytest.raises(ValueError, match="unknown element 'Xx'"):
+        model.set_composition_offsets({"Xx": 1.0})
+
+
 def test_composition_offsets_and_any_species():
     model, data = small_pet(), methane()
     before = model(data)
