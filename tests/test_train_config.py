@@ -221,6 +221,9 @@ def test_trainconfig_from_sections_and_mappings():
         TrainConfig()
     with pytest.raises(ValueError, match="'val_file'/'test_file' go with 'train_file'"):
         DataOptions(files="a.xyz", val_file="b.xyz")
+    with pytest.raises(ValueError, match="'split_sizes' splits 'files'; with 'train_file'"):
+        DataOptions(train_file="a.xyz", split_sizes=[5, 5, 5])  # would be ignored
+    assert DataOptions(train_file="a.xyz", split_sizes=[0.8, 0.1, 0.1]).val_file is None
 
 
 @pytest.mark.parametrize("output", [None, "scalar"])

@@ -476,3 +476,6 @@ def test_log_fields_and_epoch_line_list_forces_then_stress():
                val_forces_mae=0.3, val_stress_mae=0.4, lr=1e-3, time=1.5)
     line = epoch_line(SimpleNamespace(optimiser=SimpleNamespace(epochs=5)), types, row)
     assert "val E MAE 0.1 (0.02/atom)  val F MAE 0.3  val S MAE 0.4  lr" in line
+    empty = {**row, **{key: float("nan") for key in row if key.startswith("val_")}}
+    line = epoch_line(SimpleNamespace(optimiser=SimpleNamespace(epochs=5)), types, empty, validated=False)
+    assert "no validation set (best.pt: lowest training loss)  lr" in line and "nan" not in line

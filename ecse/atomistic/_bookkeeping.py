@@ -73,9 +73,13 @@ def progress_bar(show: bool, total: int, initial: int, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
-def epoch_line(config, types: dict, row: dict) -> str:
+def epoch_line(config, types: dict, row: dict, validated: bool = True) -> str:
+    """One epoch's log line; ``validated=False`` (no validation set) names the training
+    loss as what picks ``best.pt`` instead of printing empty (NaN) validation errors."""
     tensor = tensor_target(types)
-    if tensor is not None:
+    if not validated:
+        metrics = "no validation set (best.pt: lowest training loss)"
+    elif tensor is not None:
         key = tensor[0]
         metrics = f"val {key} RMSE {row[f'val_{key}_rmse']:.4g} MAE {row[f'val_{key}_mae']:.4g}"
     else:

@@ -188,7 +188,7 @@ def end_epoch(run: Run, t0: float) -> None:
         save(run, run.path("best.pt"))
     if run.ctx.is_main:
         write_log(run.path("log.csv"), progress.history, log_fields(run.types))
-    run.log(epoch_line(run.config, run.types, row) + ("  *" if is_best else ""))
+    run.log(epoch_line(run.config, run.types, row, validated=bool(val_set)) + ("  *" if is_best else ""))
 
 
 def budget_spent(run: Run) -> bool:

@@ -17,6 +17,9 @@ from ._options import Section
 
 __all__ = ["DataOptions", "LossOptions", "OptimiserOptions", "RunOptions"]
 
+#: ``data.split_sizes``'s default: fractions of ``files`` for training, validation and test
+DEFAULT_SPLIT = (0.8, 0.1, 0.1)
+
 
 @dataclass(frozen=True)
 class DataOptions(Section):
@@ -36,8 +39,9 @@ class DataOptions(Section):
     """Test structures (with ``train_file``), evaluated after training."""
     index: str = ":"
     """ASE index applied to every file (e.g. ``":100"`` for the first 100 structures)."""
-    split_sizes: list[Union[int, float]] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    """``[train, val, test]`` counts or fractions of the structures of ``files``."""
+    split_sizes: list[Union[int, float]] = field(default_factory=lambda: list(DEFAULT_SPLIT))
+    """``[train, val, test]`` counts or fractions of the structures of ``files`` (not used,
+    and refused if changed, with ``train_file``)."""
     targets: Optional[dict[str, str]] = None
     """``{key in the files: type}``, type ``energy``, ``forces``, ``stress``, ``vector``,
     ``rank2``, ``rank2-symmetric`` or an e3nn Irreps string (see
@@ -61,6 +65,9 @@ class DataOptions(Section):
             raise ValueError("section 'data': give exactly one of 'files' (split by 'split_sizes') or 'train_file'")
         if self.files is not None and (self.val_file is not None or self.test_file is not None):
             raise ValueError("section 'data': 'val_file'/'test_file' go with 'train_file', not with 'files'")
+        if self.train_file is not None and list(self.split_sizes) != list(DEFAULT_SPLIT):
+            raise ValueError("section 'data': 'split_sizes' splits 'files'; with 'train_file' the split is "
+                             "given by the files (val_file, test_file)")
         if len(self.split_sizes) != 3:
             raise ValueError(f"section 'data': 'split_sizes' needs 3 entries [train, val, test], "
                              f"got {self.split_sizes}")
