@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["group_slots", "pairs_within_groups"]
+__all__ = ["group_blocks", "group_slots", "pairs_within_groups"]
 
 
 def group_slots(group: Tensor, num_groups: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -49,3 +49,26 @@ def pairs_within_groups(group: Tensor, num_groups: int, ordered: bool) -> tuple[
     else:
         second = first + 1 + k
     return first, second
+
+
+def group_blocks(group: Tensor, num_groups: int, budget: int) -> list[tuple[int, int, int, int]]:
+    """Consecutive blocks ``(g0, g1, e0, e1)`` of groups ``g0:g1`` (entries ``e0:e1``)
+    holding about ``budget`` unordered pairs each: a block starts where the pairs before
+    it reach a multiple of ``budget``, so it holds at most ``budget`` pairs plus one
+    group's (a group is never split).
+
+    Example:
+        >>> import torch
+        >>> group_blocks(torch.tensor([0, 0, 0, 1, 1, 2, 2, 2]), 3, budget=3)
+        [(0, 1, 0, 3), (1, 3, 3, 8)]
+    """
+    counts, start, _ = group_slots(group, num_groups)
+    pairs = counts * (counts - 1) // 2
+    block = (torch.cumsum(pairs, 0) - pairs) // max(int(budget), 1)
+    sizes = torch.unique_consecutive(block, return_counts=True)[1].tolist() if num_groups else []
+    blocks, g0 = [], 0
+    starts, ends = start.tolist(), (start + counts).tolist()
+    for size in sizes:
+        blocks.append((g0, g0 + size, starts[g0], ends[g0 + size - 1]))
+        g0 += size
+    return blocks

@@ -49,6 +49,52 @@ def test_inner_cutoff_matches_reference(seed):
     assert np.allclose(r_in.numpy(), expected, atol=1e-12)
 
 
+def _structures():
+    """A molecule-like cloud, a liquid-like box, thermal fcc Cu and diamond C (periodic)."""
+    from ase.build import bulk
+    from ecse.atomistic import atoms_to_data
+
+    crystals = []
+    for symbol, lattice, a in (("Cu", "fcc", 3.6), ("C", "diamond", 3.57)):
+        atoms = bulk(symbol, lattice, a=a, cubic=True).repeat(2)
+        atoms.rattle(0.05, seed=1)
+        data = atoms_to_data(atoms, dtype=torch.float64)
+        crystals.append((data.pos, data.cell, data.pbc))
+    g = torch.Generator().manual_seed(3)
+    box = torch.rand(60, 3, generator=g, dtype=torch.float64) * 8.4
+    return [(_cloud(12, 0), None, None), (box, None, None), *crystals]
+
+
+@pytest.mark.parametrize("index", range(4), ids=["cloud", "liquid", "fcc-Cu", "diamond-C"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_inner_cutoff_in_blocks_equals_one_pass(monkeypatch, index, dtype):
+    # the value, the gradient and a second derivative (force training) of a function of
+    # r_in do not depend on how many centres are evaluated at once
+    import ecse.cutoff as cutoff
+
+    pos, cell, pbc = _structures()[index]
+    pos = pos.to(dtype)
+    n = pos.shape[0]
+    results, checkpoints = [], []
+    real = cutoff.checkpoint
+    monkeypatch.setattr(cutoff, "checkpoint", lambda *a, **k: checkpoints.append(1) or real(*a, **k))
+    for block in (1 << 40, 50):
+        monkeypatch.setattr(cutoff, "PAIR_BLOCK", block)
+        x = pos.clone().requires_grad_()
+        nl = neighbor_list(x, 5.0, torch.zeros(n, dtype=torch.long), cell if cell is None else cell.to(dtype), pbc)
+        r_in = adaptive_inner_cutoff(nl.center, nl.vector, n, 5.0)
+        energy = (r_in * torch.arange(1, n + 1, dtype=dtype)).sin().sum()
+        (grad,) = torch.autograd.grad(energy, x, create_graph=True)
+        (second,) = torch.autograd.grad(grad.pow(2).sum(), x)
+        with torch.no_grad():
+            assert torch.equal(adaptive_inner_cutoff(nl.center, nl.vector, n, 5.0), r_in.detach())
+        results.append((r_in.detach(), grad.detach(), second))
+    assert len(checkpoints) > 3  # the small blocks ran, checkpointed
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for one, blocked in zip(*results):
+        assert torch.allclose(one, blocked, rtol=tol, atol=tol * float(one.abs().max()))
+
+
 def test_inner_cutoff_for_a_centre_without_a_good_pair_is_outer_plus_margin():
     pos = torch.tensor([[0.0, 0, 0], [1, 0, 0], [2.1, 0, 0]], dtype=torch.float64)
     nl = neighbor_list(pos, 5.0)

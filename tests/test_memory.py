@@ -181,6 +181,37 @@ def test_wide_pet_on_dense_carbon_stays_inside_the_bound():
     assert result["finite"] and result["growth_gb"] < 0.6 * MEMORY_BOUND_GB, result
 
 
+_FRAMES_WORKER = r"""
+import json, resource, sys
+import torch
+torch.set_num_threads(1)
+import ecse.cutoff
+from ecse import local_frames
+n, block = int(sys.argv[1]), sys.argv[2]
+if block != "default":
+    ecse.cutoff.PAIR_BLOCK = int(block)
+g = torch.Generator().manual_seed(0)
+pos = (torch.rand(n, 3, generator=g, dtype=torch.float64) * (n / 0.1) ** (1 / 3)).requires_grad_()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+lf = local_frames(pos, 5.0)
+(lf.weight.sum() + lf.rotation.sum()).backward()
+growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024 / 1e9
+print(json.dumps({"growth_gb": growth, "finite": bool(torch.isfinite(pos.grad).all())}))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in kB: Linux")
+def test_frames_of_a_large_liquid_hold_the_pairs_of_one_block_at_a_time():
+    """Local frames (forward and backward) of 8000 points at a liquid's density, about 50
+    neighbours each: the adaptive inner cutoff's pairs of neighbours (9 million) are
+    evaluated in blocks, so the peak stays far below what they take at once (1.9 GB)."""
+    out = subprocess.run([sys.executable, "-c", _FRAMES_WORKER, "8000", "default"], capture_output=True,
+                         text=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["finite"] and result["growth_gb"] < 0.8, result
+
+
 # ----------------------------------------------------------------------------- the warning
 def _toy(data):  # any backbone; this one is cheap
     return scatter(data.pos[:, 0] ** 2, data.batch, dim=0, dim_size=data.num_graphs)
