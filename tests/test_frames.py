@@ -40,6 +40,27 @@ def test_pairs_within_groups_matches_itertools(ordered):
     assert mine == sorted(expected)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_group_blocks_cover_the_groups_in_order_within_the_budget(seed):
+    from ecse._pairs import group_blocks
+
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(0, 12, size=int(rng.integers(1, 40)))
+    group = torch.from_numpy(np.repeat(np.arange(len(sizes)), sizes))
+    budget = int(rng.integers(1, 80))
+    blocks = group_blocks(group, len(sizes), budget)
+    pairs = sizes * (sizes - 1) // 2
+    assert blocks[0][0] == 0 and blocks[-1][1] == len(sizes)
+    for (g0, g1, e0, e1), nxt in zip(blocks, blocks[1:] + [None]):
+        assert g1 > g0 and (nxt is None or nxt[0] == g1)
+        assert (e0, e1) == (int(sizes[:g0].sum()), int(sizes[:g1].sum()))
+        assert pairs[g0:g1 - 1].sum() < budget  # at most the budget plus one group's pairs
+    # a group's block is where the pairs before it reach a multiple of the budget
+    before = np.cumsum(pairs) - pairs
+    labels = np.concatenate([np.full(g1 - g0, k) for k, (g0, g1, _, _) in enumerate(blocks)])
+    assert np.array_equal(labels, np.unique(before // budget, return_inverse=True)[1])
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_inner_cutoff_matches_reference(seed):
     pos = _cloud(9, seed)
