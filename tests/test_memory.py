@@ -306,3 +306,32 @@ def test_trim_slack_benchmark_worker_compares_like_with_like(monkeypatch):
     slack = trim_slack.worker("cu4-small", "slack", 1, Path("."))
     assert every["energy"] == pytest.approx(slack["energy"], rel=1e-12, abs=0)
     assert every["trims_per_call"] >= 10 and slack["trims_per_call"] < every["trims_per_call"] / 5
+
+
+def test_pair_blocks_benchmark_builds_each_class_and_compares_like_with_like(monkeypatch):
+    """``benchmarks/pair_blocks.py``: every case has the size its docstring gives, and its
+    worker gives the same frames in one pass and in blocks (the one-pass setting changes
+    ``PAIR_BLOCK``, restored here)."""
+    from pathlib import Path
+
+    import ecse.cutoff as cutoff
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    import pair_blocks
+
+    data = root.parent / "shared" / "data"
+    sizes = {"cloud20000": 20000, "water1536": 1536, "cu2048": 2048, "cu2048-perfect": 2048, "c1728": 1728}
+    if not (data / "water_bulk_64").exists():
+        sizes.pop("water1536")
+    for name, atoms in sizes.items():
+        pos, cell, pbc = pair_blocks.structure(name, data)
+        assert pos.shape == (atoms, 3) and (cell is None) == (name == "cloud20000"), name
+    default = cutoff.PAIR_BLOCK
+    monkeypatch.setattr(cutoff, "PAIR_BLOCK", default)  # restored afterwards
+    one = pair_blocks.worker("cu2048-perfect", "one-pass", 1, data)
+    assert cutoff.PAIR_BLOCK == 1 << 40
+    cutoff.PAIR_BLOCK = default
+    blocks = pair_blocks.worker("cu2048-perfect", "blocks", 1, data)
+    assert one["energy"] == pytest.approx(blocks["energy"], rel=1e-12, abs=0) and one["atoms"] == 2048
+    assert blocks["copies_per_atom"] == pytest.approx(one["copies_per_atom"])
