@@ -87,12 +87,6 @@ class RestartWriter:
         self.saved = int(saved)
         self.step: Optional[int] = None  # the step of this writer's last save
 
-    def save_unless_saved(self, atoms, step: int, rows: list, timestep_fs: float, log_every: int,
-                          wall: float) -> None:
-        """:meth:`save`, unless this writer's last save was of ``step`` already."""
-        if step != self.step:
-            self.save(atoms, step, rows, timestep_fs, log_every, wall)
-
     def save(self, atoms, step: int, rows: list, timestep_fs: float, log_every: int, wall: float) -> None:
         with open(rows_path(self.path), "ab") as out:  # appends after the cut, creates a missing file
             out.truncate(self.saved * _ROW_BYTES)

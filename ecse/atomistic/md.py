@@ -178,8 +178,7 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         writer = RestartWriter(restart, 0 if state is None else int(state["saved_rows"]))
 
         def save() -> None:
-            writer.save_unless_saved(atoms, dyn.nsteps, rows, timestep_fs, log_every,
-                                     earlier_wall + time.perf_counter() - start)
+            writer.save(atoms, dyn.nsteps, rows, timestep_fs, log_every, earlier_wall + time.perf_counter() - start)
         dyn.attach(save, interval=restart_every)
     if logfile is not None:
         log = open(logfile, "w")
@@ -191,7 +190,7 @@ def run_nve(atoms, calculator, timestep_fs: float = 0.5, steps: int = 4000,
         for i, _ in enumerate(dyn.irun(steps - done)):
             if bar is not None and i > 0:
                 bar.update(1)
-        if restart is not None:
+        if restart is not None and writer.step != dyn.nsteps:  # unless the last step was just saved
             save()
     finally:
         if bar is not None:
