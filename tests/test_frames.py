@@ -71,14 +71,16 @@ def test_inner_cutoff_matches_reference(seed):
 
 
 def _structures():
-    """A molecule-like cloud, a liquid-like box, thermal fcc Cu and diamond C (periodic)."""
+    """A molecule-like cloud, a liquid-like box, thermal fcc Cu, bcc Fe and diamond C, and
+    perfect fcc Cu and bcc Fe (periodic)."""
     from ase.build import bulk
     from ecse.atomistic import atoms_to_data
 
     crystals = []
-    for symbol, lattice, a in (("Cu", "fcc", 3.6), ("C", "diamond", 3.57)):
+    for symbol, lattice, a, rattle in (("Cu", "fcc", 3.6, 0.05), ("Fe", "bcc", 2.87, 0.05),
+                                       ("C", "diamond", 3.57, 0.05), ("Cu", "fcc", 3.6, 0.0), ("Fe", "bcc", 2.87, 0.0)):
         atoms = bulk(symbol, lattice, a=a, cubic=True).repeat(2)
-        atoms.rattle(0.05, seed=1)
+        atoms.rattle(rattle, seed=1)
         data = atoms_to_data(atoms, dtype=torch.float64)
         crystals.append((data.pos, data.cell, data.pbc))
     g = torch.Generator().manual_seed(3)
@@ -86,7 +88,8 @@ def _structures():
     return [(_cloud(12, 0), None, None), (box, None, None), *crystals]
 
 
-@pytest.mark.parametrize("index", range(4), ids=["cloud", "liquid", "fcc-Cu", "diamond-C"])
+@pytest.mark.parametrize("index", range(7), ids=["cloud", "liquid", "fcc-Cu", "bcc-Fe", "diamond-C",
+                                                 "perfect-fcc-Cu", "perfect-bcc-Fe"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_inner_cutoff_in_blocks_equals_one_pass(monkeypatch, index, dtype):
     # the value, the gradient and a second derivative (force training) of a function of

@@ -134,12 +134,17 @@ print(json.dumps({"growth_gb": growth, "seconds": time.perf_counter() - start, "
 """
 
 
-def _peak(*case) -> dict:
-    """``_WORKER``'s result for ``case`` (mode, symbol, lattice, repeat) in a fresh process."""
-    out = subprocess.run([sys.executable, "-c", _WORKER, *map(str, case)], capture_output=True, text=True,
+def _fresh(worker: str, *args) -> dict:
+    """The last stdout line (JSON) of ``worker`` run with ``args`` in a fresh process, one thread."""
+    out = subprocess.run([sys.executable, "-c", worker, *map(str, args)], capture_output=True, text=True,
                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _peak(*case) -> dict:
+    """``_WORKER``'s result for ``case`` (mode, symbol, lattice, repeat) in a fresh process."""
+    return _fresh(_WORKER, *case)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in kB and malloc_trim: Linux")
@@ -185,11 +190,8 @@ _FRAMES_WORKER = r"""
 import json, resource, sys
 import torch
 torch.set_num_threads(1)
-import ecse.cutoff
 from ecse import local_frames
-n, block = int(sys.argv[1]), sys.argv[2]
-if block != "default":
-    ecse.cutoff.PAIR_BLOCK = int(block)
+n = int(sys.argv[1])
 g = torch.Generator().manual_seed(0)
 pos = (torch.rand(n, 3, generator=g, dtype=torch.float64) * (n / 0.1) ** (1 / 3)).requires_grad_()
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -205,10 +207,7 @@ def test_frames_of_a_large_liquid_hold_the_pairs_of_one_block_at_a_time():
     """Local frames (forward and backward) of 8000 points at a liquid's density, about 50
     neighbours each: the adaptive inner cutoff's pairs of neighbours (9 million) are
     evaluated in blocks, so the peak stays far below what they take at once (1.9 GB)."""
-    out = subprocess.run([sys.executable, "-c", _FRAMES_WORKER, "8000", "default"], capture_output=True,
-                         text=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _fresh(_FRAMES_WORKER, 8000)
     assert result["finite"] and result["growth_gb"] < 0.8, result
 
 
